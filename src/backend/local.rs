@@ -1,0 +1,282 @@
+//! A repository in a local directory. Writes go to a temporary file that is fsynced, renamed into
+//! place and followed by an fsync of the directory, so a crash never leaves a partial file under
+//! a final name.
+
+use super::{Backend, BackendError, FileInfo, FileKind, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// A repository rooted at a directory of the local file system.
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBackend { root: root.into() }
+    }
+
+    fn path(&self, kind: FileKind, name: &str) -> PathBuf {
+        self.root.join(kind.relative_path(name))
+    }
+
+    fn io(op: &'static str, path: &Path, source: std::io::Error) -> BackendError {
+        BackendError::Io {
+            op,
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    fn not_found_or<'a>(
+        kind: FileKind,
+        name: &'a str,
+        op: &'static str,
+        path: &Path,
+    ) -> impl FnOnce(std::io::Error) -> BackendError + 'a {
+        let path = path.to_path_buf();
+        move |e| {
+            if e.kind() == ErrorKind::NotFound {
+                BackendError::NotFound {
+                    kind,
+                    name: name.to_string(),
+                }
+            } else {
+                Self::io(op, &path, e)
+            }
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<()> {
+        let config = self.path(FileKind::Config, "");
+        if config.exists() {
+            return Err(BackendError::AlreadyExists {
+                kind: FileKind::Config,
+                name: "config".into(),
+            });
+        }
+        fs::create_dir_all(&self.root).map_err(|e| Self::io("create directory", &self.root, e))?;
+        for kind in FileKind::FOLDERS {
+            let dir = self.root.join(kind.dir_name());
+            fs::create_dir_all(&dir).map_err(|e| Self::io("create directory", &dir, e))?;
+        }
+        for i in 0..=255u8 {
+            let dir = self.root.join("data").join(format!("{i:02x}"));
+            fs::create_dir_all(&dir).map_err(|e| Self::io("create directory", &dir, e))?;
+        }
+        sync_dir(&self.root).map_err(|e| Self::io("sync directory", &self.root, e))
+    }
+
+    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>> {
+        let top = self.root.join(kind.dir_name());
+        if kind == FileKind::Config {
+            return Ok(match fs::metadata(&top) {
+                Ok(m) => vec![FileInfo {
+                    name: "config".into(),
+                    size: m.len(),
+                }],
+                Err(_) => vec![],
+            });
+        }
+        let dirs: Vec<PathBuf> = if kind == FileKind::Pack {
+            let mut v = Vec::new();
+            for e in fs::read_dir(&top).map_err(|e| Self::io("list", &top, e))? {
+                let e = e.map_err(|e| Self::io("list", &top, e))?;
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    v.push(e.path());
+                }
+            }
+            v
+        } else {
+            vec![top]
+        };
+        let mut out = Vec::new();
+        for dir in dirs {
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(Self::io("list", &dir, e)),
+            };
+            for e in rd {
+                let e = e.map_err(|e| Self::io("list", &dir, e))?;
+                let Some(name) = e.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                // Temporary files of writes in progress (or interrupted) are not repository files.
+                if name.starts_with('.') {
+                    continue;
+                }
+                let meta = e.metadata().map_err(|err| Self::io("stat", &e.path(), err))?;
+                if meta.is_file() {
+                    out.push(FileInfo {
+                        name,
+                        size: meta.len(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        let p = self.path(kind, name);
+        let mut f = File::open(&p).map_err(Self::not_found_or(kind, name, "open", &p))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).map_err(|e| Self::io("read", &p, e))?;
+        Ok(buf)
+    }
+
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let p = self.path(kind, name);
+        let f = File::open(&p).map_err(Self::not_found_or(kind, name, "open", &p))?;
+        let size = f.metadata().map_err(|e| Self::io("stat", &p, e))?.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(BackendError::ShortRead {
+                kind,
+                name: name.to_string(),
+                offset,
+                len,
+            });
+        }
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, offset)
+            .map_err(|e| Self::io("read", &p, e))?;
+        Ok(buf)
+    }
+
+    fn write(&self, kind: FileKind, name: &str, data: &[u8], exclusive: bool) -> Result<()> {
+        let p = self.path(kind, name);
+        let dir = p.parent().expect("repository paths have a parent").to_path_buf();
+        let file_name = p.file_name().expect("repository paths have a name").to_string_lossy();
+        let tmp = dir.join(format!(".{}.tmp-{}", file_name, hex::encode(rand::random::<[u8; 8]>())));
+        let result = (|| -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            if e.kind() == ErrorKind::NotFound {
+                return Err(BackendError::Other(format!(
+                    "{}: the repository folder is missing; is this a stowage repository?",
+                    dir.display()
+                )));
+            }
+            return Err(Self::io("write", &tmp, e));
+        }
+        if exclusive {
+            // link(2) fails if the target exists, which rename(2) would silently replace.
+            let r = fs::hard_link(&tmp, &p);
+            let _ = fs::remove_file(&tmp);
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    return Err(BackendError::AlreadyExists {
+                        kind,
+                        name: name.to_string(),
+                    })
+                }
+                Err(e) => return Err(Self::io("link", &p, e)),
+            }
+        } else if let Err(e) = fs::rename(&tmp, &p) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Self::io("rename", &p, e));
+        }
+        sync_dir(&dir).map_err(|e| Self::io("sync directory", &dir, e))
+    }
+
+    fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
+        let p = self.path(kind, name);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Self::io("remove", &p, e)),
+        }
+    }
+
+    fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+        let p = self.path(kind, name);
+        let mut f = File::open(&p).map_err(Self::not_found_or(kind, name, "open", &p))?;
+        f.seek(SeekFrom::End(0)).map_err(|e| Self::io("stat", &p, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend() -> (tempfile::TempDir, LocalBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        (dir, b)
+    }
+
+    #[test]
+    fn write_then_read_whole_and_range() {
+        let (_d, b) = backend();
+        b.write(FileKind::Pack, "ab12", b"hello world", false).unwrap();
+        assert_eq!(b.read(FileKind::Pack, "ab12").unwrap(), b"hello world");
+        assert_eq!(b.read_range(FileKind::Pack, "ab12", 6, 5).unwrap(), b"world");
+        assert_eq!(b.size(FileKind::Pack, "ab12").unwrap(), 11);
+        assert_eq!(b.list(FileKind::Pack).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn range_past_end_is_an_error() {
+        let (_d, b) = backend();
+        b.write(FileKind::Index, "x", b"abc", false).unwrap();
+        assert!(matches!(
+            b.read_range(FileKind::Index, "x", 2, 5),
+            Err(BackendError::ShortRead { .. })
+        ));
+    }
+
+    #[test]
+    fn exclusive_write_refuses_to_overwrite() {
+        let (_d, b) = backend();
+        b.write(FileKind::Config, "", b"one", true).unwrap();
+        assert!(matches!(
+            b.write(FileKind::Config, "", b"two", true),
+            Err(BackendError::AlreadyExists { .. })
+        ));
+        assert_eq!(b.read(FileKind::Config, "").unwrap(), b"one");
+    }
+
+    #[test]
+    fn missing_file_is_not_found() {
+        let (_d, b) = backend();
+        assert!(matches!(
+            b.read(FileKind::Snapshot, "nope"),
+            Err(BackendError::NotFound { .. })
+        ));
+        assert!(!b.exists(FileKind::Snapshot, "nope").unwrap());
+    }
+
+    #[test]
+    fn create_twice_fails() {
+        let (_d, b) = backend();
+        b.write(FileKind::Config, "", b"c", true).unwrap();
+        assert!(b.create().is_err());
+    }
+
+    #[test]
+    fn temporary_files_are_not_listed() {
+        let (_d, b) = backend();
+        fs::write(b.root.join("index/.partial.tmp-1"), b"x").unwrap();
+        assert!(b.list(FileKind::Index).unwrap().is_empty());
+    }
+}

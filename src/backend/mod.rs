@@ -1,0 +1,173 @@
+//! Storage backends: the bottom layer. A backend stores named, immutable files of a few kinds and
+//! knows nothing about their contents. Everything above is built on the small [`Backend`] trait,
+//! so decorators (retries, fault injection, caching) can wrap any backend.
+
+pub mod local;
+
+use std::fmt;
+
+/// The kinds of file a repository holds, each in its own folder.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum FileKind {
+    /// The single `config` file at the top of the repository.
+    Config,
+    /// Key files under `keys/`: the master keys wrapped by a password.
+    Key,
+    /// Pack files under `data/XX/`.
+    Pack,
+    /// Index files under `index/`.
+    Index,
+    /// Snapshot files under `snapshots/`.
+    Snapshot,
+    /// Lock files under `locks/`.
+    Lock,
+}
+
+impl FileKind {
+    /// All kinds that live in a folder (every kind but `Config`).
+    pub const FOLDERS: [FileKind; 5] = [
+        FileKind::Key,
+        FileKind::Pack,
+        FileKind::Index,
+        FileKind::Snapshot,
+        FileKind::Lock,
+    ];
+
+    /// The folder (or, for `Config`, the file name) at the repository root.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            FileKind::Config => "config",
+            FileKind::Key => "keys",
+            FileKind::Pack => "data",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Lock => "locks",
+        }
+    }
+
+    /// The path of a file of this kind relative to the repository root. Pack files are spread
+    /// over 256 sub-folders named by the first two hex digits of their name.
+    pub fn relative_path(self, name: &str) -> String {
+        match self {
+            FileKind::Config => "config".to_string(),
+            FileKind::Pack if name.len() >= 2 => format!("data/{}/{}", &name[..2], name),
+            _ => format!("{}/{}", self.dir_name(), name),
+        }
+    }
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Config => "config",
+            FileKind::Key => "key",
+            FileKind::Pack => "pack",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshot",
+            FileKind::Lock => "lock",
+        })
+    }
+}
+
+/// One file found by [`Backend::list`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    pub name: String,
+    pub size: u64,
+}
+
+/// Errors of the storage layer. Each names the file it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{kind} {name:?} does not exist in the repository")]
+    NotFound { kind: FileKind, name: String },
+    #[error("{kind} {name:?} already exists in the repository")]
+    AlreadyExists { kind: FileKind, name: String },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading {kind} {name:?}: asked for {len} bytes at offset {offset}, file is shorter")]
+    ShortRead {
+        kind: FileKind,
+        name: String,
+        offset: u64,
+        len: u64,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// A place to store repository files. Implementations must be safe to share between threads.
+///
+/// Guarantees every implementation gives:
+/// - `write` is atomic: a reader sees either no file or the whole file, never a prefix, even if
+///   the process dies during the write.
+/// - `write` of a file that exists fails with `AlreadyExists` when `exclusive` is set; otherwise it
+///   replaces it (files named by the hash of their content are identical anyway).
+/// - `read_range` returns exactly `len` bytes or an error.
+pub trait Backend: Send + Sync {
+    /// A human-readable description of where the repository lives, for messages.
+    fn location(&self) -> String;
+
+    /// Creates the folder layout of a new repository. Fails if a `config` exists already.
+    fn create(&self) -> Result<()>;
+
+    /// Lists the files of one kind with their sizes, in no particular order.
+    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>>;
+
+    /// Reads a whole file.
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>>;
+
+    /// Reads `len` bytes from `offset`.
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
+
+    /// Stores a whole file atomically and durably.
+    fn write(&self, kind: FileKind, name: &str, data: &[u8], exclusive: bool) -> Result<()>;
+
+    /// Removes a file. Removing a file that does not exist is not an error.
+    fn remove(&self, kind: FileKind, name: &str) -> Result<()>;
+
+    /// The size of a file, or `NotFound`.
+    fn size(&self, kind: FileKind, name: &str) -> Result<u64>;
+
+    /// Whether a file exists.
+    fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
+        match self.size(kind, name) {
+            Ok(_) => Ok(true),
+            Err(BackendError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Opens the backend a repository location names. Only local paths (optionally prefixed with
+/// `local:`) are supported by this build.
+pub fn open_location(location: &str) -> Result<Box<dyn Backend>> {
+    if let Some(rest) = location.strip_prefix("local:") {
+        return Ok(Box::new(local::LocalBackend::new(rest)));
+    }
+    if location.starts_with("s3:") || location.starts_with("s3://") {
+        return Err(BackendError::Other(format!(
+            "repository {location:?}: the S3 backend is not available in this build"
+        )));
+    }
+    Ok(Box::new(local::LocalBackend::new(location)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_are_spread_over_subfolders() {
+        assert_eq!(FileKind::Pack.relative_path("abcdef"), "data/ab/abcdef");
+        assert_eq!(FileKind::Index.relative_path("abcdef"), "index/abcdef");
+        assert_eq!(FileKind::Config.relative_path(""), "config");
+    }
+}

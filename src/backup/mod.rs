@@ -1,0 +1,671 @@
+//! Backup: walk the source, store file content and trees, write a snapshot.
+//!
+//! The pipeline: one walker thread lists directories in sorted order and decides, per file,
+//! whether the parent snapshot's content can be reused (same size, mtime, ctime and inode). Files
+//! that must be read go through a bounded queue to reader threads that chunk, hash, compress and
+//! encrypt them (large files fan their chunks out over all cores). A directory's tree blob is
+//! written by whichever thread completes its last entry, so no thread waits on another and the
+//! walker is never more than the queue length ahead. The snapshot is written only after every
+//! pack and index file is stored.
+
+pub mod source;
+
+use crate::chunker::Chunker;
+use crate::id::{BlobType, Id};
+use crate::repo::snapshot::{Snapshot, SnapshotSummary};
+use crate::repo::tree::{ByteString, Node, NodeKind, Timestamp, Tree};
+use crate::repo::writer::BlobWriter;
+use crate::repo::{IndexedRepo, RepoError};
+use crossbeam_channel::{bounded, Sender};
+use rayon::prelude::*;
+use source::{node_from_metadata, regions, Excludes, OwnerNames, Region};
+use std::collections::HashMap;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Errors that stop a backup. (Unreadable entries below the given paths do not: they are
+/// warnings and make the snapshot incomplete.)
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("{path}: {source}")]
+    Source {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Which snapshot to compare with to skip unchanged files.
+#[derive(Clone, Debug, Default)]
+pub enum ParentChoice {
+    /// The latest snapshot of the same host and paths.
+    #[default]
+    Latest,
+    /// Read every file.
+    None,
+    Id(Id),
+}
+
+/// What to back up and how.
+#[derive(Clone, Debug, Default)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    /// Back up standard input as one file of this name instead of `paths`.
+    pub stdin_filename: Option<String>,
+    pub tags: Vec<String>,
+    /// Host name to record (default: this machine's).
+    pub hostname: Option<String>,
+    pub excludes: Vec<String>,
+    pub one_file_system: bool,
+    pub parent: ParentChoice,
+    /// Reader threads (default: number of cores).
+    pub threads: usize,
+}
+
+/// Live counters for a progress display.
+#[derive(Debug, Default)]
+pub struct BackupProgress {
+    pub files_done: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_added: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// The result of a backup.
+#[derive(Debug)]
+pub struct BackupReport {
+    pub snapshot_id: Id,
+    pub snapshot: Snapshot,
+    pub parent: Option<Id>,
+    /// Entries that could not be read (the snapshot is then marked incomplete).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Default)]
+struct Counters {
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unchanged: AtomicU64,
+    dirs_new: AtomicU64,
+    dirs_changed: AtomicU64,
+    dirs_unchanged: AtomicU64,
+    total_bytes: AtomicU64,
+    total_files: AtomicU64,
+}
+
+/// How a node compares with the parent snapshot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Novelty {
+    New,
+    Changed,
+    Unchanged,
+}
+
+/// A directory whose tree is being assembled. It is finished when `remaining` drops to zero.
+struct DirState {
+    slots: Mutex<Vec<Option<Node>>>,
+    remaining: AtomicUsize,
+    /// The directory's own node, and where it goes in its parent; `None` for the root.
+    place: Option<(Node, Arc<DirState>, usize)>,
+    old_subtree: Option<Id>,
+}
+
+struct Job {
+    path: PathBuf,
+    node: Node,
+    dir: Arc<DirState>,
+    slot: usize,
+    novelty: Novelty,
+}
+
+struct Ctx<'a> {
+    repo: Arc<IndexedRepo>,
+    writer: BlobWriter,
+    owners: OwnerNames,
+    excludes: Excludes,
+    one_file_system: bool,
+    counters: Counters,
+    progress: &'a BackupProgress,
+    warnings: Mutex<Vec<String>>,
+    fatal: Mutex<Option<RepoError>>,
+    root_tree: Mutex<Option<Id>>,
+    hardlinks: Mutex<HashMap<(u64, u64), Vec<u8>>>,
+    threads: usize,
+}
+
+impl Ctx<'_> {
+    fn warn(&self, msg: String) {
+        tracing::warn!("{msg}");
+        self.progress.errors.fetch_add(1, Ordering::Relaxed);
+        self.warnings.lock().unwrap().push(msg);
+    }
+
+    fn fail(&self, e: RepoError) {
+        let mut f = self.fatal.lock().unwrap();
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.fatal.lock().unwrap().is_some()
+    }
+
+    /// Fills one slot of a directory; finishes the directory if it was the last.
+    fn complete(&self, dir: &Arc<DirState>, slot: usize, node: Option<Node>) {
+        if let Some(n) = node {
+            dir.slots.lock().unwrap()[slot] = Some(n);
+        }
+        self.release(dir);
+    }
+
+    fn release(&self, dir: &Arc<DirState>) {
+        if dir.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish_dir(dir);
+        }
+    }
+
+    fn finish_dir(&self, dir: &Arc<DirState>) {
+        let nodes: Vec<Node> = std::mem::take(&mut *dir.slots.lock().unwrap())
+            .into_iter()
+            .flatten()
+            .collect();
+        let tree = Tree { nodes };
+        let id = match self.writer.add(BlobType::Tree, &tree.encode()) {
+            Ok((id, _)) => Some(id),
+            Err(e) => {
+                self.fail(e);
+                None
+            }
+        };
+        match &dir.place {
+            None => *self.root_tree.lock().unwrap() = id,
+            Some((node, parent, slot)) => {
+                let counter = match dir.old_subtree {
+                    None => &self.counters.dirs_new,
+                    Some(old) if Some(old) == id => &self.counters.dirs_unchanged,
+                    Some(_) => &self.counters.dirs_changed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let mut node = node.clone();
+                node.subtree = id;
+                self.complete(parent, *slot, id.map(|_| node));
+            }
+        }
+    }
+
+    fn count_file(&self, novelty: Novelty, size: u64) {
+        let c = match novelty {
+            Novelty::New => &self.counters.files_new,
+            Novelty::Changed => &self.counters.files_changed,
+            Novelty::Unchanged => &self.counters.files_unchanged,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        self.counters.total_files.fetch_add(1, Ordering::Relaxed);
+        self.counters.total_bytes.fetch_add(size, Ordering::Relaxed);
+        self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stores one chunk, returning its id.
+    fn store_chunk(&self, data: &[u8]) -> Result<Id, RepoError> {
+        let (id, new) = self.writer.add(BlobType::Data, data)?;
+        self.progress.bytes_read.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if new {
+            self.progress.bytes_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        Ok(id)
+    }
+
+    /// Chunks a stream and stores its chunks. Batches of chunks are hashed, compressed and
+    /// encrypted in parallel, so a single huge file still uses every core.
+    fn store_stream<R: Read + ?Sized>(&self, chunker: &mut Chunker, r: &mut R, out: &mut Vec<Id>) -> Result<u64, StreamError> {
+        chunker.reset();
+        let mut total = 0u64;
+        let batch_len = 2 * self.threads.max(1);
+        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_len);
+        loop {
+            let next = chunker.next_chunk(r).map_err(StreamError::Io)?;
+            let end = next.is_none();
+            if let Some(c) = next {
+                total += c.len() as u64;
+                batch.push(c);
+            }
+            if batch.len() >= batch_len || (end && !batch.is_empty()) {
+                if batch.len() == 1 {
+                    out.push(self.store_chunk(&batch[0]).map_err(StreamError::Repo)?);
+                } else {
+                    let ids: Vec<Id> = batch
+                        .par_iter()
+                        .map(|c| self.store_chunk(c))
+                        .collect::<Result<_, _>>()
+                        .map_err(StreamError::Repo)?;
+                    out.extend(ids);
+                }
+                batch.clear();
+            }
+            if end {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Reads a file's content into its node.
+    fn read_file(&self, chunker: &mut Chunker, path: &Path, node: &mut Node) -> Result<(), StreamError> {
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(StreamError::Io)?;
+        let meta = f.metadata().map_err(StreamError::Io)?;
+        if !meta.is_file() {
+            return Err(StreamError::Io(io::Error::other("is no longer a regular file")));
+        }
+        let mut content = Vec::new();
+        let mut holes = Vec::new();
+        let mut size = 0;
+        for region in regions(&f, &meta) {
+            match region {
+                Region::Hole { offset, len } => {
+                    holes.push((offset, len));
+                    size = offset + len;
+                }
+                Region::Data { offset, len } => {
+                    f.seek(SeekFrom::Start(offset)).map_err(StreamError::Io)?;
+                    let mut limited = (&mut f).take(len);
+                    let read = self.store_stream(chunker, &mut limited, &mut content)?;
+                    // A file that shrank while we read it is recorded as what we read.
+                    size = offset + read;
+                    if read < len {
+                        holes.retain(|&(o, _)| o < size);
+                        break;
+                    }
+                }
+            }
+        }
+        node.size = size;
+        node.content = content;
+        node.holes = holes;
+        Ok(())
+    }
+}
+
+enum StreamError {
+    Io(io::Error),
+    Repo(RepoError),
+}
+
+fn file_unchanged(old: &Node, new: &Node) -> bool {
+    old.has_content()
+        && old.size == new.size
+        && old.mtime == new.mtime
+        && old.ctime == new.ctime
+        && old.inode == new.inode
+}
+
+/// Makes a path absolute and removes `.` and `..` components without resolving symlinks.
+fn absolute_clean(p: &Path) -> io::Result<PathBuf> {
+    let abs = std::path::absolute(p)?;
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    Ok(out)
+}
+
+/// Runs a backup into `repo` and writes its snapshot.
+pub fn run(repo: Arc<IndexedRepo>, opts: &BackupOptions, progress: &BackupProgress) -> Result<BackupReport, BackupError> {
+    let started = Instant::now();
+    let time = chrono::Utc::now();
+    let hostname = opts.hostname.clone().unwrap_or_else(crate::util::hostname);
+    let excludes = Excludes::new(&opts.excludes).map_err(BackupError::Invalid)?;
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    } else {
+        opts.threads
+    };
+
+    // Top-level entries: checked up front, so a missing path fails before anything is written.
+    let mut tops: Vec<(PathBuf, ByteString)> = Vec::new();
+    let paths: Vec<String> = if let Some(name) = &opts.stdin_filename {
+        crate::repo::tree::validate_name(name.as_bytes())
+            .map_err(|e| BackupError::Invalid(format!("--stdin-filename: {e}")))?;
+        vec![format!("/{name}")]
+    } else {
+        if opts.paths.is_empty() {
+            return Err(BackupError::Invalid("nothing to back up: give at least one path".into()));
+        }
+        for p in &opts.paths {
+            let abs = absolute_clean(p).map_err(|e| BackupError::Source {
+                path: p.display().to_string(),
+                source: e,
+            })?;
+            std::fs::symlink_metadata(&abs).map_err(|e| BackupError::Source {
+                path: p.display().to_string(),
+                source: e,
+            })?;
+            let name = abs
+                .file_name()
+                .map(ByteString::from_os)
+                .unwrap_or_else(|| ByteString(b"root".to_vec()));
+            if tops.iter().any(|(_, n)| *n == name) {
+                return Err(BackupError::Invalid(format!(
+                    "two paths are named {:?}; back them up separately",
+                    name.lossy()
+                )));
+            }
+            tops.push((abs, name));
+        }
+        tops.sort_by(|a, b| a.1.cmp(&b.1));
+        let mut v: Vec<String> = tops.iter().map(|(p, _)| p.display().to_string()).collect();
+        v.sort();
+        v
+    };
+
+    let parent = match &opts.parent {
+        ParentChoice::None => None,
+        ParentChoice::Id(id) => Some((*id, repo.repo().read_snapshot(id)?)),
+        ParentChoice::Latest => repo
+            .repo()
+            .list_snapshots()?
+            .into_iter()
+            .rev()
+            .find(|(_, s)| s.hostname == hostname && s.paths == paths),
+    };
+    let old_root = match &parent {
+        Some((_, s)) => match repo.read_tree(&s.tree) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("parent snapshot unreadable, reading every file: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+
+    let ctx = Ctx {
+        writer: BlobWriter::new(repo.clone(), 2),
+        repo: repo.clone(),
+        owners: OwnerNames::default(),
+        excludes,
+        one_file_system: opts.one_file_system,
+        counters: Counters::default(),
+        progress,
+        warnings: Mutex::new(Vec::new()),
+        fatal: Mutex::new(None),
+        root_tree: Mutex::new(None),
+        hardlinks: Mutex::new(HashMap::new()),
+        threads,
+    };
+
+    let n_top = if opts.stdin_filename.is_some() { 1 } else { tops.len() };
+    let root = Arc::new(DirState {
+        slots: Mutex::new(vec![None; n_top]),
+        remaining: AtomicUsize::new(n_top + 1),
+        place: None,
+        old_subtree: parent.as_ref().map(|(_, s)| s.tree),
+    });
+
+    if let Some(name) = &opts.stdin_filename {
+        let mut node = Node::new(ByteString(name.as_bytes().to_vec()), NodeKind::File);
+        let now = chrono::Utc::now();
+        let ts = Timestamp(now.timestamp(), now.timestamp_subsec_nanos());
+        node.mode = 0o644;
+        node.uid = nix::unistd::getuid().as_raw();
+        node.gid = nix::unistd::getgid().as_raw();
+        node.mtime = ts;
+        node.ctime = ts;
+        node.atime = ts;
+        let mut chunker = Chunker::new(repo.repo().chunker().clone());
+        let mut stdin = io::stdin().lock();
+        let mut content = Vec::new();
+        match ctx.store_stream(&mut chunker, &mut stdin, &mut content) {
+            Ok(n) => node.size = n,
+            Err(StreamError::Repo(e)) => return Err(e.into()),
+            Err(StreamError::Io(e)) => {
+                return Err(BackupError::Source {
+                    path: "standard input".into(),
+                    source: e,
+                })
+            }
+        }
+        node.content = content;
+        ctx.count_file(Novelty::New, node.size);
+        ctx.complete(&root, 0, Some(node));
+        ctx.release(&root);
+    } else {
+        let (tx, rx) = bounded::<Job>(threads * 64);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                let rx = rx.clone();
+                let ctx = &ctx;
+                scope.spawn(move || {
+                    let mut chunker = Chunker::new(ctx.repo.repo().chunker().clone());
+                    for mut job in rx {
+                        if ctx.failed() {
+                            ctx.complete(&job.dir, job.slot, None);
+                            continue;
+                        }
+                        match ctx.read_file(&mut chunker, &job.path, &mut job.node) {
+                            Ok(()) => {
+                                ctx.count_file(job.novelty, job.node.size);
+                                ctx.complete(&job.dir, job.slot, Some(job.node));
+                            }
+                            Err(StreamError::Io(e)) => {
+                                ctx.warn(format!("{}: {e}", job.path.display()));
+                                ctx.complete(&job.dir, job.slot, None);
+                            }
+                            Err(StreamError::Repo(e)) => {
+                                ctx.fail(e);
+                                ctx.complete(&job.dir, job.slot, None);
+                            }
+                        }
+                    }
+                });
+            }
+            drop(rx);
+            let old_nodes = index_nodes(old_root.as_ref());
+            for (i, (path, name)) in tops.iter().enumerate() {
+                let old = old_nodes.get(name.0.as_slice()).copied();
+                walk_entry(&ctx, &tx, &root, i, path, name.clone(), name.0.clone(), old, None);
+            }
+            ctx.release(&root);
+            drop(tx);
+        });
+    }
+
+    let writer_summary = {
+        let Ctx { writer, .. } = ctx;
+        let root_tree = *ctx.root_tree.lock().unwrap();
+        if let Some(e) = ctx.fatal.lock().unwrap().take() {
+            drop(writer);
+            return Err(e.into());
+        }
+        let summary = writer.finish()?;
+        (summary, root_tree)
+    };
+    let (ws, root_tree) = writer_summary;
+    let root_tree = root_tree.ok_or_else(|| BackupError::Invalid("no root tree was written".into()))?;
+    let warnings = std::mem::take(&mut *ctx.warnings.lock().unwrap());
+    let c = &ctx.counters;
+    let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let snapshot = Snapshot {
+        time,
+        hostname,
+        username: crate::util::username(),
+        paths,
+        tags: opts.tags.clone(),
+        tree: root_tree,
+        parent: parent.as_ref().map(|(id, _)| *id),
+        excludes: ctx.excludes.patterns().to_vec(),
+        incomplete: !warnings.is_empty(),
+        program: format!("stowage {}", env!("CARGO_PKG_VERSION")),
+        summary: SnapshotSummary {
+            files_new: ld(&c.files_new),
+            files_changed: ld(&c.files_changed),
+            files_unchanged: ld(&c.files_unchanged),
+            dirs_new: ld(&c.dirs_new),
+            dirs_changed: ld(&c.dirs_changed),
+            dirs_unchanged: ld(&c.dirs_unchanged),
+            bytes_read: ld(&progress.bytes_read),
+            bytes_added: ws.bytes_added,
+            bytes_added_stored: ws.bytes_stored,
+            blobs_added: ws.blobs_added,
+            total_bytes: ld(&c.total_bytes),
+            total_files: ld(&c.total_files),
+            errors: warnings.len() as u64,
+            duration_secs: started.elapsed().as_secs_f64(),
+        },
+    };
+    let snapshot_id = repo.repo().save_snapshot(&snapshot)?;
+    Ok(BackupReport {
+        snapshot_id,
+        snapshot,
+        parent: parent.map(|(id, _)| id),
+        warnings,
+    })
+}
+
+fn index_nodes(tree: Option<&Tree>) -> HashMap<&[u8], &Node> {
+    tree.map(|t| t.nodes.iter().map(|n| (n.name.0.as_slice(), n)).collect())
+        .unwrap_or_default()
+}
+
+/// Handles one directory entry on the walker thread.
+#[allow(clippy::too_many_arguments)]
+fn walk_entry(
+    ctx: &Ctx,
+    jobs: &Sender<Job>,
+    dir: &Arc<DirState>,
+    slot: usize,
+    path: &Path,
+    name: ByteString,
+    rel: Vec<u8>,
+    old: Option<&Node>,
+    top_dev: Option<u64>,
+) {
+    if ctx.failed() {
+        ctx.complete(dir, slot, None);
+        return;
+    }
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            ctx.warn(format!("{}: {e}", path.display()));
+            ctx.complete(dir, slot, None);
+            return;
+        }
+    };
+    let mut node = match node_from_metadata(path, name, &meta, &ctx.owners) {
+        Ok(n) => n,
+        Err(e) => {
+            ctx.warn(format!("{}: {e}", path.display()));
+            ctx.complete(dir, slot, None);
+            return;
+        }
+    };
+    match node.kind {
+        NodeKind::Dir => {
+            let top_dev = top_dev.unwrap_or(meta.dev());
+            let old_subtree = old.filter(|o| o.kind == NodeKind::Dir).and_then(|o| o.subtree);
+            let old_tree = old_subtree.and_then(|id| match ctx.repo.read_tree(&id) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!("parent tree of {} unreadable: {e}", path.display());
+                    None
+                }
+            });
+            let crosses_fs = ctx.one_file_system && meta.dev() != top_dev;
+            let mut entries: Vec<(ByteString, PathBuf)> = Vec::new();
+            if !crosses_fs {
+                match std::fs::read_dir(path) {
+                    Ok(rd) => {
+                        for e in rd {
+                            match e {
+                                Ok(e) => {
+                                    let p = e.path();
+                                    if ctx.excludes.is_excluded(&p) {
+                                        continue;
+                                    }
+                                    entries.push((ByteString::from_os(&e.file_name()), p));
+                                }
+                                Err(e) => ctx.warn(format!("{}: {e}", path.display())),
+                            }
+                        }
+                    }
+                    Err(e) => ctx.warn(format!("{}: {e}", path.display())),
+                }
+            }
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let n = entries.len();
+            let state = Arc::new(DirState {
+                slots: Mutex::new(vec![None; n]),
+                remaining: AtomicUsize::new(n + 1),
+                place: Some((node, dir.clone(), slot)),
+                old_subtree,
+            });
+            let old_nodes = index_nodes(old_tree.as_ref());
+            for (i, (child_name, child_path)) in entries.into_iter().enumerate() {
+                let mut child_rel = rel.clone();
+                child_rel.push(b'/');
+                child_rel.extend_from_slice(&child_name.0);
+                let old_child = old_nodes.get(child_name.0.as_slice()).copied();
+                walk_entry(ctx, jobs, &state, i, &child_path, child_name, child_rel, old_child, Some(top_dev));
+            }
+            ctx.release(&state);
+        }
+        NodeKind::File => {
+            if node.links > 1 {
+                let mut links = ctx.hardlinks.lock().unwrap();
+                match links.get(&(node.device, node.inode)) {
+                    Some(first) => {
+                        node.kind = NodeKind::Hardlink;
+                        node.link_target = Some(ByteString(first.clone()));
+                    }
+                    None => {
+                        links.insert((node.device, node.inode), rel.clone());
+                    }
+                }
+            }
+            let novelty = match old {
+                None => Novelty::New,
+                Some(o) if file_unchanged(o, &node) && o.content.iter().all(|id| ctx.repo.index().contains(id)) => {
+                    Novelty::Unchanged
+                }
+                Some(_) => Novelty::Changed,
+            };
+            if novelty == Novelty::Unchanged {
+                let o = old.unwrap();
+                node.content = o.content.clone();
+                node.holes = o.holes.clone();
+                ctx.count_file(novelty, node.size);
+                ctx.complete(dir, slot, Some(node));
+                return;
+            }
+            let job = Job {
+                path: path.to_path_buf(),
+                node,
+                dir: dir.clone(),
+                slot,
+                novelty,
+            };
+            if let Err(crossbeam_channel::SendError(job)) = jobs.send(job) {
+                ctx.complete(&job.dir, job.slot, None);
+            }
+        }
+        _ => ctx.complete(dir, slot, Some(node)),
+    }
+}

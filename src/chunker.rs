@@ -1,0 +1,323 @@
+//! Content-defined chunking with FastCDC (2020 variant, normalized), seeded per repository.
+//!
+//! The cut-point search is the `fastcdc` crate's `cut_gear` over a gear table XORed with the
+//! repository's chunker seed; this module adds a streaming buffer that is reused across files so
+//! that chunking many small files costs no allocation beyond the chunks themselves. Boundaries
+//! depend only on the bytes of the stream, never on how the reader splits its reads.
+
+use fastcdc::v2020::{self, MASKS};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read};
+use std::sync::Arc;
+
+/// Chunker parameters, stored in the repository config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkerParams {
+    /// Smallest chunk, except the last chunk of a stream.
+    pub min_size: u32,
+    /// Target average chunk size (rounded to a power of two by the algorithm).
+    pub avg_size: u32,
+    /// Largest chunk.
+    pub max_size: u32,
+    /// FastCDC normalization level (0-3).
+    pub normalization: u32,
+}
+
+impl Default for ChunkerParams {
+    /// 256 KiB / 1 MiB / 4 MiB, normalization level 1.
+    fn default() -> Self {
+        ChunkerParams {
+            min_size: 256 * 1024,
+            avg_size: 1024 * 1024,
+            max_size: 4 * 1024 * 1024,
+            normalization: 1,
+        }
+    }
+}
+
+impl ChunkerParams {
+    /// Checks the parameters against the algorithm's limits (they come from the repository,
+    /// which is untrusted until proven otherwise).
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = (v2020::MINIMUM_MIN..=v2020::MINIMUM_MAX).contains(&self.min_size)
+            && (v2020::AVERAGE_MIN..=v2020::AVERAGE_MAX).contains(&self.avg_size)
+            && (v2020::MAXIMUM_MIN..=v2020::MAXIMUM_MAX).contains(&self.max_size)
+            && self.min_size <= self.avg_size
+            && self.avg_size <= self.max_size
+            && self.normalization <= 3;
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "chunker sizes {}/{}/{} (normalization {}) are outside the supported range \
+                 (min {}..={}, avg {}..={}, max {}..={}, min <= avg <= max, normalization 0..=3)",
+                self.min_size,
+                self.avg_size,
+                self.max_size,
+                self.normalization,
+                v2020::MINIMUM_MIN,
+                v2020::MINIMUM_MAX,
+                v2020::AVERAGE_MIN,
+                v2020::AVERAGE_MAX,
+                v2020::MAXIMUM_MIN,
+                v2020::MAXIMUM_MAX
+            ))
+        }
+    }
+}
+
+/// The gear tables and masks for one repository; cheap to share between threads.
+pub struct ChunkerSpec {
+    params: ChunkerParams,
+    mask_s: u64,
+    mask_l: u64,
+    gear: Box<[u64; 256]>,
+    gear_ls: Box<[u64; 256]>,
+}
+
+impl ChunkerSpec {
+    /// Panics if the parameters are invalid: call [`ChunkerParams::validate`] first.
+    pub fn new(params: ChunkerParams, seed: u64) -> Arc<Self> {
+        params.validate().expect("chunker parameters were validated");
+        let bits = v2020::logarithm2(params.avg_size);
+        let mask_s = MASKS[(bits + params.normalization) as usize];
+        let mask_l = MASKS[(bits - params.normalization) as usize];
+        let (gear, gear_ls) = v2020::get_gear_with_seed(seed);
+        Arc::new(ChunkerSpec {
+            params,
+            mask_s,
+            mask_l,
+            gear,
+            gear_ls,
+        })
+    }
+
+    pub fn params(&self) -> ChunkerParams {
+        self.params
+    }
+
+    /// Length of the first chunk of `data`, taken as the whole remaining stream when `at_end`.
+    fn cut(&self, data: &[u8]) -> usize {
+        let p = &self.params;
+        v2020::cut_gear(
+            data,
+            p.min_size as usize,
+            p.avg_size as usize,
+            p.max_size as usize,
+            self.mask_s,
+            self.mask_l,
+            self.mask_s << 1,
+            self.mask_l << 1,
+            &self.gear,
+            &self.gear_ls,
+        )
+        .1
+    }
+
+    /// Splits an in-memory buffer into chunk lengths (used by tests and small inputs).
+    pub fn chunk_lengths(&self, mut data: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            let n = self.cut(data);
+            out.push(n);
+            data = &data[n..];
+        }
+        out
+    }
+}
+
+/// A streaming chunker with a reusable buffer of twice the maximum chunk size.
+pub struct Chunker {
+    spec: Arc<ChunkerSpec>,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl Chunker {
+    pub fn new(spec: Arc<ChunkerSpec>) -> Self {
+        Chunker {
+            spec,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            eof: false,
+        }
+    }
+
+    /// Forgets any buffered data so the next call starts a new stream.
+    pub fn reset(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.eof = false;
+    }
+
+    /// Returns the next chunk of the stream `r`, or `None` at its end. The same reader must be
+    /// passed until `None` is returned (or [`Chunker::reset`] is called).
+    pub fn next_chunk<R: Read + ?Sized>(&mut self, r: &mut R) -> io::Result<Option<Vec<u8>>> {
+        let max = self.spec.params.max_size as usize;
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; 2 * max];
+        }
+        while !self.eof && self.end - self.start < max {
+            if self.end == self.buf.len() {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            match r.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.start == self.end {
+            return Ok(None);
+        }
+        let n = self.spec.cut(&self.buf[self.start..self.end]);
+        let chunk = self.buf[self.start..self.start + n].to_vec();
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(Some(chunk))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn small_params() -> ChunkerParams {
+        ChunkerParams {
+            min_size: 256,
+            avg_size: 1024,
+            max_size: 4096,
+            normalization: 1,
+        }
+    }
+
+    /// A reader that returns at most `sizes[i % len]` bytes per call.
+    struct ChoppyReader<'a> {
+        data: &'a [u8],
+        sizes: Vec<usize>,
+        i: usize,
+    }
+
+    impl Read for ChoppyReader<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let want = self.sizes[self.i % self.sizes.len()].max(1).min(buf.len());
+            self.i += 1;
+            let n = want.min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn stream_lengths(spec: &Arc<ChunkerSpec>, data: &[u8], sizes: Vec<usize>) -> Vec<usize> {
+        let mut c = Chunker::new(spec.clone());
+        let mut r = ChoppyReader { data, sizes, i: 0 };
+        let mut out = Vec::new();
+        while let Some(ch) = c.next_chunk(&mut r).unwrap() {
+            out.push(ch.len());
+        }
+        out
+    }
+
+    #[test]
+    fn empty_stream_has_no_chunks() {
+        let spec = ChunkerSpec::new(small_params(), 7);
+        assert!(stream_lengths(&spec, b"", vec![10]).is_empty());
+    }
+
+    #[test]
+    fn small_input_is_one_chunk() {
+        let spec = ChunkerSpec::new(small_params(), 7);
+        assert_eq!(stream_lengths(&spec, &[1u8; 200], vec![1000]), vec![200]);
+    }
+
+    #[test]
+    fn chunks_respect_bounds() {
+        let spec = ChunkerSpec::new(small_params(), 7);
+        let data = pseudo_random(200_000, 3);
+        let lens = stream_lengths(&spec, &data, vec![65536]);
+        assert_eq!(lens.iter().sum::<usize>(), data.len());
+        for l in &lens[..lens.len() - 1] {
+            assert!((256..=4096).contains(l), "{l}");
+        }
+    }
+
+    #[test]
+    fn seed_changes_boundaries() {
+        let data = pseudo_random(100_000, 5);
+        let a = ChunkerSpec::new(small_params(), 1).chunk_lengths(&data);
+        let b = ChunkerSpec::new(small_params(), 2).chunk_lengths(&data);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn insertion_only_changes_nearby_chunks() {
+        let spec = ChunkerSpec::new(small_params(), 9);
+        let data = pseudo_random(300_000, 11);
+        let mut changed = data[..150_000].to_vec();
+        changed.extend_from_slice(b"inserted bytes");
+        changed.extend_from_slice(&data[150_000..]);
+        let chunks = |d: &[u8]| -> std::collections::HashSet<Vec<u8>> {
+            let mut off = 0;
+            spec.chunk_lengths(d)
+                .into_iter()
+                .map(|n| {
+                    off += n;
+                    d[off - n..off].to_vec()
+                })
+                .collect()
+        };
+        let a = chunks(&data);
+        let b = chunks(&changed);
+        let new = b.difference(&a).count();
+        assert!(new <= 3, "{new} chunks changed");
+    }
+
+    #[test]
+    fn invalid_params_are_reported() {
+        let p = ChunkerParams {
+            min_size: 10,
+            avg_size: 5,
+            max_size: 1,
+            normalization: 9,
+        };
+        assert!(p.validate().is_err());
+        assert!(ChunkerParams::default().validate().is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn boundaries_do_not_depend_on_read_sizes(
+            len in 0usize..60_000,
+            seed in any::<u64>(),
+            sizes in proptest::collection::vec(1usize..9000, 1..8),
+        ) {
+            let spec = ChunkerSpec::new(small_params(), seed | 1);
+            let data = pseudo_random(len, seed);
+            let whole = spec.chunk_lengths(&data);
+            prop_assert_eq!(stream_lengths(&spec, &data, sizes), whole);
+        }
+    }
+}

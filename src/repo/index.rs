@@ -1,0 +1,296 @@
+//! Index files (`index/<id>`) and the in-memory master index built from them.
+//!
+//! An index file is sealed with [`FileAad::Index`]; its plaintext is
+//! `version (u8 = 1) || superseded count (u32) || superseded ids (32 each) ||
+//!  pack count (u32) || per pack: pack id (32) || blob count (u32) || blob entries (46 each)`,
+//! all integers little-endian, blob entries as in pack headers ([`PackBlob`]).
+
+use super::error::{RepoError, Result};
+use crate::crypto::{FileAad, MasterKeys};
+use crate::id::{BlobType, Id, ID_LEN};
+use crate::pack::{PackBlob, ENTRY_LEN};
+use std::collections::HashMap;
+
+/// Version byte at the start of an index file's plaintext.
+pub const INDEX_VERSION: u8 = 1;
+/// Largest index file accepted.
+pub const MAX_INDEX_LEN: usize = 256 << 20;
+
+/// The blobs of one pack, as listed in an index file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexPack {
+    pub id: Id,
+    pub blobs: Vec<PackBlob>,
+}
+
+/// The decoded content of one index file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexFile {
+    /// Index files this one replaces (written by index consolidation); readers ignore them.
+    pub supersedes: Vec<Id>,
+    pub packs: Vec<IndexPack>,
+}
+
+impl IndexFile {
+    pub fn encode_plaintext(&self) -> Vec<u8> {
+        let blobs: usize = self.packs.iter().map(|p| p.blobs.len()).sum();
+        let mut out = Vec::with_capacity(9 + self.supersedes.len() * ID_LEN + self.packs.len() * 36 + blobs * ENTRY_LEN);
+        out.push(INDEX_VERSION);
+        out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
+        for id in &self.supersedes {
+            out.extend_from_slice(id.as_bytes());
+        }
+        out.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
+        for p in &self.packs {
+            out.extend_from_slice(p.id.as_bytes());
+            out.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
+            for b in &p.blobs {
+                b.encode(&mut out);
+            }
+        }
+        out
+    }
+
+    /// Seals the index for storage.
+    pub fn encode(&self, keys: &MasterKeys) -> Vec<u8> {
+        keys.seal_file(FileAad::Index, &self.encode_plaintext())
+    }
+
+    /// Verifies the MAC, then decodes.
+    pub fn decode(keys: &MasterKeys, name: &str, sealed: &[u8]) -> Result<IndexFile> {
+        if sealed.len() > MAX_INDEX_LEN {
+            return Err(RepoError::TooLarge {
+                what: format!("index {name}"),
+                size: sealed.len() as u64,
+                limit: MAX_INDEX_LEN as u64,
+            });
+        }
+        let plain = keys.open_file(FileAad::Index, &format!("index {name}"), sealed)?;
+        Self::decode_plaintext(name, &plain)
+    }
+
+    /// Decodes a verified plaintext. Every count is checked against the bytes left before
+    /// anything is allocated.
+    pub fn decode_plaintext(name: &str, b: &[u8]) -> Result<IndexFile> {
+        let bad = |msg: &str| RepoError::malformed(format!("index {name}"), msg);
+        let mut r = Reader { b, pos: 0 };
+        let version = r.u8().ok_or_else(|| bad("empty"))?;
+        if version != INDEX_VERSION {
+            return Err(bad(&format!("unknown index version {version}")));
+        }
+        let n = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+        if n.saturating_mul(ID_LEN) > r.left() {
+            return Err(bad("superseded count exceeds the data"));
+        }
+        let mut supersedes = Vec::with_capacity(n);
+        for _ in 0..n {
+            supersedes.push(r.id().ok_or_else(|| bad("truncated"))?);
+        }
+        let np = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+        if np.saturating_mul(ID_LEN + 4) > r.left() {
+            return Err(bad("pack count exceeds the data"));
+        }
+        let mut packs = Vec::with_capacity(np);
+        for _ in 0..np {
+            let id = r.id().ok_or_else(|| bad("truncated"))?;
+            let nb = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+            if nb.saturating_mul(ENTRY_LEN) > r.left() {
+                return Err(bad("blob count exceeds the data"));
+            }
+            let mut blobs = Vec::with_capacity(nb);
+            for _ in 0..nb {
+                let e = r.take(ENTRY_LEN).ok_or_else(|| bad("truncated"))?;
+                blobs.push(PackBlob::decode(e).map_err(|m| bad(&m))?);
+            }
+            packs.push(IndexPack { id, blobs });
+        }
+        if r.left() != 0 {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(IndexFile { supersedes, packs })
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn left(&self) -> usize {
+        self.b.len() - self.pos
+    }
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.left() < n {
+            return None;
+        }
+        let s = &self.b[self.pos..self.pos + n];
+        self.pos += n;
+        Some(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|s| s[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take(4).map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+    }
+    fn id(&mut self) -> Option<Id> {
+        self.take(ID_LEN).and_then(Id::from_slice)
+    }
+}
+
+/// Where a blob is stored, as looked up in the master index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    pub blob_type: BlobType,
+    pub pack: Id,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_length: u32,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    pack: u32,
+    blob_type: BlobType,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+}
+
+/// All index files merged: blob id -> location. Pack ids are interned so each entry costs about
+/// 56 bytes plus the hash table's overhead.
+#[derive(Default)]
+pub struct MasterIndex {
+    packs: Vec<Id>,
+    pack_numbers: HashMap<Id, u32>,
+    blobs: HashMap<Id, Slot>,
+}
+
+impl MasterIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds every blob of an index pack. A blob already known keeps its first location.
+    pub fn add_pack(&mut self, pack: &IndexPack) {
+        let n = match self.pack_numbers.get(&pack.id) {
+            Some(&n) => n,
+            None => {
+                let n = self.packs.len() as u32;
+                self.packs.push(pack.id);
+                self.pack_numbers.insert(pack.id, n);
+                n
+            }
+        };
+        for b in &pack.blobs {
+            self.blobs.entry(b.id).or_insert(Slot {
+                pack: n,
+                blob_type: b.blob_type,
+                offset: b.offset,
+                length: b.length,
+                raw_length: b.raw_length,
+            });
+        }
+    }
+
+    pub fn add_file(&mut self, file: &IndexFile) {
+        for p in &file.packs {
+            self.add_pack(p);
+        }
+    }
+
+    pub fn get(&self, id: &Id) -> Option<BlobLocation> {
+        self.blobs.get(id).map(|s| BlobLocation {
+            blob_type: s.blob_type,
+            pack: self.packs[s.pack as usize],
+            offset: s.offset,
+            length: s.length,
+            raw_length: s.raw_length,
+        })
+    }
+
+    pub fn contains(&self, id: &Id) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// Every pack the index knows.
+    pub fn packs(&self) -> &[Id] {
+        &self.packs
+    }
+
+    /// Every blob with its location.
+    pub fn iter(&self) -> impl Iterator<Item = (Id, BlobLocation)> + '_ {
+        self.blobs.keys().map(move |id| (*id, self.get(id).unwrap()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry() -> impl Strategy<Value = PackBlob> {
+        (0u8..2, any::<[u8; 32]>(), any::<u32>(), 29u32..1 << 30, 0u32..1 << 20).prop_map(|(t, id, o, l, r)| PackBlob {
+            blob_type: BlobType::from_code(t).unwrap(),
+            id: Id(id),
+            offset: o,
+            length: l,
+            raw_length: r,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn index_round_trip(
+            sup in proptest::collection::vec(any::<[u8; 32]>(), 0..3),
+            packs in proptest::collection::vec((any::<[u8; 32]>(), proptest::collection::vec(entry(), 0..10)), 0..5),
+        ) {
+            let f = IndexFile {
+                supersedes: sup.into_iter().map(Id).collect(),
+                packs: packs.into_iter().map(|(id, blobs)| IndexPack { id: Id(id), blobs }).collect(),
+            };
+            let k = MasterKeys::generate();
+            prop_assert_eq!(IndexFile::decode(&k, "i", &f.encode(&k)).unwrap(), f);
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = IndexFile::decode_plaintext("x", &b);
+        }
+    }
+
+    #[test]
+    fn huge_counts_are_refused_without_allocating() {
+        let mut b = vec![INDEX_VERSION];
+        b.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(IndexFile::decode_plaintext("x", &b).is_err());
+    }
+
+    #[test]
+    fn master_index_finds_blobs() {
+        let mut m = MasterIndex::new();
+        let pack = Id::random();
+        let b = PackBlob {
+            blob_type: BlobType::Tree,
+            id: Id::random(),
+            offset: 10,
+            length: 40,
+            raw_length: 12,
+        };
+        m.add_pack(&IndexPack { id: pack, blobs: vec![b] });
+        let loc = m.get(&b.id).unwrap();
+        assert_eq!(loc.pack, pack);
+        assert_eq!(loc.offset, 10);
+        assert_eq!(loc.blob_type, BlobType::Tree);
+        assert!(m.get(&Id::random()).is_none());
+    }
+}

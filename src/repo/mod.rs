@@ -1,0 +1,348 @@
+//! The repository layer: config, keys, index, blobs, trees and snapshots on top of a backend.
+//!
+//! [`Repository`] is an opened repository (keys unlocked, config verified). Reading blobs needs
+//! the index, so it is only possible through [`IndexedRepo`], which `Repository::load_index`
+//! returns: the compiler enforces that the index is loaded first.
+
+pub mod config;
+pub mod error;
+pub mod index;
+pub mod keyfile;
+pub mod snapshot;
+pub mod tree;
+pub mod writer;
+
+use crate::backend::{Backend, BackendError, FileKind};
+use crate::chunker::{ChunkerParams, ChunkerSpec};
+use crate::crypto::kdf::KdfParams;
+use crate::crypto::{open_blob, MasterKeys};
+use crate::id::{BlobType, Id};
+use config::{RepoConfig, FORMAT_VERSION};
+pub use error::{RepoError, Result};
+use index::{BlobLocation, IndexFile, MasterIndex};
+use keyfile::KeyFile;
+use rayon::prelude::*;
+use snapshot::Snapshot;
+use std::sync::Arc;
+use tree::Tree;
+
+/// Choices made once, at `init`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub chunker: ChunkerParams,
+    pub pack_size: u32,
+    pub compression_level: i32,
+    pub kdf_memory_kib: u32,
+    pub kdf_iterations: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            chunker: ChunkerParams::default(),
+            pack_size: 16 << 20,
+            compression_level: 3,
+            kdf_memory_kib: 64 * 1024,
+            kdf_iterations: 3,
+        }
+    }
+}
+
+/// An open repository: keys unlocked, config verified.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    keys: MasterKeys,
+    config: RepoConfig,
+    chunker: Arc<ChunkerSpec>,
+    key_name: String,
+}
+
+impl Repository {
+    /// Creates a new repository. The key file is written before the config, and the config
+    /// exclusively, so an interrupted `init` can be run again and two `init`s cannot both win.
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Repository> {
+        opts.chunker.validate().map_err(RepoError::Invalid)?;
+        if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
+            return Err(RepoError::Invalid("pack size must be between 1 MiB and 1 GiB".into()));
+        }
+        if !(0..=22).contains(&opts.compression_level) {
+            return Err(RepoError::Invalid("compression level must be between 0 and 22".into()));
+        }
+        match backend.create() {
+            Ok(()) => {}
+            Err(BackendError::AlreadyExists { .. }) => {
+                return Err(RepoError::AlreadyInitialized(backend.location()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let keys = MasterKeys::generate();
+        let config = RepoConfig {
+            format_version: FORMAT_VERSION,
+            repository_id: Id::random(),
+            master_key_fingerprint: keys.fingerprint(),
+            chunker: opts.chunker,
+            pack_size: opts.pack_size,
+            compression_level: opts.compression_level,
+        };
+        let kdf = KdfParams::new(opts.kdf_memory_kib, opts.kdf_iterations);
+        let key = KeyFile::create(&keys, password, kdf)?.encode();
+        let key_name = Id::hash_of(&key).to_hex();
+        backend.write(FileKind::Key, &key_name, &key, true)?;
+        match backend.write(FileKind::Config, "", &config.encode(&keys), true) {
+            Ok(()) => {}
+            Err(BackendError::AlreadyExists { .. }) => {
+                let _ = backend.remove(FileKind::Key, &key_name);
+                return Err(RepoError::AlreadyInitialized(backend.location()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let chunker = ChunkerSpec::new(config.chunker, keys.chunker_seed);
+        Ok(Repository {
+            backend,
+            keys,
+            config,
+            chunker,
+            key_name,
+        })
+    }
+
+    /// Opens an existing repository with a password, trying every key file.
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        let config_bytes = match backend.read(FileKind::Config, "") {
+            Ok(b) => b,
+            Err(BackendError::NotFound { .. }) => return Err(RepoError::NotARepository(backend.location())),
+            Err(e) => return Err(e.into()),
+        };
+        RepoConfig::peek_version(&config_bytes)?;
+        let mut key_files = backend.list(FileKind::Key)?;
+        key_files.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut last_malformed = None;
+        for info in key_files {
+            let bytes = backend.read(FileKind::Key, &info.name)?;
+            let key = match KeyFile::decode(&info.name, &bytes) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!("skipping {e}");
+                    last_malformed = Some(e);
+                    continue;
+                }
+            };
+            let keys = match key.unlock(password) {
+                Ok(k) => k,
+                Err(RepoError::Crypto(crate::crypto::CryptoError::Mac(_))) => continue,
+                Err(e) => {
+                    tracing::warn!("key {}: {e}", &info.name[..8.min(info.name.len())]);
+                    continue;
+                }
+            };
+            // A leftover key of an interrupted init wraps other keys: skip it.
+            let config = match RepoConfig::decode(&config_bytes, &keys) {
+                Ok(c) => c,
+                Err(RepoError::Malformed { msg, .. }) if msg.contains("other master keys") => continue,
+                Err(e) => return Err(e),
+            };
+            let chunker = ChunkerSpec::new(config.chunker, keys.chunker_seed);
+            return Ok(Repository {
+                backend,
+                keys,
+                config,
+                chunker,
+                key_name: info.name,
+            });
+        }
+        let _ = last_malformed;
+        Err(RepoError::WrongPassword)
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    pub fn keys(&self) -> &MasterKeys {
+        &self.keys
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn chunker(&self) -> &Arc<ChunkerSpec> {
+        &self.chunker
+    }
+
+    /// Name of the key file that opened the repository.
+    pub fn key_name(&self) -> &str {
+        &self.key_name
+    }
+
+    /// Adds a key file for another password; returns its name.
+    pub fn add_key(&self, password: &[u8], memory_kib: u32, iterations: u32) -> Result<String> {
+        let key = KeyFile::create(&self.keys, password, KdfParams::new(memory_kib, iterations))?.encode();
+        let name = Id::hash_of(&key).to_hex();
+        self.backend.write(FileKind::Key, &name, &key, true)?;
+        Ok(name)
+    }
+
+    /// Reads and verifies one index file.
+    pub fn read_index_file(&self, name: &str) -> Result<IndexFile> {
+        let bytes = self.backend.read(FileKind::Index, name)?;
+        check_content_name(FileKind::Index, name, &bytes)?;
+        IndexFile::decode(&self.keys, name, &bytes)
+    }
+
+    /// Reads every index file (in parallel) and merges them. Index files that supersede others
+    /// make those others ignored.
+    pub fn load_index(self: &Arc<Self>) -> Result<IndexedRepo> {
+        let names = self.backend.list(FileKind::Index)?;
+        let files: Vec<(String, IndexFile)> = names
+            .par_iter()
+            .map(|f| self.read_index_file(&f.name).map(|i| (f.name.clone(), i)))
+            .collect::<Result<_>>()?;
+        let superseded: std::collections::HashSet<Id> =
+            files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
+        let mut index = MasterIndex::new();
+        for (name, f) in &files {
+            if name.parse::<Id>().is_ok_and(|id| superseded.contains(&id)) {
+                continue;
+            }
+            index.add_file(f);
+        }
+        Ok(IndexedRepo {
+            repo: self.clone(),
+            index,
+        })
+    }
+
+    /// Reads and verifies one snapshot.
+    pub fn read_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let name = id.to_hex();
+        let bytes = self.backend.read(FileKind::Snapshot, &name)?;
+        check_content_name(FileKind::Snapshot, &name, &bytes)?;
+        Snapshot::decode(&self.keys, &name, &bytes)
+    }
+
+    /// Every snapshot, oldest first. Unreadable snapshots are an error naming them.
+    pub fn list_snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let names = self.backend.list(FileKind::Snapshot)?;
+        let mut out: Vec<(Id, Snapshot)> = names
+            .par_iter()
+            .filter_map(|f| f.name.parse::<Id>().ok())
+            .map(|id| self.read_snapshot(&id).map(|s| (id, s)))
+            .collect::<Result<_>>()?;
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Finds a snapshot by `latest`, a full id or a unique id prefix.
+    pub fn find_snapshot(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        if spec == "latest" {
+            return self
+                .list_snapshots()?
+                .pop()
+                .ok_or_else(|| RepoError::SnapshotNotFound(spec.into()));
+        }
+        if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::SnapshotNotFound(spec.into()));
+        }
+        let lower = spec.to_ascii_lowercase();
+        let names = self.backend.list(FileKind::Snapshot)?;
+        let matches: Vec<&str> = names
+            .iter()
+            .map(|f| f.name.as_str())
+            .filter(|n| n.starts_with(&lower))
+            .collect();
+        match matches.as_slice() {
+            [] => Err(RepoError::SnapshotNotFound(spec.into())),
+            [one] => {
+                let id: Id = one
+                    .parse()
+                    .map_err(|_| RepoError::SnapshotNotFound(spec.into()))?;
+                Ok((id, self.read_snapshot(&id)?))
+            }
+            _ => Err(RepoError::AmbiguousSnapshot(spec.into())),
+        }
+    }
+
+    /// Stores a snapshot; returns its id.
+    pub fn save_snapshot(&self, s: &Snapshot) -> Result<Id> {
+        let bytes = s.encode(&self.keys);
+        let id = Id::hash_of(&bytes);
+        self.backend.write(FileKind::Snapshot, &id.to_hex(), &bytes, false)?;
+        Ok(id)
+    }
+}
+
+/// Files named by the hash of their content must match it: a renamed or damaged file is caught
+/// before it is decrypted.
+pub fn check_content_name(kind: FileKind, name: &str, bytes: &[u8]) -> Result<()> {
+    if Id::hash_of(bytes).to_hex() != name {
+        return Err(RepoError::malformed(
+            format!("{kind} {name}"),
+            "content does not match its name (corrupted or truncated)",
+        ));
+    }
+    Ok(())
+}
+
+/// A repository with its index loaded: the state in which blobs can be read and written.
+pub struct IndexedRepo {
+    repo: Arc<Repository>,
+    index: MasterIndex,
+}
+
+impl IndexedRepo {
+    pub fn repo(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    pub fn index(&self) -> &MasterIndex {
+        &self.index
+    }
+
+    /// Where a blob is stored.
+    pub fn locate(&self, id: &Id) -> Result<BlobLocation> {
+        self.index
+            .get(id)
+            .ok_or_else(|| RepoError::BlobNotFound(id.to_hex()))
+    }
+
+    /// Reads, verifies and decrypts one blob.
+    pub fn read_blob(&self, blob_type: BlobType, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.locate(id)?;
+        if loc.blob_type != blob_type {
+            return Err(RepoError::malformed(
+                format!("blob {}", id.short()),
+                format!("is a {} blob, expected {blob_type}", loc.blob_type),
+            ));
+        }
+        let sealed = self.repo.backend.read_range(
+            FileKind::Pack,
+            &loc.pack.to_hex(),
+            loc.offset as u64,
+            loc.length as u64,
+        )?;
+        Ok(open_blob(&self.repo.keys, blob_type, id, &sealed, loc.raw_length as usize)?)
+    }
+
+    /// Reads and validates a tree.
+    pub fn read_tree(&self, id: &Id) -> Result<Tree> {
+        let bytes = self.read_blob(BlobType::Tree, id)?;
+        Tree::decode(id, &bytes)
+    }
+
+    /// Adds the entries of a freshly written index to the in-memory index.
+    pub fn add_index(&mut self, file: &IndexFile) {
+        self.index.add_file(file);
+    }
+}
+
+impl Repository {
+    /// An indexed view with an empty index, for tools that build the index themselves
+    /// (check of a damaged repository, index repair).
+    pub fn empty_index(self: &Arc<Self>) -> IndexedRepo {
+        IndexedRepo {
+            repo: self.clone(),
+            index: MasterIndex::new(),
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! Writing blobs: dedup against the index, seal, assemble packs, upload them on background
+//! threads and record them in index files. Data is always stored before the index that lists it,
+//! so a crash leaves at worst unreferenced packs.
+
+use super::error::{RepoError, Result};
+use super::index::{IndexFile, IndexPack};
+use super::IndexedRepo;
+use crate::backend::FileKind;
+use crate::crypto::seal_blob;
+use crate::id::{BlobType, Id};
+use crate::pack::PackWriter;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// Packs listed in one index file written during a backup (a crash loses at most this many
+/// packs' worth of index, which `repair index` can recover).
+const PACKS_PER_INDEX: usize = 64;
+
+/// Counters of what a writer stored.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub blobs_added: AtomicU64,
+    pub bytes_added: AtomicU64,
+    pub bytes_stored: AtomicU64,
+    pub packs_written: AtomicU64,
+    pub index_files_written: AtomicU64,
+}
+
+struct FinishedPack {
+    bytes: Vec<u8>,
+    id: Id,
+    blobs: Vec<crate::pack::PackBlob>,
+}
+
+struct Shared {
+    repo: Arc<IndexedRepo>,
+    pending: Mutex<IndexFile>,
+    error: Mutex<Option<RepoError>>,
+    stats: WriterStats,
+}
+
+impl Shared {
+    fn fail(&self, e: RepoError) {
+        let mut slot = self.error.lock().unwrap();
+        if slot.is_none() {
+            *slot = Some(e);
+        }
+    }
+
+    fn take_error(&self) -> Option<RepoError> {
+        self.error.lock().unwrap().take()
+    }
+
+    fn has_error(&self) -> bool {
+        self.error.lock().unwrap().is_some()
+    }
+
+    fn write_index(&self, file: IndexFile) -> Result<()> {
+        if file.packs.is_empty() {
+            return Ok(());
+        }
+        let bytes = file.encode(self.repo.repo().keys());
+        let name = Id::hash_of(&bytes).to_hex();
+        self.repo
+            .repo()
+            .backend()
+            .write(FileKind::Index, &name, &bytes, false)?;
+        self.stats.index_files_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn upload(&self, p: FinishedPack) -> Result<()> {
+        self.repo
+            .repo()
+            .backend()
+            .write(FileKind::Pack, &p.id.to_hex(), &p.bytes, false)?;
+        self.stats.packs_written.fetch_add(1, Ordering::Relaxed);
+        let full = {
+            let mut pending = self.pending.lock().unwrap();
+            pending.packs.push(IndexPack { id: p.id, blobs: p.blobs });
+            if pending.packs.len() >= PACKS_PER_INDEX {
+                Some(std::mem::take(&mut *pending))
+            } else {
+                None
+            }
+        };
+        if let Some(f) = full {
+            self.write_index(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// Stores blobs into a repository from many threads at once. Memory is bounded: at most one open
+/// pack per blob type plus `2 * uploaders` finished packs waiting for upload.
+pub struct BlobWriter {
+    shared: Arc<Shared>,
+    open: [Mutex<PackWriter>; 2],
+    seen: Mutex<HashSet<Id>>,
+    tx: Option<Sender<FinishedPack>>,
+    uploaders: Vec<JoinHandle<()>>,
+    pack_size: usize,
+    level: i32,
+}
+
+impl BlobWriter {
+    /// Starts `uploaders` upload threads.
+    pub fn new(repo: Arc<IndexedRepo>, uploaders: usize) -> BlobWriter {
+        let uploaders = uploaders.max(1);
+        let pack_size = repo.repo().config().pack_size as usize;
+        let level = repo.repo().config().compression_level;
+        let shared = Arc::new(Shared {
+            repo,
+            pending: Mutex::new(IndexFile::default()),
+            error: Mutex::new(None),
+            stats: WriterStats::default(),
+        });
+        let (tx, rx): (Sender<FinishedPack>, Receiver<FinishedPack>) = bounded(uploaders);
+        let threads = (0..uploaders)
+            .map(|i| {
+                let rx = rx.clone();
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("upload-{i}"))
+                    .spawn(move || {
+                        for p in rx {
+                            if shared.has_error() {
+                                continue;
+                            }
+                            if let Err(e) = shared.upload(p) {
+                                shared.fail(e);
+                            }
+                        }
+                    })
+                    .expect("spawning an upload thread")
+            })
+            .collect();
+        BlobWriter {
+            shared,
+            open: [Mutex::new(PackWriter::new()), Mutex::new(PackWriter::new())],
+            seen: Mutex::new(HashSet::new()),
+            tx: Some(tx),
+            uploaders: threads,
+            pack_size,
+            level,
+        }
+    }
+
+    /// Overrides the repository's compression level for this writer.
+    pub fn set_compression_level(&mut self, level: i32) {
+        self.level = level;
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.shared.stats
+    }
+
+    /// Whether a blob is already stored or being stored.
+    pub fn is_known(&self, id: &Id) -> bool {
+        self.shared.repo.index().contains(id) || self.seen.lock().unwrap().contains(id)
+    }
+
+    /// Stores a blob unless the repository has it. Returns its id and whether it was new.
+    pub fn add(&self, blob_type: BlobType, data: &[u8]) -> Result<(Id, bool)> {
+        let id = self.shared.repo.repo().keys().blob_id(data);
+        self.add_with_id(blob_type, id, data).map(|new| (id, new))
+    }
+
+    /// Like [`BlobWriter::add`] for a caller that already computed the id.
+    pub fn add_with_id(&self, blob_type: BlobType, id: Id, data: &[u8]) -> Result<bool> {
+        if let Some(e) = self.shared.take_error() {
+            return Err(e);
+        }
+        if self.shared.repo.index().contains(&id) || !self.seen.lock().unwrap().insert(id) {
+            return Ok(false);
+        }
+        let sealed = seal_blob(self.shared.repo.repo().keys(), blob_type, &id, data, self.level);
+        let stats = &self.shared.stats;
+        stats.blobs_added.fetch_add(1, Ordering::Relaxed);
+        stats.bytes_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+        stats.bytes_stored.fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        let slot = &self.open[blob_type.code() as usize];
+        let full = {
+            let mut w = slot.lock().unwrap();
+            w.add(blob_type, id, &sealed, data.len());
+            if w.size() >= self.pack_size {
+                Some(std::mem::take(&mut *w))
+            } else {
+                None
+            }
+        };
+        if let Some(w) = full {
+            self.send(w)?;
+        }
+        Ok(true)
+    }
+
+    fn send(&self, w: PackWriter) -> Result<()> {
+        let (bytes, id, blobs) = w.finish(self.shared.repo.repo().keys());
+        self.tx
+            .as_ref()
+            .expect("writer is open")
+            .send(FinishedPack { bytes, id, blobs })
+            .map_err(|_| RepoError::Invalid("upload threads stopped".into()))
+    }
+
+    /// Uploads what is left, waits for every upload and writes the final index file. Only after
+    /// this returns `Ok` may a snapshot refer to the blobs.
+    pub fn finish(mut self) -> Result<WriterSummary> {
+        for slot in &self.open {
+            let w = std::mem::take(&mut *slot.lock().unwrap());
+            if !w.is_empty() {
+                self.send(w)?;
+            }
+        }
+        drop(self.tx.take());
+        for t in self.uploaders.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(e) = self.shared.take_error() {
+            return Err(e);
+        }
+        let rest = std::mem::take(&mut *self.shared.pending.lock().unwrap());
+        self.shared.write_index(rest)?;
+        let s = &self.shared.stats;
+        Ok(WriterSummary {
+            blobs_added: s.blobs_added.load(Ordering::Relaxed),
+            bytes_added: s.bytes_added.load(Ordering::Relaxed),
+            bytes_stored: s.bytes_stored.load(Ordering::Relaxed),
+            packs_written: s.packs_written.load(Ordering::Relaxed),
+            index_files_written: s.index_files_written.load(Ordering::Relaxed),
+        })
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        for t in self.uploaders.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What a finished writer stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterSummary {
+    pub blobs_added: u64,
+    /// Plaintext bytes of new blobs.
+    pub bytes_added: u64,
+    /// Bytes the new blobs take in packs.
+    pub bytes_stored: u64,
+    pub packs_written: u64,
+    pub index_files_written: u64,
+}

@@ -1,0 +1,583 @@
+//! Restore: recreate a snapshot (or part of it) under a target directory.
+//!
+//! Three phases. Plan: walk the trees, create directories, empty files of the right length
+//! (holes stay holes), symlinks, hard links and special files, and note where every content blob
+//! goes. Content: fetch each pack once, in parallel, with neighbouring blobs read in one request,
+//! and write every blob with positioned writes. Metadata: ownership, mode, xattrs and times, files
+//! first and directories last (deepest first) so their times stick.
+//!
+//! Names come from the repository and are untrusted: trees are validated on decode (no `/`,
+//! `..` or NUL), nothing is created through an existing symlink, and files are opened with
+//! `O_NOFOLLOW`, so nothing is ever written outside the target.
+
+use crate::backend::FileKind;
+use crate::crypto::open_blob;
+use crate::id::{BlobType, Id};
+use crate::repo::snapshot::Snapshot;
+use crate::repo::tree::{validate_name, Node, NodeKind, Timestamp};
+use crate::repo::{IndexedRepo, RepoError};
+use base64::Engine;
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Errors that stop a restore before or while it runs. Failures on single entries are warnings.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("{path}: {source}")]
+    Target {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("target {0} is not empty (use --overwrite to restore into it anyway)")]
+    TargetNotEmpty(String),
+    #[error("path {0:?} does not exist in the snapshot")]
+    NoSuchPath(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What to restore and where.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// Restore only this path of the snapshot (its content goes directly into the target).
+    pub subpath: Option<String>,
+    /// Only paths matching one of these (or below a match) are restored.
+    pub includes: Vec<String>,
+    /// Paths matching one of these (and everything below) are skipped.
+    pub excludes: Vec<String>,
+    pub overwrite: bool,
+    /// Re-read every restored file and check it against the snapshot.
+    pub verify: bool,
+}
+
+/// Live counters for a progress display.
+#[derive(Debug, Default)]
+pub struct RestoreProgress {
+    pub files_done: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub total_bytes: AtomicU64,
+}
+
+/// What a restore did.
+#[derive(Debug, Default)]
+pub struct RestoreReport {
+    pub files: u64,
+    pub dirs: u64,
+    pub other: u64,
+    pub bytes: u64,
+    pub verified_files: u64,
+    pub warnings: Vec<String>,
+}
+
+struct Filter {
+    includes: Option<GlobSet>,
+    excludes: GlobSet,
+}
+
+fn globset(patterns: &[String]) -> Result<GlobSet, RestoreError> {
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        let p = p.trim_end_matches('/');
+        // Patterns without a slash match a name anywhere; with one, the path from the root.
+        let full = if p.starts_with('/') {
+            p.to_string()
+        } else if p.contains('/') {
+            format!("/{p}")
+        } else {
+            format!("**/{p}")
+        };
+        b.add(
+            GlobBuilder::new(&full)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| RestoreError::Invalid(format!("bad pattern {p:?}: {e}")))?,
+        );
+    }
+    b.build().map_err(|e| RestoreError::Invalid(e.to_string()))
+}
+
+/// Where one copy of a blob goes.
+#[derive(Clone, Copy)]
+struct BlobUse {
+    file: u32,
+    offset: u64,
+}
+
+struct PlannedBlob {
+    id: Id,
+    offset: u32,
+    length: u32,
+    raw_length: u32,
+    uses: Vec<BlobUse>,
+}
+
+struct PlannedFile {
+    path: PathBuf,
+    node: Node,
+}
+
+#[derive(Default)]
+struct Plan {
+    files: Vec<PlannedFile>,
+    /// Directories in creation order (parents first), with their nodes.
+    dirs: Vec<(PathBuf, Node)>,
+    /// Symlinks and special files, for metadata.
+    others: Vec<(PathBuf, Node)>,
+    packs: HashMap<Id, HashMap<Id, PlannedBlob>>,
+    /// Snapshot-relative path of each restored regular file -> its index in `files`.
+    restored: HashMap<Vec<u8>, u32>,
+    total_bytes: u64,
+}
+
+struct Restorer<'a> {
+    repo: &'a IndexedRepo,
+    filter: Filter,
+    warnings: Mutex<Vec<String>>,
+    progress: &'a RestoreProgress,
+    is_root: bool,
+}
+
+impl Restorer<'_> {
+    fn warn(&self, msg: String) {
+        tracing::warn!("{msg}");
+        self.warnings.lock().unwrap().push(msg);
+    }
+
+    fn selected(&self, rel: &[u8], ancestor_included: bool) -> (bool, bool) {
+        let p = Path::new(OsStr::from_bytes(rel));
+        if self.filter.excludes.is_match(p) {
+            return (false, false);
+        }
+        let included = ancestor_included || self.filter.includes.as_ref().is_none_or(|g| g.is_match(p));
+        (true, included)
+    }
+
+    /// Makes sure nothing but a directory of ours is at `path`: with `--overwrite`, a file or
+    /// symlink in the way is removed (never followed).
+    fn clear_for(&self, path: &Path, want_dir: bool) -> io::Result<()> {
+        match fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+            Ok(m) if want_dir && m.is_dir() => Ok(()),
+            Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+            Ok(_) => fs::remove_file(path),
+        }
+    }
+
+    fn plan_dir(&self, plan: &mut Plan, tree_id: &Id, rel: &[u8], abs: &Path, ancestor_included: bool) -> Result<bool, RestoreError> {
+        let tree = self.repo.read_tree(tree_id)?;
+        let mut any = false;
+        for node in tree.nodes {
+            // Decoding validated every name; check again right where it becomes a path.
+            if let Err(e) = validate_name(&node.name.0) {
+                return Err(RestoreError::Invalid(format!("unsafe name in tree {}: {e}", tree_id.short())));
+            }
+            let mut child_rel = rel.to_vec();
+            child_rel.push(b'/');
+            child_rel.extend_from_slice(&node.name.0);
+            let (keep, included) = self.selected(&child_rel, ancestor_included);
+            if !keep {
+                continue;
+            }
+            let path = abs.join(node.name.as_os());
+            if node.kind == NodeKind::Dir {
+                if let Err(e) = self.clear_for(&path, true).and_then(|_| match fs::create_dir(&path) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                    r => r,
+                }) {
+                    self.warn(format!("{}: {e}", path.display()));
+                    continue;
+                }
+                let subtree = node.subtree.expect("validated dir has a subtree");
+                let idx = plan.dirs.len();
+                plan.dirs.push((path.clone(), node));
+                let inner = self.plan_dir(plan, &subtree, &child_rel, &path, included)?;
+                if included || inner {
+                    any = true;
+                } else {
+                    let _ = fs::remove_dir(&path);
+                    plan.dirs.remove(idx);
+                }
+                continue;
+            }
+            if !included {
+                continue;
+            }
+            any = true;
+            if let Err(e) = self.clear_for(&path, false) {
+                self.warn(format!("{}: {e}", path.display()));
+                continue;
+            }
+            if let Err(e) = self.plan_leaf(plan, node, &path, child_rel) {
+                self.warn(format!("{}: {e}", path.display()));
+            }
+        }
+        Ok(any)
+    }
+
+    fn plan_leaf(&self, plan: &mut Plan, node: Node, path: &Path, rel: Vec<u8>) -> Result<(), RestoreError> {
+        let io_err = |e: io::Error| RestoreError::Target {
+            path: path.display().to_string(),
+            source: e,
+        };
+        match node.kind {
+            NodeKind::Hardlink => {
+                let first = node
+                    .link_target
+                    .as_ref()
+                    .and_then(|t| plan.restored.get(&t.0).copied());
+                if let Some(first) = first {
+                    fs::hard_link(&plan.files[first as usize].path, path).map_err(io_err)?;
+                    return Ok(());
+                }
+                // The first name was not restored: this one carries the content.
+                self.plan_file(plan, node, path, rel)
+            }
+            NodeKind::File => self.plan_file(plan, node, path, rel),
+            NodeKind::Symlink => {
+                let target = node.target.as_ref().expect("validated symlink has a target");
+                std::os::unix::fs::symlink(target.as_os(), path).map_err(io_err)?;
+                plan.others.push((path.to_path_buf(), node));
+                Ok(())
+            }
+            NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev | NodeKind::Socket => {
+                let kind = match node.kind {
+                    NodeKind::Fifo => libc::S_IFIFO,
+                    NodeKind::Chardev => libc::S_IFCHR,
+                    NodeKind::Blockdev => libc::S_IFBLK,
+                    _ => libc::S_IFSOCK,
+                };
+                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+                    .map_err(|_| RestoreError::Invalid("path contains NUL".into()))?;
+                // SAFETY: c is a valid NUL-terminated path.
+                let r = unsafe { libc::mknod(c.as_ptr(), kind | (node.mode & 0o7777), node.rdev as libc::dev_t) };
+                if r != 0 {
+                    return Err(io_err(io::Error::last_os_error()));
+                }
+                plan.others.push((path.to_path_buf(), node));
+                Ok(())
+            }
+            NodeKind::Dir => unreachable!("directories are planned by plan_dir"),
+        }
+    }
+
+    fn plan_file(&self, plan: &mut Plan, node: Node, path: &Path, rel: Vec<u8>) -> Result<(), RestoreError> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| RestoreError::Target {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+        // Setting the length first makes every unwritten range a hole.
+        f.set_len(node.size).map_err(|e| RestoreError::Target {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let file = plan.files.len() as u32;
+        let mut holes = node.holes.iter().peekable();
+        let mut pos = 0u64;
+        for id in &node.content {
+            while let Some(&&(off, len)) = holes.peek() {
+                if off <= pos {
+                    pos = pos.max(off + len);
+                    holes.next();
+                } else {
+                    break;
+                }
+            }
+            let loc = self.repo.locate(id)?;
+            if loc.blob_type != BlobType::Data {
+                return Err(RestoreError::Repo(RepoError::malformed(
+                    format!("blob {}", id.short()),
+                    "file content refers to a tree blob",
+                )));
+            }
+            let blob = plan
+                .packs
+                .entry(loc.pack)
+                .or_default()
+                .entry(*id)
+                .or_insert_with(|| PlannedBlob {
+                    id: *id,
+                    offset: loc.offset,
+                    length: loc.length,
+                    raw_length: loc.raw_length,
+                    uses: Vec::new(),
+                });
+            blob.uses.push(BlobUse { file, offset: pos });
+            pos += loc.raw_length as u64;
+        }
+        if pos > node.size {
+            return Err(RestoreError::Repo(RepoError::malformed(
+                format!("file {}", path.display()),
+                format!("content is {pos} bytes, the node says {}", node.size),
+            )));
+        }
+        plan.total_bytes += node.size;
+        plan.restored.insert(rel, file);
+        plan.files.push(PlannedFile {
+            path: path.to_path_buf(),
+            node,
+        });
+        Ok(())
+    }
+
+    /// Fetches one pack's needed blobs (neighbours in one read) and writes them.
+    fn restore_pack(&self, plan: &Plan, pack: &Id, blobs: &HashMap<Id, PlannedBlob>) -> Result<(), RestoreError> {
+        const MAX_GAP: u64 = 256 * 1024;
+        const MAX_READ: u64 = 32 << 20;
+        let mut list: Vec<&PlannedBlob> = blobs.values().collect();
+        list.sort_by_key(|b| b.offset);
+        let name = pack.to_hex();
+        let mut i = 0;
+        while i < list.len() {
+            let start = list[i].offset as u64;
+            let mut end = start + list[i].length as u64;
+            let mut j = i + 1;
+            while j < list.len() {
+                let b = list[j];
+                let b_end = b.offset as u64 + b.length as u64;
+                if (b.offset as u64) > end + MAX_GAP || b_end - start > MAX_READ {
+                    break;
+                }
+                end = end.max(b_end);
+                j += 1;
+            }
+            let data = self
+                .repo
+                .repo()
+                .backend()
+                .read_range(FileKind::Pack, &name, start, end - start)
+                .map_err(RepoError::from)?;
+            for b in &list[i..j] {
+                let off = (b.offset as u64 - start) as usize;
+                let sealed = &data[off..off + b.length as usize];
+                let plain = open_blob(self.repo.repo().keys(), BlobType::Data, &b.id, sealed, b.raw_length as usize)
+                    .map_err(|e| RepoError::malformed(format!("pack {}", &name[..8]), e))?;
+                for u in &b.uses {
+                    let f = &plan.files[u.file as usize];
+                    if let Err(e) = write_at(&f.path, &plain, u.offset) {
+                        self.warn(format!("{}: {e}", f.path.display()));
+                    } else {
+                        self.progress
+                            .bytes_written
+                            .fetch_add(plain.len() as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+            i = j;
+        }
+        Ok(())
+    }
+
+    fn apply_metadata(&self, path: &Path, node: &Node) {
+        let c = match std::ffi::CString::new(path.as_os_str().as_bytes()) {
+            Ok(c) => c,
+            Err(_) => return,
+        };
+        let is_link = node.kind == NodeKind::Symlink;
+        if self.is_root {
+            // SAFETY: c is a valid path; lchown does not follow symlinks.
+            if unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) } != 0 {
+                self.warn(format!("{}: chown: {}", path.display(), io::Error::last_os_error()));
+            }
+        }
+        for x in &node.xattrs {
+            match base64::engine::general_purpose::STANDARD.decode(&x.value) {
+                Ok(v) => {
+                    if let Err(e) = xattr::set(path, x.name.as_os(), &v) {
+                        // Symlinks cannot carry user.* attributes on Linux.
+                        if !is_link {
+                            self.warn(format!("{}: xattr {}: {e}", path.display(), x.name.lossy()));
+                        }
+                    }
+                }
+                Err(_) => self.warn(format!("{}: xattr {} has a bad value", path.display(), x.name.lossy())),
+            }
+        }
+        if !is_link {
+            if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777)) {
+                self.warn(format!("{}: chmod: {e}", path.display()));
+            }
+        }
+        let ft = |t: Timestamp| filetime::FileTime::from_unix_time(t.0, t.1);
+        if let Err(e) = filetime::set_symlink_file_times(path, ft(node.atime), ft(node.mtime)) {
+            self.warn(format!("{}: set times: {e}", path.display()));
+        }
+    }
+
+    /// Re-reads a restored file and checks each blob against its id.
+    fn verify_file(&self, f: &PlannedFile) -> Result<(), String> {
+        let file = File::open(&f.path).map_err(|e| e.to_string())?;
+        let meta = file.metadata().map_err(|e| e.to_string())?;
+        if meta.len() != f.node.size {
+            return Err(format!("size is {}, expected {}", meta.len(), f.node.size));
+        }
+        let keys = self.repo.repo().keys();
+        let mut holes = f.node.holes.iter().peekable();
+        let mut pos = 0u64;
+        let mut buf = Vec::new();
+        for id in &f.node.content {
+            while let Some(&&(off, len)) = holes.peek() {
+                if off <= pos {
+                    pos = pos.max(off + len);
+                    holes.next();
+                } else {
+                    break;
+                }
+            }
+            let len = self.repo.locate(id).map_err(|e| e.to_string())?.raw_length as usize;
+            buf.resize(len, 0);
+            file.read_exact_at(&mut buf, pos).map_err(|e| e.to_string())?;
+            if keys.blob_id(&buf) != *id {
+                return Err(format!("content at offset {pos} does not match the snapshot"));
+            }
+            pos += len as u64;
+        }
+        Ok(())
+    }
+}
+
+fn write_at(path: &Path, data: &[u8], offset: u64) -> io::Result<()> {
+    let f = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all_at(data, offset)
+}
+
+/// Finds the node at a `/`-separated path inside a snapshot.
+fn find_subpath(repo: &IndexedRepo, root: &Id, subpath: &str) -> Result<Node, RestoreError> {
+    let mut tree_id = *root;
+    let parts: Vec<&str> = subpath.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let mut node = None;
+    for (i, part) in parts.iter().enumerate() {
+        let tree = repo.read_tree(&tree_id)?;
+        let n = tree
+            .nodes
+            .into_iter()
+            .find(|n| n.name.0 == part.as_bytes())
+            .ok_or_else(|| RestoreError::NoSuchPath(subpath.into()))?;
+        if i + 1 < parts.len() {
+            tree_id = n.subtree.ok_or_else(|| RestoreError::NoSuchPath(subpath.into()))?;
+        }
+        node = Some(n);
+    }
+    node.ok_or_else(|| RestoreError::NoSuchPath(subpath.into()))
+}
+
+/// Restores `snapshot` according to `opts`.
+pub fn run(repo: &IndexedRepo, snapshot: &Snapshot, opts: &RestoreOptions, progress: &RestoreProgress) -> Result<RestoreReport, RestoreError> {
+    let target = &opts.target;
+    let tio = |e: io::Error| RestoreError::Target {
+        path: target.display().to_string(),
+        source: e,
+    };
+    match fs::read_dir(target) {
+        Ok(mut rd) => {
+            if rd.next().is_some() && !opts.overwrite {
+                return Err(RestoreError::TargetNotEmpty(target.display().to_string()));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(target).map_err(tio)?,
+        Err(e) => return Err(tio(e)),
+    }
+    let restorer = Restorer {
+        repo,
+        filter: Filter {
+            includes: if opts.includes.is_empty() {
+                None
+            } else {
+                Some(globset(&opts.includes)?)
+            },
+            excludes: globset(&opts.excludes)?,
+        },
+        warnings: Mutex::new(Vec::new()),
+        progress,
+        is_root: nix::unistd::geteuid().is_root(),
+    };
+    let mut plan = Plan::default();
+    match opts.subpath.as_deref().filter(|s| !s.trim_matches('/').is_empty()) {
+        None => {
+            restorer.plan_dir(&mut plan, &snapshot.tree, b"", target, false)?;
+        }
+        Some(sub) => {
+            let node = find_subpath(repo, &snapshot.tree, sub)?;
+            match node.kind {
+                NodeKind::Dir => {
+                    let subtree = node.subtree.expect("validated dir has a subtree");
+                    restorer.plan_dir(&mut plan, &subtree, b"", target, false)?;
+                }
+                _ => {
+                    let path = target.join(node.name.as_os());
+                    let rel = [b"/", node.name.0.as_slice()].concat();
+                    restorer.clear_for(&path, false).map_err(tio)?;
+                    restorer.plan_leaf(&mut plan, node, &path, rel)?;
+                }
+            }
+        }
+    }
+    progress.total_bytes.store(plan.total_bytes, Ordering::Relaxed);
+
+    // Content: packs in parallel; within a pack, blobs in offset order.
+    let packs: Vec<(&Id, &HashMap<Id, PlannedBlob>)> = plan.packs.iter().collect();
+    packs
+        .par_iter()
+        .map(|(pack, blobs)| restorer.restore_pack(&plan, pack, blobs))
+        .collect::<Result<Vec<()>, RestoreError>>()?;
+
+    // Metadata: files and others first, then directories deepest first.
+    plan.files.par_iter().for_each(|f| {
+        restorer.apply_metadata(&f.path, &f.node);
+        progress.files_done.fetch_add(1, Ordering::Relaxed);
+    });
+    for (p, n) in &plan.others {
+        restorer.apply_metadata(p, n);
+    }
+    for (p, n) in plan.dirs.iter().rev() {
+        restorer.apply_metadata(p, n);
+    }
+
+    let mut report = RestoreReport {
+        files: plan.files.len() as u64,
+        dirs: plan.dirs.len() as u64,
+        other: plan.others.len() as u64,
+        bytes: plan.total_bytes,
+        ..Default::default()
+    };
+    if opts.verify {
+        let failures: Vec<String> = plan
+            .files
+            .par_iter()
+            .filter_map(|f| {
+                restorer
+                    .verify_file(f)
+                    .err()
+                    .map(|e| format!("verify {}: {e}", f.path.display()))
+            })
+            .collect();
+        report.verified_files = plan.files.len() as u64 - failures.len() as u64;
+        for f in failures {
+            restorer.warn(f);
+        }
+    }
+    report.warnings = restorer.warnings.into_inner().unwrap();
+    Ok(report)
+}
