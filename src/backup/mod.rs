@@ -259,11 +259,13 @@ impl Ctx<'_> {
 
     /// Reads a file's content into its node.
     fn read_file(&self, chunker: &mut Chunker, path: &Path, node: &mut Node) -> Result<(), StreamError> {
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(StreamError::Io)?;
+        let open = |flags| std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path);
+        // O_NOATIME is refused (EPERM) on files we do not own unless we are root.
+        let mut f = match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
+            r => r,
+        }
+        .map_err(StreamError::Io)?;
         let meta = f.metadata().map_err(StreamError::Io)?;
         if !meta.is_file() {
             return Err(StreamError::Io(io::Error::other("is no longer a regular file")));
@@ -577,6 +579,15 @@ fn walk_entry(
             return;
         }
     };
+    // Reading a file or listing a directory moves its access time. So that an unchanged entry
+    // gives an unchanged tree (and no new data), an entry whose mtime and ctime did not move
+    // keeps the access time recorded by the parent snapshot.
+    if let Some(o) = old {
+        let same_kind = o.kind == node.kind || (o.kind == NodeKind::Hardlink && node.kind == NodeKind::File);
+        if same_kind && o.mtime == node.mtime && o.ctime == node.ctime {
+            node.atime = o.atime;
+        }
+    }
     match node.kind {
         NodeKind::Dir => {
             let top_dev = top_dev.unwrap_or(meta.dev());

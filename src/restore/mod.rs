@@ -156,8 +156,11 @@ impl Restorer<'_> {
         self.warnings.lock().unwrap().push(msg);
     }
 
+    /// Whether the entry at `rel` (snapshot path without the leading `/`) is kept at all
+    /// (excludes) and whether it is itself restored (includes).
     fn selected(&self, rel: &[u8], ancestor_included: bool) -> (bool, bool) {
-        let p = Path::new(OsStr::from_bytes(rel));
+        let abs = [b"/", rel].concat();
+        let p = Path::new(OsStr::from_bytes(&abs));
         if self.filter.excludes.is_match(p) {
             return (false, false);
         }
@@ -185,9 +188,7 @@ impl Restorer<'_> {
             if let Err(e) = validate_name(&node.name.0) {
                 return Err(RestoreError::Invalid(format!("unsafe name in tree {}: {e}", tree_id.short())));
             }
-            let mut child_rel = rel.to_vec();
-            child_rel.push(b'/');
-            child_rel.extend_from_slice(&node.name.0);
+            let child_rel = join_rel(rel, &node.name.0);
             let (keep, included) = self.selected(&child_rel, ancestor_included);
             if !keep {
                 continue;
@@ -463,6 +464,15 @@ fn write_at(path: &Path, data: &[u8], offset: u64) -> io::Result<()> {
     f.write_all_at(data, offset)
 }
 
+/// Joins a snapshot-relative path (no leading `/`) and a name.
+fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    if rel.is_empty() {
+        name.to_vec()
+    } else {
+        [rel, b"/", name].concat()
+    }
+}
+
 /// Finds the node at a `/`-separated path inside a snapshot.
 fn find_subpath(repo: &IndexedRepo, root: &Id, subpath: &str) -> Result<Node, RestoreError> {
     let mut tree_id = *root;
@@ -514,20 +524,28 @@ pub fn run(repo: &IndexedRepo, snapshot: &Snapshot, opts: &RestoreOptions, progr
         is_root: nix::unistd::geteuid().is_root(),
     };
     let mut plan = Plan::default();
-    match opts.subpath.as_deref().filter(|s| !s.trim_matches('/').is_empty()) {
-        None => {
+    let sub_parts: Vec<&str> = opts
+        .subpath
+        .as_deref()
+        .unwrap_or("")
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    match sub_parts.is_empty() {
+        true => {
             restorer.plan_dir(&mut plan, &snapshot.tree, b"", target, false)?;
         }
-        Some(sub) => {
-            let node = find_subpath(repo, &snapshot.tree, sub)?;
+        false => {
+            let sub = sub_parts.join("/");
+            let node = find_subpath(repo, &snapshot.tree, &sub)?;
             match node.kind {
                 NodeKind::Dir => {
                     let subtree = node.subtree.expect("validated dir has a subtree");
-                    restorer.plan_dir(&mut plan, &subtree, b"", target, false)?;
+                    restorer.plan_dir(&mut plan, &subtree, sub.as_bytes(), target, false)?;
                 }
                 _ => {
                     let path = target.join(node.name.as_os());
-                    let rel = [b"/", node.name.0.as_slice()].concat();
+                    let rel = sub.as_bytes().to_vec();
                     restorer.clear_for(&path, false).map_err(tio)?;
                     restorer.plan_leaf(&mut plan, node, &path, rel)?;
                 }

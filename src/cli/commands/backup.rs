@@ -1,0 +1,127 @@
+use super::super::{progress::Progress, GlobalArgs, EXIT_INCOMPLETE};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use stowage::backup::{self, source::Excludes, BackupOptions, BackupProgress, ParentChoice};
+use stowage::util::human_bytes;
+
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    /// Files and directories to back up
+    #[arg(required_unless_present = "stdin")]
+    pub paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Host name to record instead of this machine's
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Skip paths matching this glob (repeatable); without '/' it matches names anywhere
+    #[arg(long = "exclude", short = 'e')]
+    pub excludes: Vec<String>,
+    /// Read exclude globs from a file, one per line
+    #[arg(long = "exclude-file")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Do not cross file system boundaries
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Back up standard input as a single file
+    #[arg(long, conflicts_with = "paths")]
+    pub stdin: bool,
+    /// File name for --stdin
+    #[arg(long, default_value = "stdin", requires = "stdin")]
+    pub stdin_filename: String,
+    /// Compare with this snapshot instead of the latest of the same host and paths
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Read every file even if the parent says it is unchanged
+    #[arg(long)]
+    pub force: bool,
+    /// Reader threads (default: number of cores)
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
+    let mut excludes = a.excludes.clone();
+    for f in &a.exclude_files {
+        excludes.extend(Excludes::read_file(f).with_context(|| format!("reading exclude file {}", f.display()))?);
+    }
+    Excludes::new(&excludes).map_err(anyhow::Error::msg)?;
+    for p in &a.paths {
+        std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+    }
+    let repo = super::open_indexed(g)?;
+    let parent = if a.force {
+        ParentChoice::None
+    } else if let Some(p) = &a.parent {
+        ParentChoice::Id(repo.repo().find_snapshot(p)?.0)
+    } else {
+        ParentChoice::Latest
+    };
+    let opts = BackupOptions {
+        paths: a.paths.clone(),
+        stdin_filename: a.stdin.then(|| a.stdin_filename.clone()),
+        tags: a.tags.clone(),
+        hostname: a.host.clone(),
+        excludes,
+        one_file_system: a.one_file_system,
+        parent,
+        threads: a.threads,
+    };
+    let progress = Arc::new(BackupProgress::default());
+    let bar = {
+        let p = progress.clone();
+        Progress::start(!g.quiet && !g.json, move || {
+            (
+                p.bytes_read.load(Ordering::Relaxed),
+                None,
+                format!(
+                    "{} files, {} new",
+                    p.files_done.load(Ordering::Relaxed),
+                    human_bytes(p.bytes_added.load(Ordering::Relaxed))
+                ),
+            )
+        })
+    };
+    let report = backup::run(repo, &opts, &progress);
+    drop(bar);
+    let report = report?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    let s = &report.snapshot.summary;
+    if g.json {
+        super::print_json(&serde_json::json!({
+            "snapshot_id": report.snapshot_id,
+            "parent": report.parent,
+            "incomplete": report.snapshot.incomplete,
+            "warnings": report.warnings,
+            "summary": s,
+        }))?;
+    } else {
+        if !g.quiet {
+            println!(
+                "files: {} new, {} changed, {} unchanged; dirs: {} new, {} changed, {} unchanged",
+                s.files_new, s.files_changed, s.files_unchanged, s.dirs_new, s.dirs_changed, s.dirs_unchanged
+            );
+        }
+        println!(
+            "snapshot {} saved: {} files, {} total, {} read, {} added ({} stored) in {:.1}s{}",
+            report.snapshot_id.short(),
+            s.total_files,
+            human_bytes(s.total_bytes),
+            human_bytes(s.bytes_read),
+            human_bytes(s.bytes_added),
+            human_bytes(s.bytes_added_stored),
+            s.duration_secs,
+            if report.snapshot.incomplete {
+                format!(" (INCOMPLETE: {} entries could not be read)", report.warnings.len())
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(if report.snapshot.incomplete { EXIT_INCOMPLETE } else { 0 })
+}

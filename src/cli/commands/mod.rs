@@ -1,0 +1,63 @@
+//! One module per command; shared helpers to open the repository.
+
+pub mod backup;
+pub mod cat;
+pub mod check;
+pub mod diff;
+pub mod init;
+pub mod key;
+pub mod ls;
+pub mod restore;
+pub mod snapshots;
+pub mod stats;
+
+use super::{password, Cli, Command, GlobalArgs};
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use stowage::backend::{self, Backend};
+use stowage::repo::{IndexedRepo, Repository};
+
+/// Dispatches a parsed command line; returns the exit code.
+pub fn run(cli: Cli) -> Result<u8> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Init(a) => init::run(g, a),
+        Command::Backup(a) => backup::run(g, a),
+        Command::Snapshots(a) => snapshots::run(g, a),
+        Command::Ls(a) => ls::run(g, a),
+        Command::Cat(a) => cat::run(g, a),
+        Command::Restore(a) => restore::run(g, a),
+        Command::Diff(a) => diff::run(g, a),
+        Command::Stats(a) => stats::run(g, a),
+        Command::Check(a) => check::run(g, a),
+        Command::Key(a) => key::run(g, a),
+    }
+}
+
+/// The backend named by -r/--repo or STOWAGE_REPOSITORY.
+pub fn backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
+    let loc = g
+        .repo
+        .as_deref()
+        .context("no repository given: use -r/--repo or set STOWAGE_REPOSITORY")?;
+    Ok(Arc::from(backend::open_location(loc)?))
+}
+
+/// Opens the repository with the password.
+pub fn open(g: &GlobalArgs) -> Result<Arc<Repository>> {
+    let backend = backend(g)?;
+    let pw = password::get(g)?;
+    Ok(Arc::new(Repository::open(backend, pw.as_bytes())?))
+}
+
+/// Opens the repository and loads its index.
+pub fn open_indexed(g: &GlobalArgs) -> Result<Arc<IndexedRepo>> {
+    let repo = open(g)?;
+    Ok(Arc::new(repo.load_index()?))
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}

@@ -1,0 +1,93 @@
+use super::super::{progress::Progress, GlobalArgs};
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use stowage::restore::{self, RestoreOptions, RestoreProgress};
+use stowage::util::human_bytes;
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// SNAPSHOT or SNAPSHOT:SUBPATH (id, id prefix or "latest")
+    pub snapshot: String,
+    /// Directory to restore into
+    #[arg(long, short = 't')]
+    pub target: PathBuf,
+    /// Only restore paths matching this glob, and what is below them (repeatable)
+    #[arg(long = "include", short = 'i')]
+    pub includes: Vec<String>,
+    /// Skip paths matching this glob (repeatable)
+    #[arg(long = "exclude", short = 'e')]
+    pub excludes: Vec<String>,
+    /// Restore into a target that is not empty, replacing what is in the way
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Re-read every restored file and check it against the snapshot
+    #[arg(long)]
+    pub verify: bool,
+}
+
+pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
+    let (snap_spec, subpath) = match a.snapshot.split_once(':') {
+        Some((s, p)) => (s.to_string(), Some(p.to_string())),
+        None => (a.snapshot.clone(), None),
+    };
+    let repo = super::open_indexed(g)?;
+    let (id, snap) = repo.repo().find_snapshot(&snap_spec)?;
+    let opts = RestoreOptions {
+        target: a.target.clone(),
+        subpath,
+        includes: a.includes.clone(),
+        excludes: a.excludes.clone(),
+        overwrite: a.overwrite,
+        verify: a.verify,
+    };
+    let progress = Arc::new(RestoreProgress::default());
+    let bar = {
+        let p = progress.clone();
+        Progress::start(!g.quiet && !g.json, move || {
+            let total = p.total_bytes.load(Ordering::Relaxed);
+            (
+                p.bytes_written.load(Ordering::Relaxed),
+                (total > 0).then_some(total),
+                String::new(),
+            )
+        })
+    };
+    let report = restore::run(&repo, &snap, &opts, &progress);
+    drop(bar);
+    let report = report?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if g.json {
+        super::print_json(&serde_json::json!({
+            "snapshot_id": id,
+            "files": report.files,
+            "dirs": report.dirs,
+            "other": report.other,
+            "bytes": report.bytes,
+            "verified_files": report.verified_files,
+            "errors": report.warnings,
+        }))?;
+    } else {
+        println!(
+            "restored snapshot {} to {}: {} files, {} dirs, {} other, {}{}",
+            id.short(),
+            a.target.display(),
+            report.files,
+            report.dirs,
+            report.other,
+            human_bytes(report.bytes),
+            if a.verify {
+                format!(", {} files verified", report.verified_files)
+            } else {
+                String::new()
+            }
+        );
+    }
+    if !report.warnings.is_empty() {
+        bail!("restore finished with {} errors", report.warnings.len());
+    }
+    Ok(0)
+}

@@ -1,0 +1,109 @@
+//! Command-line parsing and dispatch. Library errors are typed; here they become one-line
+//! messages and exit codes:
+//! 0 success, 1 error, 2 bad usage, 3 backup written but incomplete (some files unreadable).
+
+mod commands;
+mod password;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code of a backup whose snapshot was written but misses unreadable entries.
+pub const EXIT_INCOMPLETE: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(name = "stowage", version, about = "Deduplicating, encrypted backups", max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Repository location: a directory path (or local:PATH)
+    #[arg(short = 'r', long = "repo", env = "STOWAGE_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+    /// Read the password from this file (first line)
+    #[arg(long, env = "STOWAGE_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+    /// Run this command and use the first line of its output as the password
+    #[arg(long, env = "STOWAGE_PASSWORD_COMMAND", global = true)]
+    pub password_command: Option<String>,
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors and the final summary
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// More log output (repeat for more)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository
+    Init(commands::init::InitArgs),
+    /// Back up files and directories (or standard input)
+    Backup(commands::backup::BackupArgs),
+    /// List snapshots
+    Snapshots(commands::snapshots::SnapshotsArgs),
+    /// List the files of a snapshot
+    Ls(commands::ls::LsArgs),
+    /// Print repository objects: config, snapshot ID, tree ID, index ID, key ID, pack ID
+    Cat(commands::cat::CatArgs),
+    /// Restore a snapshot
+    Restore(commands::restore::RestoreArgs),
+    /// Show what changed between two snapshots
+    Diff(commands::diff::DiffArgs),
+    /// Show sizes: restore size of snapshots and deduplicated storage
+    Stats(commands::stats::StatsArgs),
+    /// Check the repository's consistency and, with --read-data, every byte of data
+    Check(commands::check::CheckArgs),
+    /// Manage passwords (key files)
+    #[command(subcommand)]
+    Key(commands::key::KeyCommand),
+}
+
+/// Runs the program; every error becomes one line on stderr.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let level = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STOWAGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("stowage={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+    match commands::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            // One line: the outermost context and its causes joined.
+            let msg = e
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
+            eprintln!("stowage: error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
