@@ -66,6 +66,8 @@ pub struct BackupOptions {
     pub excludes: Vec<String>,
     pub one_file_system: bool,
     pub parent: ParentChoice,
+    /// Read every file even when the parent snapshot says it is unchanged.
+    pub force_read: bool,
     /// Reader threads (default: number of cores).
     pub threads: usize,
 }
@@ -139,6 +141,7 @@ struct Ctx<'a> {
     root_tree: Mutex<Option<Id>>,
     hardlinks: Mutex<HashMap<(u64, u64), Vec<u8>>>,
     threads: usize,
+    force_read: bool,
 }
 
 impl Ctx<'_> {
@@ -411,6 +414,7 @@ pub fn run(repo: Arc<IndexedRepo>, opts: &BackupOptions, progress: &BackupProgre
         root_tree: Mutex::new(None),
         hardlinks: Mutex::new(HashMap::new()),
         threads,
+        force_read: opts.force_read,
     };
 
     let n_top = if opts.stdin_filename.is_some() { 1 } else { tops.len() };
@@ -658,7 +662,7 @@ fn walk_entry(
                 }
                 Some(_) => Novelty::Changed,
             };
-            if novelty == Novelty::Unchanged {
+            if novelty == Novelty::Unchanged && !ctx.force_read {
                 let o = old.unwrap();
                 node.content = o.content.clone();
                 node.holes = o.holes.clone();

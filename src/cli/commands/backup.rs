@@ -53,9 +53,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
         std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
     }
     let repo = super::open_indexed(g)?;
-    let parent = if a.force {
-        ParentChoice::None
-    } else if let Some(p) = &a.parent {
+    let parent = if let Some(p) = &a.parent {
         ParentChoice::Id(repo.repo().find_snapshot(p)?.0)
     } else {
         ParentChoice::Latest
@@ -68,6 +66,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
         excludes,
         one_file_system: a.one_file_system,
         parent,
+        force_read: a.force,
         threads: a.threads,
     };
     let progress = Arc::new(BackupProgress::default());

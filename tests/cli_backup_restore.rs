@@ -1,0 +1,237 @@
+//! Backup and restore through the real binary: what goes in comes out, bit for bit and with its
+//! metadata; unchanged data adds nothing; changed data adds only nearby chunks.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+/// A source tree with every kind of entry the format stores.
+fn build_rich_tree(root: &Path) {
+    fs::create_dir_all(root.join("docs/deep/deeper/deepest")).unwrap();
+    fs::create_dir_all(root.join("empty-dir")).unwrap();
+    fs::write(root.join("docs/readme.txt"), "hello stowage\n".repeat(100)).unwrap();
+    fs::write(root.join("docs/deep/deeper/deepest/leaf"), b"leaf").unwrap();
+    fs::write(root.join("empty-file"), b"").unwrap();
+    fs::write(root.join("random.bin"), random_bytes(3 * 1024 * 1024 + 17, 1)).unwrap();
+    fs::write(root.join("text.json"), serde_json::to_vec(&(0..20000).map(|i| format!("item-{i}")).collect::<Vec<_>>()).unwrap()).unwrap();
+    symlink("docs/readme.txt", root.join("link-to-readme")).unwrap();
+    symlink("/nonexistent/target", root.join("dangling")).unwrap();
+    fs::hard_link(root.join("docs/readme.txt"), root.join("hardlink-a")).unwrap();
+    fs::hard_link(root.join("docs/readme.txt"), root.join("docs/deep/hardlink-b")).unwrap();
+    // Sparse: data, 8 MiB hole, data, trailing hole.
+    let mut f = fs::File::create(root.join("sparse.img")).unwrap();
+    f.write_all(&random_bytes(4096, 2)).unwrap();
+    f.seek(SeekFrom::Start(8 << 20)).unwrap();
+    f.write_all(b"middle").unwrap();
+    f.set_len(16 << 20).unwrap();
+    drop(f);
+    // Non-UTF-8 and very long names.
+    let weird = std::ffi::OsStr::from_bytes(b"caf\xe9-\xff\xfe.txt");
+    fs::write(root.join(weird), b"latin-1 name").unwrap();
+    fs::write(root.join("x".repeat(255)), b"long name").unwrap();
+    fs::write(root.join("with space & 'quotes'"), b"q").unwrap();
+    common::sh("mkfifo", &[root.join("pipe").to_str().unwrap()]);
+    // Modes and times.
+    fs::write(root.join("script.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(root.join("script.sh"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::set_permissions(root.join("docs/deep"), fs::Permissions::from_mode(0o2711)).unwrap();
+    fs::write(root.join("old.txt"), b"from the past").unwrap();
+    set_mtime(&root.join("old.txt"), 946_684_800, 123_456_789);
+    if xattrs_supported(root) {
+        xattr::set(root.join("docs/readme.txt"), "user.origin", b"test-suite").unwrap();
+        xattr::set(root.join("empty-dir"), "user.empty", b"").unwrap();
+        xattr::set(root.join("random.bin"), "user.bin", &[0u8, 255, 10]).unwrap();
+    }
+    set_mtime(&root.join("docs/deep/deeper"), 1_500_000_000, 42);
+}
+
+#[test]
+fn restore_reproduces_bytes_and_metadata() {
+    let env = Env::init(&[]);
+    let src = env.path("src");
+    build_rich_tree(&src);
+    let out = env.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(out["incomplete"], false);
+    let target = env.path("restored");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    assert_same_tree(&src, &target.join("src"));
+    let m = manifest(&target.join("src"));
+    assert!(m[&b"sparse.img".to_vec()].sparse, "holes must be restored as holes");
+    assert_eq!(m[&b"hardlink-a".to_vec()].hardlink_group, Some(b"docs/deep/hardlink-b".to_vec()));
+}
+
+#[test]
+fn restore_of_subpath_and_filters() {
+    let env = Env::init(&[]);
+    let src = env.path("src");
+    build_rich_tree(&src);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let sub = env.path("sub");
+    env.ok(&["restore", "latest:src/docs", "--target", sub.to_str().unwrap()]);
+    assert_same_tree(&src.join("docs"), &sub);
+
+    let only = env.path("only");
+    env.ok(&["restore", "latest", "--target", only.to_str().unwrap(), "--include", "*.txt", "--exclude", "old.txt"]);
+    assert!(only.join("src/docs/readme.txt").exists());
+    assert!(!only.join("src/old.txt").exists());
+    assert!(!only.join("src/random.bin").exists());
+    assert!(!only.join("src/empty-dir").exists());
+}
+
+#[test]
+fn unchanged_rebackup_adds_no_pack_data() {
+    let env = Env::init(&[]);
+    let src = env.path("src");
+    build_rich_tree(&src);
+    let first = env.json(&["backup", src.to_str().unwrap()]);
+    assert!(first["summary"]["bytes_added"].as_u64().unwrap() > 3_000_000);
+    let packs = env.files_in("data");
+    let bytes = env.pack_bytes();
+    let second = env.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(second["summary"]["bytes_added"], 0);
+    assert_eq!(second["summary"]["bytes_read"], 0, "unchanged files must not be re-read");
+    assert_eq!(second["summary"]["files_changed"], 0);
+    assert_eq!(second["parent"], first["snapshot_id"]);
+    assert_eq!(env.files_in("data"), packs);
+    assert_eq!(env.pack_bytes(), bytes);
+    // Even with the parent ignored, every file is read again but nothing new is stored.
+    let forced = env.json(&["backup", "--force", src.to_str().unwrap()]);
+    assert_eq!(forced["summary"]["bytes_added"], 0);
+    assert!(forced["summary"]["bytes_read"].as_u64().unwrap() > 3_000_000);
+    assert_eq!(env.pack_bytes(), bytes);
+}
+
+#[test]
+fn changed_file_reuploads_only_nearby_chunks() {
+    let env = Env::init(&["--chunk-min", "65536", "--chunk-avg", "262144", "--chunk-max", "1048576"]);
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    let mut data = random_bytes(24 << 20, 7);
+    fs::write(src.join("volume.img"), &data).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    // Insert bytes in the middle: content-defined chunking resynchronises right after.
+    data.splice(12 << 20..12 << 20, b"a few inserted bytes".iter().copied());
+    fs::write(src.join("volume.img"), &data).unwrap();
+    let out = env.json(&["backup", src.to_str().unwrap()]);
+    let added = out["summary"]["bytes_added"].as_u64().unwrap();
+    assert_eq!(out["summary"]["files_changed"], 1);
+    assert!(added > 0 && added <= 3 << 20, "added {added} bytes for a 20-byte insertion");
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(fs::read(target.join("src/volume.img")).unwrap(), data);
+}
+
+#[test]
+fn stdin_backup_round_trips() {
+    let env = Env::init(&[]);
+    let data = random_bytes(2_500_000, 9);
+    let mut child = env
+        .cmd(&["backup", "--stdin", "--stdin-filename", "dump.sql", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let target = env.path("out");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(fs::read(target.join("dump.sql")).unwrap(), data);
+}
+
+#[test]
+fn excludes_tags_host_and_listing() {
+    let env = Env::init(&[]);
+    let src = env.path("src");
+    fs::create_dir_all(src.join("cache")).unwrap();
+    fs::write(src.join("keep.txt"), b"k").unwrap();
+    fs::write(src.join("skip.tmp"), b"s").unwrap();
+    fs::write(src.join("cache/big"), b"c").unwrap();
+    let exclude_file = env.path("excludes");
+    fs::write(&exclude_file, "# comment\n\n*.tmp\n").unwrap();
+    let cache = format!("{}/cache", src.display());
+    let out = env.json(&[
+        "backup", src.to_str().unwrap(), "--exclude", &cache, "--exclude-file", exclude_file.to_str().unwrap(),
+        "--tag", "daily", "--tag", "db", "--host", "node-1",
+    ]);
+    let id = out["snapshot_id"].as_str().unwrap().to_string();
+    let ls = env.ok(&["ls", &id[..8]]);
+    assert!(ls.contains("/src/keep.txt"));
+    assert!(!ls.contains("skip.tmp") && !ls.contains("cache"), "{ls}");
+    let snaps = env.json(&["snapshots", "--tag", "daily", "--host", "node-1"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    assert_eq!(snaps[0]["tags"], serde_json::json!(["daily", "db"]));
+    assert_eq!(env.json(&["snapshots", "--host", "other"]).as_array().unwrap().len(), 0);
+    let listing = env.json(&["ls", "latest", "src"]);
+    assert_eq!(listing.as_array().unwrap().len(), 1);
+    let cfg = env.json(&["cat", "config"]);
+    assert_eq!(cfg["format_version"], 1);
+    let snap = env.json(&["cat", "snapshot", &id]);
+    assert_eq!(snap["hostname"], "node-1");
+    let tree = env.json(&["cat", "tree", &id]);
+    assert_eq!(tree["nodes"][0]["name"], "src");
+}
+
+#[test]
+fn diff_reports_changes() {
+    let env = Env::init(&[]);
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("same"), b"same").unwrap();
+    fs::write(src.join("changed"), b"v1").unwrap();
+    fs::write(src.join("removed"), b"r").unwrap();
+    let a = env.json(&["backup", src.to_str().unwrap()])["snapshot_id"].as_str().unwrap().to_string();
+    fs::write(src.join("changed"), b"v2 longer").unwrap();
+    fs::remove_file(src.join("removed")).unwrap();
+    fs::write(src.join("added"), b"a").unwrap();
+    let b = env.json(&["backup", src.to_str().unwrap()])["snapshot_id"].as_str().unwrap().to_string();
+    let d = env.json(&["diff", &a, &b]);
+    assert_eq!(d["added"], serde_json::json!(["/src/added"]));
+    assert_eq!(d["removed"], serde_json::json!(["/src/removed"]));
+    assert_eq!(d["modified"], serde_json::json!(["/src/changed"]));
+}
+
+#[test]
+fn stats_show_dedup() {
+    let env = Env::init(&[]);
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let data = random_bytes(1 << 20, 3);
+    fs::write(src.join("a"), &data).unwrap();
+    fs::write(src.join("b"), &data).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let s = env.json(&["stats"]);
+    assert_eq!(s["restore_size"], 2 << 20);
+    assert_eq!(s["raw_data_size"].as_u64().unwrap() < (1 << 20) + 4096, true);
+}
+
+#[test]
+fn second_key_opens_the_repository() {
+    let env = Env::init(&[]);
+    let out = env
+        .cmd(&["key", "add", "--kdf-memory", "64", "--kdf-iterations", "1"])
+        .env("STOWAGE_NEW_PASSWORD", "second")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env.cmd(&["snapshots"]).env("STOWAGE_PASSWORD", "second").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(env.json(&["key", "list"]).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn password_file_and_command_work() {
+    let env = Env::init(&[]);
+    let pw = env.path("pw");
+    fs::write(&pw, format!("{PASSWORD}\n")).unwrap();
+    let out = env.cmd(&["snapshots", "--password-file", pw.to_str().unwrap()]).env_remove("STOWAGE_PASSWORD").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cmd = format!("cat {}", pw.display());
+    let out = env.cmd(&["snapshots", "--password-command", &cmd]).env_remove("STOWAGE_PASSWORD").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
