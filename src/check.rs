@@ -46,7 +46,11 @@ impl CheckReport {
 }
 
 /// Reads a pack's header, fetching the tail first and the rest of the header if needed.
-pub fn read_pack_header(repo: &Repository, pack: &str, size: u64) -> Result<Vec<PackBlob>, RepoError> {
+pub fn read_pack_header(
+    repo: &Repository,
+    pack: &str,
+    size: u64,
+) -> Result<Vec<PackBlob>, RepoError> {
     let tail_len = TAIL_GUESS.min(size);
     let tail = repo
         .backend()
@@ -56,20 +60,33 @@ pub fn read_pack_header(repo: &Repository, pack: &str, size: u64) -> Result<Vec<
         let s = (off - (size - tail_len)) as usize;
         tail[s..s + len].to_vec()
     } else {
-        repo.backend().read_range(FileKind::Pack, pack, off, len as u64)?
+        repo.backend()
+            .read_range(FileKind::Pack, pack, off, len as u64)?
     };
     Ok(decode_header(repo.keys(), pack, &header, off)?)
 }
 
 /// Verifies every blob of a whole pack already in memory against its header and index entries.
-fn verify_pack_bytes(keys: &MasterKeys, pack: &str, bytes: &[u8], errors: &mut Vec<String>) -> usize {
+fn verify_pack_bytes(
+    keys: &MasterKeys,
+    pack: &str,
+    bytes: &[u8],
+    errors: &mut Vec<String>,
+) -> usize {
     if Id::hash_of(bytes).to_hex() != pack {
-        errors.push(format!("pack {pack}: content does not match its name (corrupted)"));
+        errors.push(format!(
+            "pack {pack}: content does not match its name (corrupted)"
+        ));
     }
     let blobs = match header_location(pack, bytes, bytes.len() as u64)
         .map_err(RepoError::from)
         .and_then(|(off, len)| {
-            Ok(decode_header(keys, pack, &bytes[off as usize..off as usize + len], off)?)
+            Ok(decode_header(
+                keys,
+                pack,
+                &bytes[off as usize..off as usize + len],
+                off,
+            )?)
         }) {
         Ok(b) => b,
         Err(e) => {
@@ -87,7 +104,11 @@ fn verify_pack_bytes(keys: &MasterKeys, pack: &str, bytes: &[u8], errors: &mut V
 }
 
 /// Runs a check.
-pub fn run(repo: &Arc<Repository>, opts: &CheckOptions, progress: &CheckProgress) -> Result<CheckReport, RepoError> {
+pub fn run(
+    repo: &Arc<Repository>,
+    opts: &CheckOptions,
+    progress: &CheckProgress,
+) -> Result<CheckReport, RepoError> {
     let mut report = CheckReport::default();
 
     // Index files one by one, so one damaged file is reported and the rest still checked.
@@ -201,7 +222,9 @@ pub fn run(repo: &Arc<Repository>, opts: &CheckOptions, progress: &CheckProgress
             let tree = match indexed.read_tree(&tree_id) {
                 Ok(t) => t,
                 Err(e) => {
-                    report.errors.push(format!("snapshot {short}: directory {path}: {e}"));
+                    report
+                        .errors
+                        .push(format!("snapshot {short}: directory {path}: {e}"));
                     continue;
                 }
             };
@@ -213,8 +236,14 @@ pub fn run(repo: &Arc<Repository>, opts: &CheckOptions, progress: &CheckProgress
                 }
                 for id in &n.content {
                     match indexed.index().get(id) {
-                        Some(BlobLocation { blob_type: BlobType::Data, .. }) => {}
-                        Some(_) => report.errors.push(format!("snapshot {short}: {child}: blob {} is not a data blob", id.short())),
+                        Some(BlobLocation {
+                            blob_type: BlobType::Data,
+                            ..
+                        }) => {}
+                        Some(_) => report.errors.push(format!(
+                            "snapshot {short}: {child}: blob {} is not a data blob",
+                            id.short()
+                        )),
                         None => {
                             if damaged_blobs.insert(*id) || damaged_blobs.len() < 1000 {
                                 report.errors.push(format!(

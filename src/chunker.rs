@@ -78,7 +78,9 @@ pub struct ChunkerSpec {
 impl ChunkerSpec {
     /// Panics if the parameters are invalid: call [`ChunkerParams::validate`] first.
     pub fn new(params: ChunkerParams, seed: u64) -> Arc<Self> {
-        params.validate().expect("chunker parameters were validated");
+        params
+            .validate()
+            .expect("chunker parameters were validated");
         let bits = v2020::logarithm2(params.avg_size);
         let mask_s = MASKS[(bits + params.normalization) as usize];
         let mask_l = MASKS[(bits - params.normalization) as usize];

@@ -85,7 +85,9 @@ impl<'de> serde::Deserialize<'de> for Id {
 
 /// The kind of data a blob holds. Bound into the blob's encryption as associated data, so a
 /// tree blob can never be passed off as file data or the other way round.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BlobType {
     /// A chunk of file content.

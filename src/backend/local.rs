@@ -118,7 +118,9 @@ impl Backend for LocalBackend {
                 if name.starts_with('.') {
                     continue;
                 }
-                let meta = e.metadata().map_err(|err| Self::io("stat", &e.path(), err))?;
+                let meta = e
+                    .metadata()
+                    .map_err(|err| Self::io("stat", &e.path(), err))?;
                 if meta.is_file() {
                     out.push(FileInfo {
                         name,
@@ -134,7 +136,8 @@ impl Backend for LocalBackend {
         let p = self.path(kind, name);
         let mut f = File::open(&p).map_err(Self::not_found_or(kind, name, "open", &p))?;
         let mut buf = Vec::new();
-        f.read_to_end(&mut buf).map_err(|e| Self::io("read", &p, e))?;
+        f.read_to_end(&mut buf)
+            .map_err(|e| Self::io("read", &p, e))?;
         Ok(buf)
     }
 
@@ -158,9 +161,19 @@ impl Backend for LocalBackend {
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8], exclusive: bool) -> Result<()> {
         let p = self.path(kind, name);
-        let dir = p.parent().expect("repository paths have a parent").to_path_buf();
-        let file_name = p.file_name().expect("repository paths have a name").to_string_lossy();
-        let tmp = dir.join(format!(".{}.tmp-{}", file_name, hex::encode(rand::random::<[u8; 8]>())));
+        let dir = p
+            .parent()
+            .expect("repository paths have a parent")
+            .to_path_buf();
+        let file_name = p
+            .file_name()
+            .expect("repository paths have a name")
+            .to_string_lossy();
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            file_name,
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
         let result = (|| -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
@@ -210,7 +223,8 @@ impl Backend for LocalBackend {
     fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
         let p = self.path(kind, name);
         let mut f = File::open(&p).map_err(Self::not_found_or(kind, name, "open", &p))?;
-        f.seek(SeekFrom::End(0)).map_err(|e| Self::io("stat", &p, e))
+        f.seek(SeekFrom::End(0))
+            .map_err(|e| Self::io("stat", &p, e))
     }
 }
 
@@ -228,9 +242,13 @@ mod tests {
     #[test]
     fn write_then_read_whole_and_range() {
         let (_d, b) = backend();
-        b.write(FileKind::Pack, "ab12", b"hello world", false).unwrap();
+        b.write(FileKind::Pack, "ab12", b"hello world", false)
+            .unwrap();
         assert_eq!(b.read(FileKind::Pack, "ab12").unwrap(), b"hello world");
-        assert_eq!(b.read_range(FileKind::Pack, "ab12", 6, 5).unwrap(), b"world");
+        assert_eq!(
+            b.read_range(FileKind::Pack, "ab12", 6, 5).unwrap(),
+            b"world"
+        );
         assert_eq!(b.size(FileKind::Pack, "ab12").unwrap(), 11);
         assert_eq!(b.list(FileKind::Pack).unwrap().len(), 1);
     }

@@ -16,10 +16,9 @@ use crate::repo::snapshot::{Snapshot, SnapshotSummary};
 use crate::repo::tree::{ByteString, Node, NodeKind, Timestamp, Tree};
 use crate::repo::writer::BlobWriter;
 use crate::repo::{IndexedRepo, RepoError};
-use crossbeam_channel::{bounded, Sender};
-use rayon::prelude::*;
+use crossbeam_channel::{bounded, Receiver, Sender};
 use source::{node_from_metadata, regions, Excludes, OwnerNames, Region};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -220,49 +219,96 @@ impl Ctx<'_> {
     /// Stores one chunk, returning its id.
     fn store_chunk(&self, data: &[u8]) -> Result<Id, RepoError> {
         let (id, new) = self.writer.add(BlobType::Data, data)?;
-        self.progress.bytes_read.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.progress
+            .bytes_read
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         if new {
-            self.progress.bytes_added.fetch_add(data.len() as u64, Ordering::Relaxed);
+            self.progress
+                .bytes_added
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
         }
         Ok(id)
     }
 
-    /// Chunks a stream and stores its chunks. Batches of chunks are hashed, compressed and
-    /// encrypted in parallel, so a single huge file still uses every core.
-    fn store_stream<R: Read + ?Sized>(&self, chunker: &mut Chunker, r: &mut R, out: &mut Vec<Id>) -> Result<u64, StreamError> {
+    /// Chunks a stream and stores its chunks. A stream of one chunk (most files) is stored
+    /// inline; longer streams keep a window of chunks in flight on the rayon pool while this
+    /// thread reads and cuts the next ones, so a single huge file still uses every core and
+    /// memory stays at `window * max chunk size`.
+    fn store_stream<R: Read + ?Sized>(
+        &self,
+        chunker: &mut Chunker,
+        r: &mut R,
+        out: &mut Vec<Id>,
+    ) -> Result<u64, StreamError> {
         chunker.reset();
-        let mut total = 0u64;
-        let batch_len = 2 * self.threads.max(1);
-        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_len);
-        loop {
-            let next = chunker.next_chunk(r).map_err(StreamError::Io)?;
-            let end = next.is_none();
-            if let Some(c) = next {
-                total += c.len() as u64;
-                batch.push(c);
-            }
-            if batch.len() >= batch_len || (end && !batch.is_empty()) {
-                if batch.len() == 1 {
-                    out.push(self.store_chunk(&batch[0]).map_err(StreamError::Repo)?);
-                } else {
-                    let ids: Vec<Id> = batch
-                        .par_iter()
-                        .map(|c| self.store_chunk(c))
-                        .collect::<Result<_, _>>()
-                        .map_err(StreamError::Repo)?;
-                    out.extend(ids);
+        let Some(first) = chunker.next_chunk(r).map_err(StreamError::Io)? else {
+            return Ok(0);
+        };
+        let mut total = first.len() as u64;
+        let Some(second) = chunker.next_chunk(r).map_err(StreamError::Io)? else {
+            out.push(self.store_chunk(&first).map_err(StreamError::Repo)?);
+            return Ok(total);
+        };
+        total += second.len() as u64;
+        let window = 2 * self.threads.max(1) + 2;
+        rayon::in_place_scope(|scope| {
+            let mut pending: VecDeque<Receiver<Result<Id, RepoError>>> =
+                VecDeque::with_capacity(window);
+            let submit = |chunk: Vec<u8>, pending: &mut VecDeque<_>| {
+                let (tx, rx) = bounded(1);
+                scope.spawn(move |_| {
+                    let _ = tx.send(self.store_chunk(&chunk));
+                });
+                pending.push_back(rx);
+            };
+            let collect = |rx: Receiver<Result<Id, RepoError>>,
+                           out: &mut Vec<Id>|
+             -> Result<(), StreamError> {
+                let id = rx
+                    .recv()
+                    .expect("chunk task always answers")
+                    .map_err(StreamError::Repo)?;
+                out.push(id);
+                Ok(())
+            };
+            submit(first, &mut pending);
+            submit(second, &mut pending);
+            loop {
+                let next = match chunker.next_chunk(r) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        // Let the tasks in flight finish before reporting.
+                        pending.drain(..).for_each(|rx| drop(rx.recv()));
+                        return Err(StreamError::Io(e));
+                    }
+                };
+                let Some(chunk) = next else { break };
+                total += chunk.len() as u64;
+                while pending.len() >= window {
+                    collect(pending.pop_front().unwrap(), out)?;
                 }
-                batch.clear();
+                submit(chunk, &mut pending);
             }
-            if end {
-                return Ok(total);
+            while let Some(rx) = pending.pop_front() {
+                collect(rx, out)?;
             }
-        }
+            Ok(total)
+        })
     }
 
     /// Reads a file's content into its node.
-    fn read_file(&self, chunker: &mut Chunker, path: &Path, node: &mut Node) -> Result<(), StreamError> {
-        let open = |flags| std::fs::OpenOptions::new().read(true).custom_flags(flags).open(path);
+    fn read_file(
+        &self,
+        chunker: &mut Chunker,
+        path: &Path,
+        node: &mut Node,
+    ) -> Result<(), StreamError> {
+        let open = |flags| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(path)
+        };
         // O_NOATIME is refused (EPERM) on files we do not own unless we are root.
         let mut f = match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
@@ -271,7 +317,9 @@ impl Ctx<'_> {
         .map_err(StreamError::Io)?;
         let meta = f.metadata().map_err(StreamError::Io)?;
         if !meta.is_file() {
-            return Err(StreamError::Io(io::Error::other("is no longer a regular file")));
+            return Err(StreamError::Io(io::Error::other(
+                "is no longer a regular file",
+            )));
         }
         let mut content = Vec::new();
         let mut holes = Vec::new();
@@ -332,13 +380,19 @@ fn absolute_clean(p: &Path) -> io::Result<PathBuf> {
 }
 
 /// Runs a backup into `repo` and writes its snapshot.
-pub fn run(repo: Arc<IndexedRepo>, opts: &BackupOptions, progress: &BackupProgress) -> Result<BackupReport, BackupError> {
+pub fn run(
+    repo: Arc<IndexedRepo>,
+    opts: &BackupOptions,
+    progress: &BackupProgress,
+) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
     let time = chrono::Utc::now();
     let hostname = opts.hostname.clone().unwrap_or_else(crate::util::hostname);
     let excludes = Excludes::new(&opts.excludes).map_err(BackupError::Invalid)?;
     let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
     } else {
         opts.threads
     };
@@ -351,7 +405,9 @@ pub fn run(repo: Arc<IndexedRepo>, opts: &BackupOptions, progress: &BackupProgre
         vec![format!("/{name}")]
     } else {
         if opts.paths.is_empty() {
-            return Err(BackupError::Invalid("nothing to back up: give at least one path".into()));
+            return Err(BackupError::Invalid(
+                "nothing to back up: give at least one path".into(),
+            ));
         }
         for p in &opts.paths {
             let abs = absolute_clean(p).map_err(|e| BackupError::Source {
@@ -417,7 +473,11 @@ pub fn run(repo: Arc<IndexedRepo>, opts: &BackupOptions, progress: &BackupProgre
         force_read: opts.force_read,
     };
 
-    let n_top = if opts.stdin_filename.is_some() { 1 } else { tops.len() };
+    let n_top = if opts.stdin_filename.is_some() {
+        1
+    } else {
+        tops.len()
+    };
     let root = Arc::new(DirState {
         slots: Mutex::new(vec![None; n_top]),
         remaining: AtomicUsize::new(n_top + 1),
@@ -486,7 +546,17 @@ pub fn run(repo: Arc<IndexedRepo>, opts: &BackupOptions, progress: &BackupProgre
             let old_nodes = index_nodes(old_root.as_ref());
             for (i, (path, name)) in tops.iter().enumerate() {
                 let old = old_nodes.get(name.0.as_slice()).copied();
-                walk_entry(&ctx, &tx, &root, i, path, name.clone(), name.0.clone(), old, None);
+                walk_entry(
+                    &ctx,
+                    &tx,
+                    &root,
+                    i,
+                    path,
+                    name.clone(),
+                    name.0.clone(),
+                    old,
+                    None,
+                );
             }
             ctx.release(&root);
             drop(tx);
@@ -504,7 +574,8 @@ pub fn run(repo: Arc<IndexedRepo>, opts: &BackupOptions, progress: &BackupProgre
         (summary, root_tree)
     };
     let (ws, root_tree) = writer_summary;
-    let root_tree = root_tree.ok_or_else(|| BackupError::Invalid("no root tree was written".into()))?;
+    let root_tree =
+        root_tree.ok_or_else(|| BackupError::Invalid("no root tree was written".into()))?;
     let warnings = std::mem::take(&mut *ctx.warnings.lock().unwrap());
     let c = &ctx.counters;
     let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -587,7 +658,8 @@ fn walk_entry(
     // gives an unchanged tree (and no new data), an entry whose mtime and ctime did not move
     // keeps the access time recorded by the parent snapshot.
     if let Some(o) = old {
-        let same_kind = o.kind == node.kind || (o.kind == NodeKind::Hardlink && node.kind == NodeKind::File);
+        let same_kind =
+            o.kind == node.kind || (o.kind == NodeKind::Hardlink && node.kind == NodeKind::File);
         if same_kind && o.mtime == node.mtime && o.ctime == node.ctime {
             node.atime = o.atime;
         }
@@ -595,7 +667,9 @@ fn walk_entry(
     match node.kind {
         NodeKind::Dir => {
             let top_dev = top_dev.unwrap_or(meta.dev());
-            let old_subtree = old.filter(|o| o.kind == NodeKind::Dir).and_then(|o| o.subtree);
+            let old_subtree = old
+                .filter(|o| o.kind == NodeKind::Dir)
+                .and_then(|o| o.subtree);
             let old_tree = old_subtree.and_then(|id| match ctx.repo.read_tree(&id) {
                 Ok(t) => Some(t),
                 Err(e) => {
@@ -638,7 +712,17 @@ fn walk_entry(
                 child_rel.push(b'/');
                 child_rel.extend_from_slice(&child_name.0);
                 let old_child = old_nodes.get(child_name.0.as_slice()).copied();
-                walk_entry(ctx, jobs, &state, i, &child_path, child_name, child_rel, old_child, Some(top_dev));
+                walk_entry(
+                    ctx,
+                    jobs,
+                    &state,
+                    i,
+                    &child_path,
+                    child_name,
+                    child_rel,
+                    old_child,
+                    Some(top_dev),
+                );
             }
             ctx.release(&state);
         }
@@ -657,7 +741,10 @@ fn walk_entry(
             }
             let novelty = match old {
                 None => Novelty::New,
-                Some(o) if file_unchanged(o, &node) && o.content.iter().all(|id| ctx.repo.index().contains(id)) => {
+                Some(o)
+                    if file_unchanged(o, &node)
+                        && o.content.iter().all(|id| ctx.repo.index().contains(id)) =>
+                {
                     Novelty::Unchanged
                 }
                 Some(_) => Novelty::Changed,

@@ -127,7 +127,12 @@ pub fn node_kind(meta: &Metadata) -> NodeKind {
 }
 
 /// Builds a node from `lstat` metadata (content, subtree and link fields are left empty).
-pub fn node_from_metadata(path: &Path, name: ByteString, meta: &Metadata, owners: &OwnerNames) -> io::Result<Node> {
+pub fn node_from_metadata(
+    path: &Path,
+    name: ByteString,
+    meta: &Metadata,
+    owners: &OwnerNames,
+) -> io::Result<Node> {
     let kind = node_kind(meta);
     let mut n = Node::new(name, kind);
     n.mode = meta.mode() & 0o7777;
@@ -189,7 +194,10 @@ pub fn regions(file: &File, meta: &Metadata) -> Vec<Region> {
         return Vec::new();
     }
     if meta.blocks() * 512 >= size {
-        return vec![Region::Data { offset: 0, len: size }];
+        return vec![Region::Data {
+            offset: 0,
+            len: size,
+        }];
     }
     let fd = file.as_raw_fd();
     let mut out = Vec::new();
@@ -223,7 +231,11 @@ pub fn regions(file: &File, meta: &Metadata) -> Vec<Region> {
             break;
         }
         let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
-        let end = if hole < 0 { size } else { (hole as u64).min(size) };
+        let end = if hole < 0 {
+            size
+        } else {
+            (hole as u64).min(size)
+        };
         out.push(Region::Data {
             offset: data,
             len: end - data,
@@ -240,7 +252,12 @@ mod tests {
 
     #[test]
     fn excludes_match_names_and_paths() {
-        let e = Excludes::new(&["*.tmp".into(), "/data/cache/**".into(), "node_modules".into()]).unwrap();
+        let e = Excludes::new(&[
+            "*.tmp".into(),
+            "/data/cache/**".into(),
+            "node_modules".into(),
+        ])
+        .unwrap();
         assert!(e.is_excluded(Path::new("/x/y/a.tmp")));
         assert!(e.is_excluded(Path::new("/data/cache/a/b")));
         assert!(e.is_excluded(Path::new("/src/node_modules")));

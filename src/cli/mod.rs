@@ -14,7 +14,12 @@ use std::process::ExitCode;
 pub const EXIT_INCOMPLETE: u8 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "stowage", version, about = "Deduplicating, encrypted backups", max_term_width = 100)]
+#[command(
+    name = "stowage",
+    version,
+    about = "Deduplicating, encrypted backups",
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

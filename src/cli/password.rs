@@ -52,7 +52,10 @@ fn obtain(args: &GlobalArgs, prompt: &str, confirm: bool) -> Result<Zeroizing<St
     if std::io::stdin().is_terminal() {
         let p = Zeroizing::new(rpassword::prompt_password(prompt).context("reading password")?);
         if confirm {
-            let again = Zeroizing::new(rpassword::prompt_password("enter the password again: ").context("reading password")?);
+            let again = Zeroizing::new(
+                rpassword::prompt_password("enter the password again: ")
+                    .context("reading password")?,
+            );
             if *p != *again {
                 bail!("the passwords do not match");
             }
@@ -75,7 +78,9 @@ pub fn get_for_new_key(file: Option<&std::path::Path>) -> Result<Zeroizing<Strin
     }
     if std::io::stdin().is_terminal() {
         let p = Zeroizing::new(rpassword::prompt_password("enter the new password: ")?);
-        let again = Zeroizing::new(rpassword::prompt_password("enter the new password again: ")?);
+        let again = Zeroizing::new(rpassword::prompt_password(
+            "enter the new password again: ",
+        )?);
         if *p != *again {
             bail!("the passwords do not match");
         }

@@ -28,12 +28,17 @@ impl Progress {
             let (_, total, _) = sample();
             let bar = match total {
                 Some(t) => ProgressBar::new(t).with_style(
-                    ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}")
-                        .unwrap()
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                    )
+                    .unwrap()
+                    .progress_chars("=> "),
                 ),
                 None => ProgressBar::new_spinner().with_style(
-                    ProgressStyle::with_template("{elapsed_precise} {spinner} {bytes} {bytes_per_sec} {msg}").unwrap(),
+                    ProgressStyle::with_template(
+                        "{elapsed_precise} {spinner} {bytes} {bytes_per_sec} {msg}",
+                    )
+                    .unwrap(),
                 ),
             };
             while !s.load(Ordering::Relaxed) {

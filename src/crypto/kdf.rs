@@ -60,7 +60,9 @@ impl KdfParams {
             || self.parallelism == 0
             || self.parallelism > MAX_PARALLELISM
         {
-            return Err(CryptoError::Kdf("key file has out-of-range Argon2 parameters".into()));
+            return Err(CryptoError::Kdf(
+                "key file has out-of-range Argon2 parameters".into(),
+            ));
         }
         let salt = B64
             .decode(&self.salt)
@@ -87,7 +89,11 @@ struct MasterKeysJson {
 }
 
 /// Encrypts the master keys under a key derived from `password`.
-pub fn wrap_master_keys(keys: &MasterKeys, params: &KdfParams, password: &[u8]) -> Result<Vec<u8>, CryptoError> {
+pub fn wrap_master_keys(
+    keys: &MasterKeys,
+    params: &KdfParams,
+    password: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
     let mut wrapping = params.derive(password)?;
     let cipher = Aes256Gcm::new_from_slice(&wrapping).expect("32-byte key");
     wrapping.zeroize();
@@ -103,7 +109,11 @@ pub fn wrap_master_keys(keys: &MasterKeys, params: &KdfParams, password: &[u8]) 
 }
 
 /// Decrypts master keys wrapped by [`wrap_master_keys`]. A wrong password fails the MAC.
-pub fn unwrap_master_keys(sealed: &[u8], params: &KdfParams, password: &[u8]) -> Result<MasterKeys, CryptoError> {
+pub fn unwrap_master_keys(
+    sealed: &[u8],
+    params: &KdfParams,
+    password: &[u8],
+) -> Result<MasterKeys, CryptoError> {
     let mut wrapping = params.derive(password)?;
     let cipher = Aes256Gcm::new_from_slice(&wrapping).expect("32-byte key");
     wrapping.zeroize();
@@ -115,12 +125,20 @@ pub fn unwrap_master_keys(sealed: &[u8], params: &KdfParams, password: &[u8]) ->
         msg: msg.into(),
     };
     let mut m = parsed.map_err(|_| invalid("master keys are malformed"))?;
-    let mut enc = B64.decode(&m.encryption).map_err(|_| invalid("bad encryption key"))?;
+    let mut enc = B64
+        .decode(&m.encryption)
+        .map_err(|_| invalid("bad encryption key"))?;
     let mut idk = B64.decode(&m.id).map_err(|_| invalid("bad id key"))?;
     m.encryption.zeroize();
     m.id.zeroize();
-    let e: [u8; 32] = enc.as_slice().try_into().map_err(|_| invalid("encryption key must be 32 bytes"))?;
-    let i: [u8; 32] = idk.as_slice().try_into().map_err(|_| invalid("id key must be 32 bytes"))?;
+    let e: [u8; 32] = enc
+        .as_slice()
+        .try_into()
+        .map_err(|_| invalid("encryption key must be 32 bytes"))?;
+    let i: [u8; 32] = idk
+        .as_slice()
+        .try_into()
+        .map_err(|_| invalid("id key must be 32 bytes"))?;
     enc.zeroize();
     idk.zeroize();
     Ok(MasterKeys::new(e, i, m.chunker_seed))

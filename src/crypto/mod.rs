@@ -113,7 +113,12 @@ impl MasterKeys {
     }
 
     /// Opens a repository file sealed by [`MasterKeys::seal_file`].
-    pub fn open_file(&self, kind: FileAad, what: &str, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    pub fn open_file(
+        &self,
+        kind: FileAad,
+        what: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
         self.open(what, kind.aad(), sealed)
     }
 }
@@ -194,7 +199,13 @@ pub const MAX_BLOB_LEN: usize = 128 << 20;
 ///
 /// `level` 0 disables compression. Data that does not shrink by at least 1/32 is stored raw,
 /// so incompressible data costs one failed attempt and no decompression on restore.
-pub fn seal_blob(keys: &MasterKeys, blob_type: BlobType, id: &Id, data: &[u8], level: i32) -> Vec<u8> {
+pub fn seal_blob(
+    keys: &MasterKeys,
+    blob_type: BlobType,
+    id: &Id,
+    data: &[u8],
+    level: i32,
+) -> Vec<u8> {
     let mut plain = Vec::with_capacity(data.len() + 1);
     plain.push(PAYLOAD_RAW);
     let mut compressed = false;
@@ -310,7 +321,10 @@ mod tests {
         for data in [&text[..], &random[..], b"", b"x"] {
             let id = k.blob_id(data);
             let s = seal_blob(&k, BlobType::Data, &id, data, 3);
-            assert_eq!(open_blob(&k, BlobType::Data, &id, &s, data.len()).unwrap(), data);
+            assert_eq!(
+                open_blob(&k, BlobType::Data, &id, &s, data.len()).unwrap(),
+                data
+            );
         }
         let id = k.blob_id(&text);
         assert!(seal_blob(&k, BlobType::Data, &id, &text, 3).len() < text.len() / 10);

@@ -58,7 +58,8 @@ impl PackBlob {
         if b.len() != ENTRY_LEN {
             return Err(format!("entry has {} bytes, expected {ENTRY_LEN}", b.len()));
         }
-        let blob_type = BlobType::from_code(b[0]).ok_or_else(|| format!("unknown blob type {}", b[0]))?;
+        let blob_type =
+            BlobType::from_code(b[0]).ok_or_else(|| format!("unknown blob type {}", b[0]))?;
         if b[1] != 0 {
             return Err(format!("reserved byte is {}, expected 0", b[1]));
         }
@@ -71,10 +72,18 @@ impl PackBlob {
             raw_length: u32_at(42),
         };
         if (e.length as usize) < SEAL_OVERHEAD + 1 {
-            return Err(format!("blob {} is {} bytes, too short to be sealed", e.id.short(), e.length));
+            return Err(format!(
+                "blob {} is {} bytes, too short to be sealed",
+                e.id.short(),
+                e.length
+            ));
         }
         if e.raw_length as usize > crate::crypto::MAX_BLOB_LEN {
-            return Err(format!("blob {} claims {} bytes", e.id.short(), e.raw_length));
+            return Err(format!(
+                "blob {} claims {} bytes",
+                e.id.short(),
+                e.raw_length
+            ));
         }
         Ok(e)
     }
@@ -140,7 +149,8 @@ impl PackWriter {
         }
         let sealed = keys.seal_file(FileAad::PackHeader, &header);
         self.data.extend_from_slice(&sealed);
-        self.data.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.data
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         self.data.extend_from_slice(PACK_MAGIC);
         let id = Id::hash_of(&self.data);
         (self.data, id, self.blobs)
@@ -156,15 +166,21 @@ pub fn header_location(pack: &str, tail: &[u8], pack_size: u64) -> Result<(u64, 
         msg,
     };
     if tail.len() < TRAILER_LEN || pack_size < TRAILER_LEN as u64 {
-        return Err(bad(format!("{pack_size} bytes is too short to be a pack (truncated?)")));
+        return Err(bad(format!(
+            "{pack_size} bytes is too short to be a pack (truncated?)"
+        )));
     }
     let t = &tail[tail.len() - TRAILER_LEN..];
     if &t[4..] != PACK_MAGIC {
         return Err(bad("missing pack trailer (truncated or not a pack)".into()));
     }
     let len = u32::from_le_bytes(t[..4].try_into().unwrap()) as usize;
-    if len < SEAL_OVERHEAD + 4 || len > MAX_HEADER_LEN || len as u64 > pack_size - TRAILER_LEN as u64 {
-        return Err(bad(format!("header length {len} is impossible for a pack of {pack_size} bytes")));
+    if !(SEAL_OVERHEAD + 4..=MAX_HEADER_LEN).contains(&len)
+        || len as u64 > pack_size - TRAILER_LEN as u64
+    {
+        return Err(bad(format!(
+            "header length {len} is impossible for a pack of {pack_size} bytes"
+        )));
     }
     Ok((pack_size - TRAILER_LEN as u64 - len as u64, len))
 }
@@ -177,12 +193,20 @@ pub fn decode_header(
     sealed: &[u8],
     header_offset: u64,
 ) -> Result<Vec<PackBlob>, PackError> {
-    let plain = keys.open_file(FileAad::PackHeader, &format!("header of pack {pack}"), sealed)?;
+    let plain = keys.open_file(
+        FileAad::PackHeader,
+        &format!("header of pack {pack}"),
+        sealed,
+    )?;
     decode_header_plaintext(pack, &plain, header_offset)
 }
 
 /// Decodes a header after its MAC was verified (split out for fuzzing).
-pub fn decode_header_plaintext(pack: &str, plain: &[u8], header_offset: u64) -> Result<Vec<PackBlob>, PackError> {
+pub fn decode_header_plaintext(
+    pack: &str,
+    plain: &[u8],
+    header_offset: u64,
+) -> Result<Vec<PackBlob>, PackError> {
     let bad = |msg: String| PackError::Malformed {
         pack: pack.to_string(),
         msg,
@@ -191,14 +215,24 @@ pub fn decode_header_plaintext(pack: &str, plain: &[u8], header_offset: u64) -> 
         return Err(bad("header too short".into()));
     }
     let count = u32::from_le_bytes(plain[..4].try_into().unwrap()) as usize;
-    if (plain.len() - 4) != count.checked_mul(ENTRY_LEN).ok_or_else(|| bad("count overflows".into()))? {
-        return Err(bad(format!("header lists {count} blobs but has {} bytes", plain.len())));
+    if (plain.len() - 4)
+        != count
+            .checked_mul(ENTRY_LEN)
+            .ok_or_else(|| bad("count overflows".into()))?
+    {
+        return Err(bad(format!(
+            "header lists {count} blobs but has {} bytes",
+            plain.len()
+        )));
     }
     let mut blobs = Vec::with_capacity(count);
     for chunk in plain[4..].chunks_exact(ENTRY_LEN) {
         let b = PackBlob::decode(chunk).map_err(&bad)?;
         if b.end() > header_offset {
-            return Err(bad(format!("blob {} extends past the blob area", b.id.short())));
+            return Err(bad(format!(
+                "blob {} extends past the blob area",
+                b.id.short()
+            )));
         }
         blobs.push(b);
     }
@@ -230,7 +264,12 @@ mod tests {
         let k = MasterKeys::generate();
         let mut w = PackWriter::new();
         let id = k.blob_id(b"abc");
-        w.add(BlobType::Data, id, &seal_blob(&k, BlobType::Data, &id, b"abc", 0), 3);
+        w.add(
+            BlobType::Data,
+            id,
+            &seal_blob(&k, BlobType::Data, &id, b"abc", 0),
+            3,
+        );
         let (bytes, _, _) = w.finish(&k);
         let cut = &bytes[..bytes.len() - 5];
         assert!(header_location("p", cut, cut.len() as u64).is_err());

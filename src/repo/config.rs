@@ -67,7 +67,8 @@ impl RepoConfig {
         struct Version {
             format_version: u32,
         }
-        let v: Version = serde_json::from_slice(bytes).map_err(|e| RepoError::malformed("config", e))?;
+        let v: Version =
+            serde_json::from_slice(bytes).map_err(|e| RepoError::malformed("config", e))?;
         if v.format_version != FORMAT_VERSION {
             return Err(RepoError::UnsupportedVersion {
                 found: v.format_version,
@@ -80,26 +81,40 @@ impl RepoConfig {
     /// Verifies and decodes the config with the master keys.
     pub fn decode(bytes: &[u8], keys: &MasterKeys) -> Result<RepoConfig> {
         Self::peek_version(bytes)?;
-        let file: ConfigFile = serde_json::from_slice(bytes).map_err(|e| RepoError::malformed("config", e))?;
+        let file: ConfigFile =
+            serde_json::from_slice(bytes).map_err(|e| RepoError::malformed("config", e))?;
         let sealed = B64
             .decode(&file.sealed)
             .map_err(|e| RepoError::malformed("config", e))?;
         let inner = keys.open_file(FileAad::Config, "config", &sealed)?;
-        let cfg: RepoConfig = serde_json::from_slice(&inner).map_err(|e| RepoError::malformed("config", e))?;
+        let cfg: RepoConfig =
+            serde_json::from_slice(&inner).map_err(|e| RepoError::malformed("config", e))?;
         if cfg.format_version != file.format_version || cfg.repository_id != file.repository_id {
-            return Err(RepoError::malformed("config", "outer and sealed fields disagree"));
+            return Err(RepoError::malformed(
+                "config",
+                "outer and sealed fields disagree",
+            ));
         }
         if cfg.master_key_fingerprint != keys.fingerprint() {
-            return Err(RepoError::malformed("config", "belongs to other master keys"));
+            return Err(RepoError::malformed(
+                "config",
+                "belongs to other master keys",
+            ));
         }
         cfg.chunker
             .validate()
             .map_err(|e| RepoError::malformed("config", e))?;
         if !(1 << 20..=1 << 30).contains(&cfg.pack_size) {
-            return Err(RepoError::malformed("config", format!("pack size {} out of range", cfg.pack_size)));
+            return Err(RepoError::malformed(
+                "config",
+                format!("pack size {} out of range", cfg.pack_size),
+            ));
         }
         if !(0..=22).contains(&cfg.compression_level) {
-            return Err(RepoError::malformed("config", "compression level out of range"));
+            return Err(RepoError::malformed(
+                "config",
+                "compression level out of range",
+            ));
         }
         Ok(cfg)
     }

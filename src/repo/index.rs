@@ -34,7 +34,9 @@ pub struct IndexFile {
 impl IndexFile {
     pub fn encode_plaintext(&self) -> Vec<u8> {
         let blobs: usize = self.packs.iter().map(|p| p.blobs.len()).sum();
-        let mut out = Vec::with_capacity(9 + self.supersedes.len() * ID_LEN + self.packs.len() * 36 + blobs * ENTRY_LEN);
+        let mut out = Vec::with_capacity(
+            9 + self.supersedes.len() * ID_LEN + self.packs.len() * 36 + blobs * ENTRY_LEN,
+        );
         out.push(INDEX_VERSION);
         out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
         for id in &self.supersedes {
@@ -132,7 +134,8 @@ impl<'a> Reader<'a> {
         self.take(1).map(|s| s[0])
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|s| u32::from_le_bytes(s.try_into().unwrap()))
+        self.take(4)
+            .map(|s| u32::from_le_bytes(s.try_into().unwrap()))
     }
     fn id(&mut self) -> Option<Id> {
         self.take(ID_LEN).and_then(Id::from_slice)
@@ -229,7 +232,9 @@ impl MasterIndex {
 
     /// Every blob with its location.
     pub fn iter(&self) -> impl Iterator<Item = (Id, BlobLocation)> + '_ {
-        self.blobs.keys().map(move |id| (*id, self.get(id).unwrap()))
+        self.blobs
+            .keys()
+            .map(move |id| (*id, self.get(id).unwrap()))
     }
 }
 
@@ -239,13 +244,20 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry() -> impl Strategy<Value = PackBlob> {
-        (0u8..2, any::<[u8; 32]>(), any::<u32>(), 29u32..1 << 30, 0u32..1 << 20).prop_map(|(t, id, o, l, r)| PackBlob {
-            blob_type: BlobType::from_code(t).unwrap(),
-            id: Id(id),
-            offset: o,
-            length: l,
-            raw_length: r,
-        })
+        (
+            0u8..2,
+            any::<[u8; 32]>(),
+            any::<u32>(),
+            29u32..1 << 30,
+            0u32..1 << 20,
+        )
+            .prop_map(|(t, id, o, l, r)| PackBlob {
+                blob_type: BlobType::from_code(t).unwrap(),
+                id: Id(id),
+                offset: o,
+                length: l,
+                raw_length: r,
+            })
     }
 
     proptest! {
@@ -286,7 +298,10 @@ mod tests {
             length: 40,
             raw_length: 12,
         };
-        m.add_pack(&IndexPack { id: pack, blobs: vec![b] });
+        m.add_pack(&IndexPack {
+            id: pack,
+            blobs: vec![b],
+        });
         let loc = m.get(&b.id).unwrap();
         assert_eq!(loc.pack, pack);
         assert_eq!(loc.offset, 10);

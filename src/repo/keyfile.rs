@@ -54,9 +54,13 @@ impl KeyFile {
                 limit: MAX_KEY_FILE_LEN as u64,
             });
         }
-        let k: KeyFile = serde_json::from_slice(bytes).map_err(|e| RepoError::malformed(what(), e))?;
+        let k: KeyFile =
+            serde_json::from_slice(bytes).map_err(|e| RepoError::malformed(what(), e))?;
         if k.version != 1 {
-            return Err(RepoError::malformed(what(), format!("unknown key file version {}", k.version)));
+            return Err(RepoError::malformed(
+                what(),
+                format!("unknown key file version {}", k.version),
+            ));
         }
         Ok(k)
     }

@@ -60,13 +60,21 @@ pub struct Repository {
 impl Repository {
     /// Creates a new repository. The key file is written before the config, and the config
     /// exclusively, so an interrupted `init` can be run again and two `init`s cannot both win.
-    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: &InitOptions) -> Result<Repository> {
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        opts: &InitOptions,
+    ) -> Result<Repository> {
         opts.chunker.validate().map_err(RepoError::Invalid)?;
         if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
-            return Err(RepoError::Invalid("pack size must be between 1 MiB and 1 GiB".into()));
+            return Err(RepoError::Invalid(
+                "pack size must be between 1 MiB and 1 GiB".into(),
+            ));
         }
         if !(0..=22).contains(&opts.compression_level) {
-            return Err(RepoError::Invalid("compression level must be between 0 and 22".into()));
+            return Err(RepoError::Invalid(
+                "compression level must be between 0 and 22".into(),
+            ));
         }
         match backend.create() {
             Ok(()) => {}
@@ -110,7 +118,9 @@ impl Repository {
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
         let config_bytes = match backend.read(FileKind::Config, "") {
             Ok(b) => b,
-            Err(BackendError::NotFound { .. }) => return Err(RepoError::NotARepository(backend.location())),
+            Err(BackendError::NotFound { .. }) => {
+                return Err(RepoError::NotARepository(backend.location()))
+            }
             Err(e) => return Err(e.into()),
         };
         RepoConfig::peek_version(&config_bytes)?;
@@ -138,7 +148,9 @@ impl Repository {
             // A leftover key of an interrupted init wraps other keys: skip it.
             let config = match RepoConfig::decode(&config_bytes, &keys) {
                 Ok(c) => c,
-                Err(RepoError::Malformed { msg, .. }) if msg.contains("other master keys") => continue,
+                Err(RepoError::Malformed { msg, .. }) if msg.contains("other master keys") => {
+                    continue
+                }
                 Err(e) => return Err(e),
             };
             let chunker = ChunkerSpec::new(config.chunker, keys.chunker_seed);
@@ -177,7 +189,8 @@ impl Repository {
 
     /// Adds a key file for another password; returns its name.
     pub fn add_key(&self, password: &[u8], memory_kib: u32, iterations: u32) -> Result<String> {
-        let key = KeyFile::create(&self.keys, password, KdfParams::new(memory_kib, iterations))?.encode();
+        let key =
+            KeyFile::create(&self.keys, password, KdfParams::new(memory_kib, iterations))?.encode();
         let name = Id::hash_of(&key).to_hex();
         self.backend.write(FileKind::Key, &name, &key, true)?;
         Ok(name)
@@ -198,8 +211,10 @@ impl Repository {
             .par_iter()
             .map(|f| self.read_index_file(&f.name).map(|i| (f.name.clone(), i)))
             .collect::<Result<_>>()?;
-        let superseded: std::collections::HashSet<Id> =
-            files.iter().flat_map(|(_, f)| f.supersedes.iter().copied()).collect();
+        let superseded: std::collections::HashSet<Id> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
         let mut index = MasterIndex::new();
         for (name, f) in &files {
             if name.parse::<Id>().is_ok_and(|id| superseded.contains(&id)) {
@@ -267,7 +282,8 @@ impl Repository {
     pub fn save_snapshot(&self, s: &Snapshot) -> Result<Id> {
         let bytes = s.encode(&self.keys);
         let id = Id::hash_of(&bytes);
-        self.backend.write(FileKind::Snapshot, &id.to_hex(), &bytes, false)?;
+        self.backend
+            .write(FileKind::Snapshot, &id.to_hex(), &bytes, false)?;
         Ok(id)
     }
 }
@@ -321,7 +337,13 @@ impl IndexedRepo {
             loc.offset as u64,
             loc.length as u64,
         )?;
-        Ok(open_blob(&self.repo.keys, blob_type, id, &sealed, loc.raw_length as usize)?)
+        Ok(open_blob(
+            &self.repo.keys,
+            blob_type,
+            id,
+            &sealed,
+            loc.raw_length as usize,
+        )?)
     }
 
     /// Reads and validates a tree.

@@ -58,7 +58,10 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn encode(&self, keys: &MasterKeys) -> Vec<u8> {
-        keys.seal_file(FileAad::Snapshot, &serde_json::to_vec(self).expect("snapshots serialize"))
+        keys.seal_file(
+            FileAad::Snapshot,
+            &serde_json::to_vec(self).expect("snapshots serialize"),
+        )
     }
 
     pub fn decode(keys: &MasterKeys, name: &str, sealed: &[u8]) -> Result<Snapshot> {
@@ -75,7 +78,8 @@ impl Snapshot {
     }
 
     pub fn decode_plaintext(name: &str, plain: &[u8]) -> Result<Snapshot> {
-        serde_json::from_slice(plain).map_err(|e| RepoError::malformed(format!("snapshot {name}"), e))
+        serde_json::from_slice(plain)
+            .map_err(|e| RepoError::malformed(format!("snapshot {name}"), e))
     }
 
     /// Whether this snapshot is of the same host and paths (the default parent choice).

@@ -189,7 +189,10 @@ pub fn validate_name(name: &[u8]) -> std::result::Result<(), String> {
         return Err("empty name".into());
     }
     if name == b"." || name == b".." {
-        return Err(format!("name {:?} is not allowed", String::from_utf8_lossy(name)));
+        return Err(format!(
+            "name {:?} is not allowed",
+            String::from_utf8_lossy(name)
+        ));
     }
     if name.contains(&b'/') || name.contains(&0) {
         return Err(format!(
@@ -235,7 +238,10 @@ impl Tree {
         for (i, n) in t.nodes.iter().enumerate() {
             validate_name(&n.name.0).map_err(|e| RepoError::malformed(what(), e))?;
             if i > 0 && t.nodes[i - 1].name >= n.name {
-                return Err(RepoError::malformed(what(), "names are not sorted and unique"));
+                return Err(RepoError::malformed(
+                    what(),
+                    "names are not sorted and unique",
+                ));
             }
             let ok = match n.kind {
                 NodeKind::Dir => n.subtree.is_some(),
@@ -249,13 +255,20 @@ impl Tree {
             if !ok {
                 return Err(RepoError::malformed(
                     what(),
-                    format!("{:?} node {:?} lacks required fields", n.kind, n.name.lossy()),
+                    format!(
+                        "{:?} node {:?} lacks required fields",
+                        n.kind,
+                        n.name.lossy()
+                    ),
                 ));
             }
             let mut end = 0u64;
             for &(off, len) in &n.holes {
                 if off < end || off.checked_add(len).is_none_or(|e| e > n.size) {
-                    return Err(RepoError::malformed(what(), "holes overlap or exceed the size"));
+                    return Err(RepoError::malformed(
+                        what(),
+                        "holes overlap or exceed the size",
+                    ));
                 }
                 end = off + len;
             }
@@ -284,7 +297,10 @@ mod tests {
             let t = Tree {
                 nodes: vec![Node::new(ByteString(bad.to_vec()), NodeKind::File)],
             };
-            assert!(Tree::decode(&Id::default(), &t.encode()).is_err(), "{bad:?}");
+            assert!(
+                Tree::decode(&Id::default(), &t.encode()).is_err(),
+                "{bad:?}"
+            );
         }
     }
 

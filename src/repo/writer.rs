@@ -68,7 +68,9 @@ impl Shared {
             .repo()
             .backend()
             .write(FileKind::Index, &name, &bytes, false)?;
-        self.stats.index_files_written.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .index_files_written
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -80,7 +82,10 @@ impl Shared {
         self.stats.packs_written.fetch_add(1, Ordering::Relaxed);
         let full = {
             let mut pending = self.pending.lock().unwrap();
-            pending.packs.push(IndexPack { id: p.id, blobs: p.blobs });
+            pending.packs.push(IndexPack {
+                id: p.id,
+                blobs: p.blobs,
+            });
             if pending.packs.len() >= PACKS_PER_INDEX {
                 Some(std::mem::take(&mut *pending))
             } else {
@@ -177,11 +182,21 @@ impl BlobWriter {
         if self.shared.repo.index().contains(&id) || !self.seen.lock().unwrap().insert(id) {
             return Ok(false);
         }
-        let sealed = seal_blob(self.shared.repo.repo().keys(), blob_type, &id, data, self.level);
+        let sealed = seal_blob(
+            self.shared.repo.repo().keys(),
+            blob_type,
+            &id,
+            data,
+            self.level,
+        );
         let stats = &self.shared.stats;
         stats.blobs_added.fetch_add(1, Ordering::Relaxed);
-        stats.bytes_added.fetch_add(data.len() as u64, Ordering::Relaxed);
-        stats.bytes_stored.fetch_add(sealed.len() as u64, Ordering::Relaxed);
+        stats
+            .bytes_added
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        stats
+            .bytes_stored
+            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
         let slot = &self.open[blob_type.code() as usize];
         let full = {
             let mut w = slot.lock().unwrap();

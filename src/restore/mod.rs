@@ -164,7 +164,8 @@ impl Restorer<'_> {
         if self.filter.excludes.is_match(p) {
             return (false, false);
         }
-        let included = ancestor_included || self.filter.includes.as_ref().is_none_or(|g| g.is_match(p));
+        let included =
+            ancestor_included || self.filter.includes.as_ref().is_none_or(|g| g.is_match(p));
         (true, included)
     }
 
@@ -180,13 +181,23 @@ impl Restorer<'_> {
         }
     }
 
-    fn plan_dir(&self, plan: &mut Plan, tree_id: &Id, rel: &[u8], abs: &Path, ancestor_included: bool) -> Result<bool, RestoreError> {
+    fn plan_dir(
+        &self,
+        plan: &mut Plan,
+        tree_id: &Id,
+        rel: &[u8],
+        abs: &Path,
+        ancestor_included: bool,
+    ) -> Result<bool, RestoreError> {
         let tree = self.repo.read_tree(tree_id)?;
         let mut any = false;
         for node in tree.nodes {
             // Decoding validated every name; check again right where it becomes a path.
             if let Err(e) = validate_name(&node.name.0) {
-                return Err(RestoreError::Invalid(format!("unsafe name in tree {}: {e}", tree_id.short())));
+                return Err(RestoreError::Invalid(format!(
+                    "unsafe name in tree {}: {e}",
+                    tree_id.short()
+                )));
             }
             let child_rel = join_rel(rel, &node.name.0);
             let (keep, included) = self.selected(&child_rel, ancestor_included);
@@ -195,10 +206,13 @@ impl Restorer<'_> {
             }
             let path = abs.join(node.name.as_os());
             if node.kind == NodeKind::Dir {
-                if let Err(e) = self.clear_for(&path, true).and_then(|_| match fs::create_dir(&path) {
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-                    r => r,
-                }) {
+                if let Err(e) =
+                    self.clear_for(&path, true)
+                        .and_then(|_| match fs::create_dir(&path) {
+                            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                            r => r,
+                        })
+                {
                     self.warn(format!("{}: {e}", path.display()));
                     continue;
                 }
@@ -229,7 +243,13 @@ impl Restorer<'_> {
         Ok(any)
     }
 
-    fn plan_leaf(&self, plan: &mut Plan, node: Node, path: &Path, rel: Vec<u8>) -> Result<(), RestoreError> {
+    fn plan_leaf(
+        &self,
+        plan: &mut Plan,
+        node: Node,
+        path: &Path,
+        rel: Vec<u8>,
+    ) -> Result<(), RestoreError> {
         let io_err = |e: io::Error| RestoreError::Target {
             path: path.display().to_string(),
             source: e,
@@ -249,7 +269,10 @@ impl Restorer<'_> {
             }
             NodeKind::File => self.plan_file(plan, node, path, rel),
             NodeKind::Symlink => {
-                let target = node.target.as_ref().expect("validated symlink has a target");
+                let target = node
+                    .target
+                    .as_ref()
+                    .expect("validated symlink has a target");
                 std::os::unix::fs::symlink(target.as_os(), path).map_err(io_err)?;
                 plan.others.push((path.to_path_buf(), node));
                 Ok(())
@@ -264,7 +287,13 @@ impl Restorer<'_> {
                 let c = std::ffi::CString::new(path.as_os_str().as_bytes())
                     .map_err(|_| RestoreError::Invalid("path contains NUL".into()))?;
                 // SAFETY: c is a valid NUL-terminated path.
-                let r = unsafe { libc::mknod(c.as_ptr(), kind | (node.mode & 0o7777), node.rdev as libc::dev_t) };
+                let r = unsafe {
+                    libc::mknod(
+                        c.as_ptr(),
+                        kind | (node.mode & 0o7777),
+                        node.rdev as libc::dev_t,
+                    )
+                };
                 if r != 0 {
                     return Err(io_err(io::Error::last_os_error()));
                 }
@@ -275,7 +304,13 @@ impl Restorer<'_> {
         }
     }
 
-    fn plan_file(&self, plan: &mut Plan, node: Node, path: &Path, rel: Vec<u8>) -> Result<(), RestoreError> {
+    fn plan_file(
+        &self,
+        plan: &mut Plan,
+        node: Node,
+        path: &Path,
+        rel: Vec<u8>,
+    ) -> Result<(), RestoreError> {
         let f = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -341,7 +376,12 @@ impl Restorer<'_> {
     }
 
     /// Fetches one pack's needed blobs (neighbours in one read) and writes them.
-    fn restore_pack(&self, plan: &Plan, pack: &Id, blobs: &HashMap<Id, PlannedBlob>) -> Result<(), RestoreError> {
+    fn restore_pack(
+        &self,
+        plan: &Plan,
+        pack: &Id,
+        blobs: &HashMap<Id, PlannedBlob>,
+    ) -> Result<(), RestoreError> {
         const MAX_GAP: u64 = 256 * 1024;
         const MAX_READ: u64 = 32 << 20;
         let mut list: Vec<&PlannedBlob> = blobs.values().collect();
@@ -370,8 +410,14 @@ impl Restorer<'_> {
             for b in &list[i..j] {
                 let off = (b.offset as u64 - start) as usize;
                 let sealed = &data[off..off + b.length as usize];
-                let plain = open_blob(self.repo.repo().keys(), BlobType::Data, &b.id, sealed, b.raw_length as usize)
-                    .map_err(|e| RepoError::malformed(format!("pack {}", &name[..8]), e))?;
+                let plain = open_blob(
+                    self.repo.repo().keys(),
+                    BlobType::Data,
+                    &b.id,
+                    sealed,
+                    b.raw_length as usize,
+                )
+                .map_err(|e| RepoError::malformed(format!("pack {}", &name[..8]), e))?;
                 for u in &b.uses {
                     let f = &plan.files[u.file as usize];
                     if let Err(e) = write_at(&f.path, &plain, u.offset) {
@@ -397,7 +443,11 @@ impl Restorer<'_> {
         if self.is_root {
             // SAFETY: c is a valid path; lchown does not follow symlinks.
             if unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) } != 0 {
-                self.warn(format!("{}: chown: {}", path.display(), io::Error::last_os_error()));
+                self.warn(format!(
+                    "{}: chown: {}",
+                    path.display(),
+                    io::Error::last_os_error()
+                ));
             }
         }
         for x in &node.xattrs {
@@ -410,11 +460,17 @@ impl Restorer<'_> {
                         }
                     }
                 }
-                Err(_) => self.warn(format!("{}: xattr {} has a bad value", path.display(), x.name.lossy())),
+                Err(_) => self.warn(format!(
+                    "{}: xattr {} has a bad value",
+                    path.display(),
+                    x.name.lossy()
+                )),
             }
         }
         if !is_link {
-            if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777)) {
+            if let Err(e) =
+                fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777))
+            {
                 self.warn(format!("{}: chmod: {e}", path.display()));
             }
         }
@@ -446,9 +502,12 @@ impl Restorer<'_> {
             }
             let len = self.repo.locate(id).map_err(|e| e.to_string())?.raw_length as usize;
             buf.resize(len, 0);
-            file.read_exact_at(&mut buf, pos).map_err(|e| e.to_string())?;
+            file.read_exact_at(&mut buf, pos)
+                .map_err(|e| e.to_string())?;
             if keys.blob_id(&buf) != *id {
-                return Err(format!("content at offset {pos} does not match the snapshot"));
+                return Err(format!(
+                    "content at offset {pos} does not match the snapshot"
+                ));
             }
             pos += len as u64;
         }
@@ -476,7 +535,10 @@ fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
 /// Finds the node at a `/`-separated path inside a snapshot.
 fn find_subpath(repo: &IndexedRepo, root: &Id, subpath: &str) -> Result<Node, RestoreError> {
     let mut tree_id = *root;
-    let parts: Vec<&str> = subpath.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = subpath
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     let mut node = None;
     for (i, part) in parts.iter().enumerate() {
         let tree = repo.read_tree(&tree_id)?;
@@ -486,7 +548,9 @@ fn find_subpath(repo: &IndexedRepo, root: &Id, subpath: &str) -> Result<Node, Re
             .find(|n| n.name.0 == part.as_bytes())
             .ok_or_else(|| RestoreError::NoSuchPath(subpath.into()))?;
         if i + 1 < parts.len() {
-            tree_id = n.subtree.ok_or_else(|| RestoreError::NoSuchPath(subpath.into()))?;
+            tree_id = n
+                .subtree
+                .ok_or_else(|| RestoreError::NoSuchPath(subpath.into()))?;
         }
         node = Some(n);
     }
@@ -494,7 +558,12 @@ fn find_subpath(repo: &IndexedRepo, root: &Id, subpath: &str) -> Result<Node, Re
 }
 
 /// Restores `snapshot` according to `opts`.
-pub fn run(repo: &IndexedRepo, snapshot: &Snapshot, opts: &RestoreOptions, progress: &RestoreProgress) -> Result<RestoreReport, RestoreError> {
+pub fn run(
+    repo: &IndexedRepo,
+    snapshot: &Snapshot,
+    opts: &RestoreOptions,
+    progress: &RestoreProgress,
+) -> Result<RestoreReport, RestoreError> {
     let target = &opts.target;
     let tio = |e: io::Error| RestoreError::Target {
         path: target.display().to_string(),
@@ -552,7 +621,9 @@ pub fn run(repo: &IndexedRepo, snapshot: &Snapshot, opts: &RestoreOptions, progr
             }
         }
     }
-    progress.total_bytes.store(plan.total_bytes, Ordering::Relaxed);
+    progress
+        .total_bytes
+        .store(plan.total_bytes, Ordering::Relaxed);
 
     // Content: packs in parallel; within a pack, blobs in offset order.
     let packs: Vec<(&Id, &HashMap<Id, PlannedBlob>)> = plan.packs.iter().collect();

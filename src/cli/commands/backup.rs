@@ -46,7 +46,10 @@ pub struct BackupArgs {
 pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
     let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {
-        excludes.extend(Excludes::read_file(f).with_context(|| format!("reading exclude file {}", f.display()))?);
+        excludes.extend(
+            Excludes::read_file(f)
+                .with_context(|| format!("reading exclude file {}", f.display()))?,
+        );
     }
     Excludes::new(&excludes).map_err(anyhow::Error::msg)?;
     for p in &a.paths {
@@ -103,7 +106,12 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
         if !g.quiet {
             println!(
                 "files: {} new, {} changed, {} unchanged; dirs: {} new, {} changed, {} unchanged",
-                s.files_new, s.files_changed, s.files_unchanged, s.dirs_new, s.dirs_changed, s.dirs_unchanged
+                s.files_new,
+                s.files_changed,
+                s.files_unchanged,
+                s.dirs_new,
+                s.dirs_changed,
+                s.dirs_unchanged
             );
         }
         println!(
@@ -116,11 +124,18 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
             human_bytes(s.bytes_added_stored),
             s.duration_secs,
             if report.snapshot.incomplete {
-                format!(" (INCOMPLETE: {} entries could not be read)", report.warnings.len())
+                format!(
+                    " (INCOMPLETE: {} entries could not be read)",
+                    report.warnings.len()
+                )
             } else {
                 String::new()
             }
         );
     }
-    Ok(if report.snapshot.incomplete { EXIT_INCOMPLETE } else { 0 })
+    Ok(if report.snapshot.incomplete {
+        EXIT_INCOMPLETE
+    } else {
+        0
+    })
 }

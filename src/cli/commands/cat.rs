@@ -93,7 +93,9 @@ pub fn run(g: &GlobalArgs, a: CatArgs) -> Result<u8> {
             let k = KeyFile::decode(name, &bytes)?;
             super::print_json(&k)?;
         }
-        other => bail!("cannot cat {other:?}: use config, snapshot, tree, index, key, pack or blob"),
+        other => {
+            bail!("cannot cat {other:?}: use config, snapshot, tree, index, key, pack or blob")
+        }
     }
     let _ = BlobType::Data;
     Ok(0)

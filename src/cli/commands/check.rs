@@ -25,7 +25,13 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<u8> {
             )
         })
     };
-    let report = check::run(&repo, &CheckOptions { read_data: a.read_data }, &progress);
+    let report = check::run(
+        &repo,
+        &CheckOptions {
+            read_data: a.read_data,
+        },
+        &progress,
+    );
     drop(bar);
     let report = report?;
     if g.json {
@@ -55,11 +61,18 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<u8> {
             report.packs,
             report.blobs,
             if a.read_data {
-                format!(", read {}", human_bytes(progress.bytes_read.load(Ordering::Relaxed)))
+                format!(
+                    ", read {}",
+                    human_bytes(progress.bytes_read.load(Ordering::Relaxed))
+                )
             } else {
                 String::new()
             },
-            if report.is_ok() { "no errors".to_string() } else { format!("{} ERRORS", report.errors.len()) }
+            if report.is_ok() {
+                "no errors".to_string()
+            } else {
+                format!("{} ERRORS", report.errors.len())
+            }
         );
     }
     if !report.is_ok() {

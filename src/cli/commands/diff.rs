@@ -23,15 +23,29 @@ struct Changes {
 
 fn nodes(repo: &IndexedRepo, tree: Option<Id>) -> Result<BTreeMap<Vec<u8>, Node>> {
     Ok(match tree {
-        Some(t) => repo.read_tree(&t)?.nodes.into_iter().map(|n| (n.name.0.clone(), n)).collect(),
+        Some(t) => repo
+            .read_tree(&t)?
+            .nodes
+            .into_iter()
+            .map(|n| (n.name.0.clone(), n))
+            .collect(),
         None => BTreeMap::new(),
     })
 }
 
-fn all_paths(repo: &IndexedRepo, tree: Option<Id>, prefix: &str, out: &mut Vec<String>) -> Result<()> {
+fn all_paths(
+    repo: &IndexedRepo,
+    tree: Option<Id>,
+    prefix: &str,
+    out: &mut Vec<String>,
+) -> Result<()> {
     for (_, n) in nodes(repo, tree)? {
         let p = format!("{prefix}/{}", n.name.lossy());
-        out.push(if n.kind == NodeKind::Dir { format!("{p}/") } else { p.clone() });
+        out.push(if n.kind == NodeKind::Dir {
+            format!("{p}/")
+        } else {
+            p.clone()
+        });
         if n.subtree.is_some() {
             all_paths(repo, n.subtree, &p, out)?;
         }
@@ -39,7 +53,13 @@ fn all_paths(repo: &IndexedRepo, tree: Option<Id>, prefix: &str, out: &mut Vec<S
     Ok(())
 }
 
-fn diff(repo: &IndexedRepo, a: Option<Id>, b: Option<Id>, prefix: &str, c: &mut Changes) -> Result<()> {
+fn diff(
+    repo: &IndexedRepo,
+    a: Option<Id>,
+    b: Option<Id>,
+    prefix: &str,
+    c: &mut Changes,
+) -> Result<()> {
     if a == b {
         return Ok(());
     }
@@ -48,7 +68,11 @@ fn diff(repo: &IndexedRepo, a: Option<Id>, b: Option<Id>, prefix: &str, c: &mut 
         let p = format!("{prefix}/{}", x.name.lossy());
         match nb.get(name) {
             None => {
-                c.removed.push(if x.kind == NodeKind::Dir { format!("{p}/") } else { p.clone() });
+                c.removed.push(if x.kind == NodeKind::Dir {
+                    format!("{p}/")
+                } else {
+                    p.clone()
+                });
                 if x.subtree.is_some() {
                     all_paths(repo, x.subtree, &p, &mut c.removed)?;
                 }
@@ -57,9 +81,18 @@ fn diff(repo: &IndexedRepo, a: Option<Id>, b: Option<Id>, prefix: &str, c: &mut 
                 let dirs = x.kind == NodeKind::Dir && y.kind == NodeKind::Dir;
                 if dirs {
                     diff(repo, x.subtree, y.subtree, &p, c)?;
-                } else if x.kind != y.kind || x.content != y.content || x.target != y.target || x.size != y.size {
+                } else if x.kind != y.kind
+                    || x.content != y.content
+                    || x.target != y.target
+                    || x.size != y.size
+                {
                     c.modified.push(p);
-                } else if x.mode != y.mode || x.uid != y.uid || x.gid != y.gid || x.mtime != y.mtime || x.xattrs != y.xattrs {
+                } else if x.mode != y.mode
+                    || x.uid != y.uid
+                    || x.gid != y.gid
+                    || x.mtime != y.mtime
+                    || x.xattrs != y.xattrs
+                {
                     c.metadata.push(p);
                 }
             }
@@ -68,7 +101,11 @@ fn diff(repo: &IndexedRepo, a: Option<Id>, b: Option<Id>, prefix: &str, c: &mut 
     for (name, y) in &nb {
         if !na.contains_key(name) {
             let p = format!("{prefix}/{}", y.name.lossy());
-            c.added.push(if y.kind == NodeKind::Dir { format!("{p}/") } else { p.clone() });
+            c.added.push(if y.kind == NodeKind::Dir {
+                format!("{p}/")
+            } else {
+                p.clone()
+            });
             if y.subtree.is_some() {
                 all_paths(repo, y.subtree, &p, &mut c.added)?;
             }

@@ -47,7 +47,11 @@ pub fn run(g: &GlobalArgs, cmd: KeyCommand) -> Result<u8> {
                 for r in &rows {
                     println!(
                         "{} {:<10} {:<16} {:<12} {}",
-                        if r["current"].as_bool().unwrap() { "*" } else { " " },
+                        if r["current"].as_bool().unwrap() {
+                            "*"
+                        } else {
+                            " "
+                        },
                         &r["id"].as_str().unwrap()[..8],
                         r["hostname"].as_str().unwrap(),
                         r["username"].as_str().unwrap(),
@@ -65,7 +69,11 @@ pub fn run(g: &GlobalArgs, cmd: KeyCommand) -> Result<u8> {
             let pw = password::get_for_new_key(a.new_password_file.as_deref())?;
             let name = repo.add_key(pw.as_bytes(), a.kdf_memory, a.kdf_iterations)?;
             backend.remove(FileKind::Key, repo.key_name())?;
-            println!("password changed: key {} replaces {}", &name[..8], &repo.key_name()[..8]);
+            println!(
+                "password changed: key {} replaces {}",
+                &name[..8],
+                &repo.key_name()[..8]
+            );
         }
         KeyCommand::Remove { id } => {
             let keys = backend.list(FileKind::Key)?;

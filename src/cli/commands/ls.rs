@@ -39,7 +39,14 @@ fn mode_string(n: &Node) -> String {
     s
 }
 
-fn walk(repo: &IndexedRepo, tree: &Id, prefix: &str, g: &GlobalArgs, long: bool, out: &mut Vec<serde_json::Value>) -> Result<()> {
+fn walk(
+    repo: &IndexedRepo,
+    tree: &Id,
+    prefix: &str,
+    g: &GlobalArgs,
+    long: bool,
+    out: &mut Vec<serde_json::Value>,
+) -> Result<()> {
     for n in repo.read_tree(tree)?.nodes {
         let path = format!("{prefix}/{}", n.name.lossy());
         if g.json {

@@ -36,12 +36,17 @@ pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> Result<u8> {
             .collect();
         return super::print_json(&v).map(|_| 0);
     }
-    println!("{:<10} {:<20} {:<16} {:<20} {:>12}  paths", "id", "time", "host", "tags", "size");
+    println!(
+        "{:<10} {:<20} {:<16} {:<20} {:>12}  paths",
+        "id", "time", "host", "tags", "size"
+    );
     for (id, s) in &list {
         println!(
             "{:<10} {:<20} {:<16} {:<20} {:>12}  {}{}",
             id.short(),
-            s.time.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S"),
+            s.time
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S"),
             s.hostname,
             s.tags.join(","),
             human_bytes(s.summary.total_bytes),

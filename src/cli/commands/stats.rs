@@ -51,7 +51,13 @@ pub fn run(g: &GlobalArgs, a: StatsArgs) -> Result<u8> {
             stored += loc.length as u64;
         }
     }
-    let pack_bytes: u64 = repo.repo().backend().list(FileKind::Pack)?.iter().map(|f| f.size).sum();
+    let pack_bytes: u64 = repo
+        .repo()
+        .backend()
+        .list(FileKind::Pack)?
+        .iter()
+        .map(|f| f.size)
+        .sum();
     if g.json {
         super::print_json(&serde_json::json!({
             "snapshots": snaps.len(),
@@ -70,8 +76,24 @@ pub fn run(g: &GlobalArgs, a: StatsArgs) -> Result<u8> {
     println!("files:              {files}");
     println!("restore size:       {}", human_bytes(restore_size));
     println!("unique blobs:       {}", blobs.len());
-    println!("deduplicated size:  {} (ratio {:.2}x)", human_bytes(raw), if raw > 0 { restore_size as f64 / raw as f64 } else { 0.0 });
-    println!("stored size:        {} (compression {:.2}x)", human_bytes(stored), if stored > 0 { raw as f64 / stored as f64 } else { 0.0 });
+    println!(
+        "deduplicated size:  {} (ratio {:.2}x)",
+        human_bytes(raw),
+        if raw > 0 {
+            restore_size as f64 / raw as f64
+        } else {
+            0.0
+        }
+    );
+    println!(
+        "stored size:        {} (compression {:.2}x)",
+        human_bytes(stored),
+        if stored > 0 {
+            raw as f64 / stored as f64
+        } else {
+            0.0
+        }
+    );
     println!("pack files total:   {}", human_bytes(pack_bytes));
     Ok(0)
 }
