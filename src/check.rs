@@ -5,7 +5,6 @@ use crate::backend::FileKind;
 use crate::crypto::{open_blob, MasterKeys};
 use crate::id::{BlobType, Id};
 use crate::pack::{decode_header, header_location, PackBlob, TAIL_GUESS};
-use crate::repo::index::BlobLocation;
 use crate::repo::{check_content_name, IndexedRepo, RepoError, Repository};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -235,15 +234,8 @@ pub fn run(
                     stack.push((sub, format!("{child}/")));
                 }
                 for id in &n.content {
-                    match indexed.index().get(id) {
-                        Some(BlobLocation {
-                            blob_type: BlobType::Data,
-                            ..
-                        }) => {}
-                        Some(_) => report.errors.push(format!(
-                            "snapshot {short}: {child}: blob {} is not a data blob",
-                            id.short()
-                        )),
+                    match indexed.index().get(BlobType::Data, id) {
+                        Some(_) => {}
                         None => {
                             if damaged_blobs.insert(*id) || damaged_blobs.len() < 1000 {
                                 report.errors.push(format!(

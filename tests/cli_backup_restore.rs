@@ -338,3 +338,23 @@ fn password_file_and_command_work() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn file_whose_bytes_equal_a_tree_does_not_collide_with_it() {
+    let env = Env::init(&[]);
+    let src = env.path("src");
+    fs::create_dir_all(src.join("empty")).unwrap();
+    // Exactly the serialization of an empty directory's tree.
+    fs::write(src.join("looks-like-a-tree"), br#"{"nodes":[]}"#).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let target = env.path("out");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--verify",
+    ]);
+    assert_same_tree(&src, &target.join("src"));
+    env.ok(&["check", "--read-data"]);
+}

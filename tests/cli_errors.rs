@@ -13,7 +13,10 @@ use stowage::repo::writer::BlobWriter;
 use stowage::repo::Repository;
 
 fn one_line(stderr: &str) -> &str {
-    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("stowage: error")).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("stowage: error"))
+        .collect();
     assert_eq!(lines.len(), 1, "expected one error line, got: {stderr}");
     lines[0]
 }
@@ -21,7 +24,11 @@ fn one_line(stderr: &str) -> &str {
 #[test]
 fn wrong_password_is_refused() {
     let env = Env::init(&[]);
-    let out = env.cmd(&["snapshots"]).env("STOWAGE_PASSWORD", "nope").output().unwrap();
+    let out = env
+        .cmd(&["snapshots"])
+        .env("STOWAGE_PASSWORD", "nope")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(one_line(&String::from_utf8_lossy(&out.stderr)).contains("wrong password"));
 }
@@ -31,7 +38,11 @@ fn missing_repository_is_reported() {
     let env = Env::new();
     let err = env.fails(&["snapshots"], 1);
     assert!(one_line(&err).contains("no repository at"), "{err}");
-    let err = env.cmd(&["snapshots"]).env_remove("STOWAGE_REPOSITORY").output().unwrap();
+    let err = env
+        .cmd(&["snapshots"])
+        .env_remove("STOWAGE_REPOSITORY")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&err.stderr).contains("no repository given"));
 }
 
@@ -49,7 +60,11 @@ fn init_twice_is_refused_and_keeps_the_first() {
 #[test]
 fn missing_password_is_reported() {
     let env = Env::init(&[]);
-    let out = env.cmd(&["snapshots"]).env_remove("STOWAGE_PASSWORD").output().unwrap();
+    let out = env
+        .cmd(&["snapshots"])
+        .env_remove("STOWAGE_PASSWORD")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no password given"));
 }
@@ -83,10 +98,19 @@ fn non_empty_target_needs_overwrite() {
     let target = env.path("target");
     fs::create_dir_all(target.join("src")).unwrap();
     fs::write(target.join("precious"), b"keep me").unwrap();
-    let err = env.fails(&["restore", "latest", "--target", target.to_str().unwrap()], 1);
+    let err = env.fails(
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+        1,
+    );
     assert!(one_line(&err).contains("not empty"), "{err}");
     assert_eq!(fs::read(target.join("precious")).unwrap(), b"keep me");
-    env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--overwrite"]);
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--overwrite",
+    ]);
     assert_eq!(fs::read(target.join("src/f")).unwrap(), b"new");
     assert_eq!(fs::read(target.join("precious")).unwrap(), b"keep me");
 }
@@ -103,8 +127,17 @@ fn overwrite_never_follows_a_symlink_out_of_the_target() {
     let target = env.path("target");
     fs::create_dir_all(target.join("src")).unwrap();
     std::os::unix::fs::symlink(&outside, target.join("src/dir")).unwrap();
-    env.ok(&["restore", "latest", "--target", target.to_str().unwrap(), "--overwrite"]);
-    assert!(fs::read_dir(&outside).unwrap().next().is_none(), "wrote through a symlink");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--overwrite",
+    ]);
+    assert!(
+        fs::read_dir(&outside).unwrap().next().is_none(),
+        "wrote through a symlink"
+    );
     assert_eq!(fs::read(target.join("src/dir/file")).unwrap(), b"payload");
 }
 
@@ -114,17 +147,25 @@ fn unknown_snapshot_is_reported() {
     let err = env.fails(&["ls", "deadbeef"], 1);
     assert!(one_line(&err).contains("no snapshot matches"), "{err}");
     let err = env.fails(&["restore", "latest", "--target", "/tmp/x-never"], 1);
-    assert!(one_line(&err).contains("no snapshot matches \"latest\""), "{err}");
+    assert!(
+        one_line(&err).contains("no snapshot matches \"latest\""),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_format_version_is_refused() {
     let env = Env::init(&[]);
     let p = env.repo.join("config");
-    let text = fs::read_to_string(&p).unwrap().replace("\"format_version\": 1", "\"format_version\": 2");
+    let text = fs::read_to_string(&p)
+        .unwrap()
+        .replace("\"format_version\": 1", "\"format_version\": 2");
     fs::write(&p, text).unwrap();
     let err = env.fails(&["snapshots"], 1);
-    assert!(one_line(&err).contains("format version 2 is not supported"), "{err}");
+    assert!(
+        one_line(&err).contains("format version 2 is not supported"),
+        "{err}"
+    );
 }
 
 fn backed_up_env() -> Env {
@@ -142,7 +183,10 @@ fn corrupted_pack_is_detected_by_check_and_restore() {
     env.ok(&["check", "--read-data"]);
     let packs = env.files_in("data");
     // Flip one byte in the middle of the data pack (the biggest one).
-    let pack = packs.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let pack = packs
+        .iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
     let mut bytes = fs::read(pack).unwrap();
     bytes[1000] ^= 0x55;
     fs::write(pack, &bytes).unwrap();
@@ -150,9 +194,15 @@ fn corrupted_pack_is_detected_by_check_and_restore() {
     let out = env.run(&["check", "--read-data"]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains(name) && text.contains("authentication failed"), "{text}");
+    assert!(
+        text.contains(name) && text.contains("authentication failed"),
+        "{text}"
+    );
     let target = env.path("t");
-    let err = env.fails(&["restore", "latest", "--target", target.to_str().unwrap()], 1);
+    let err = env.fails(
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+        1,
+    );
     assert!(one_line(&err).contains("authentication failed"), "{err}");
 }
 
@@ -160,7 +210,10 @@ fn corrupted_pack_is_detected_by_check_and_restore() {
 fn truncated_pack_is_reported_by_name() {
     let env = backed_up_env();
     let packs = env.files_in("data");
-    let pack = packs.iter().max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let pack = packs
+        .iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
     let bytes = fs::read(pack).unwrap();
     fs::write(pack, &bytes[..bytes.len() / 2]).unwrap();
     let name = pack.file_name().unwrap().to_str().unwrap();
@@ -195,7 +248,12 @@ fn plant_hostile_snapshot(env: &Env, name: &[u8]) {
     node.size = 5;
     node.mode = 0o644;
     node.content = vec![content];
-    let (tree, _) = writer.add(stowage::id::BlobType::Tree, &Tree { nodes: vec![node] }.encode()).unwrap();
+    let (tree, _) = writer
+        .add(
+            stowage::id::BlobType::Tree,
+            &Tree { nodes: vec![node] }.encode(),
+        )
+        .unwrap();
     writer.finish().unwrap();
     let snap = stowage::repo::snapshot::Snapshot {
         time: chrono::Utc::now(),
@@ -219,11 +277,21 @@ fn hostile_names_never_escape_the_target() {
         let env = Env::init(&[]);
         plant_hostile_snapshot(&env, name);
         let target = env.path("deep/target");
-        let err = env.fails(&["restore", "latest", "--target", target.to_str().unwrap()], 1);
-        assert!(err.contains("tree") && (err.contains("not allowed") || err.contains("'/'")), "{err}");
+        let err = env.fails(
+            &["restore", "latest", "--target", target.to_str().unwrap()],
+            1,
+        );
+        assert!(
+            err.contains("tree") && (err.contains("not allowed") || err.contains("'/'")),
+            "{err}"
+        );
         assert!(!env.path("escaped").exists() && !env.path("deep/escaped").exists());
         for f in walk_files(env.dir.path()) {
-            assert!(!fs::read(&f).unwrap_or_default().starts_with(b"pwned"), "wrote {}", f.display());
+            assert!(
+                !fs::read(&f).unwrap_or_default().starts_with(b"pwned"),
+                "wrote {}",
+                f.display()
+            );
         }
         let _ = FileKind::Config;
     }
@@ -244,14 +312,27 @@ fn unreadable_file_gives_incomplete_snapshot_and_exit_3() {
         common::sh("chmod", &["-R", "a+rwX", env.dir.path().to_str().unwrap()]);
         fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o000)).unwrap();
         let mut c = std::process::Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_stowage"), "backup", src.to_str().unwrap(), "--json"])
-            .env("STOWAGE_REPOSITORY", &env.repo)
-            .env("STOWAGE_PASSWORD", PASSWORD)
-            .env("HOME", env.dir.path());
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_stowage"),
+            "backup",
+            src.to_str().unwrap(),
+            "--json",
+        ])
+        .env("STOWAGE_REPOSITORY", &env.repo)
+        .env("STOWAGE_PASSWORD", PASSWORD)
+        .env("HOME", env.dir.path());
         cmd = c;
     }
     let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("secret.txt"), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -259,4 +340,41 @@ fn unreadable_file_gives_incomplete_snapshot_and_exit_3() {
     let ls = env.ok(&["ls", "latest"]);
     assert!(ls.contains("ok.txt") && !ls.contains("secret.txt"));
     env.ok(&["check", "--read-data"]);
+}
+
+#[test]
+fn key_left_by_an_interrupted_init_does_not_lock_users_out() {
+    use stowage::crypto::kdf::KdfParams;
+    use stowage::crypto::MasterKeys;
+    use stowage::repo::keyfile::KeyFile;
+    let env = Env::init(&[]);
+    let existing = env.files_in("keys")[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    // A key with the same password around other master keys, sorting before the real one.
+    loop {
+        let stale = KeyFile::create(
+            &MasterKeys::generate(),
+            PASSWORD.as_bytes(),
+            KdfParams::new(64, 1),
+        )
+        .unwrap()
+        .encode();
+        let name = stowage::id::Id::hash_of(&stale).to_hex();
+        if name < existing {
+            fs::write(env.repo.join("keys").join(name), stale).unwrap();
+            break;
+        }
+    }
+    env.ok(&["snapshots"]);
+}
+
+#[test]
+fn stray_file_in_index_folder_is_ignored() {
+    let env = backed_up_env();
+    fs::write(env.repo.join("index/README"), b"not an index").unwrap();
+    env.ok(&["ls", "latest"]);
 }

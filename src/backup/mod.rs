@@ -743,7 +743,9 @@ fn walk_entry(
                 None => Novelty::New,
                 Some(o)
                     if file_unchanged(o, &node)
-                        && o.content.iter().all(|id| ctx.repo.index().contains(id)) =>
+                        && o.content
+                            .iter()
+                            .all(|id| ctx.repo.index().contains(BlobType::Data, id)) =>
                 {
                     Novelty::Unchanged
                 }

@@ -155,19 +155,21 @@ pub struct BlobLocation {
 #[derive(Clone, Copy)]
 struct Slot {
     pack: u32,
-    blob_type: BlobType,
     offset: u32,
     length: u32,
     raw_length: u32,
 }
 
-/// All index files merged: blob id -> location. Pack ids are interned so each entry costs about
-/// 56 bytes plus the hash table's overhead.
+/// All index files merged: (blob type, blob id) -> location. Data and tree blobs are kept apart,
+/// so a file whose bytes equal a serialized tree never stands in for that tree (nor the other
+/// way round). Pack ids are interned so each entry costs about 48 bytes plus the hash table's
+/// overhead.
 #[derive(Default)]
 pub struct MasterIndex {
     packs: Vec<Id>,
     pack_numbers: HashMap<Id, u32>,
-    blobs: HashMap<Id, Slot>,
+    /// One table per blob type, indexed by [`BlobType::code`].
+    blobs: [HashMap<Id, Slot>; 2],
 }
 
 impl MasterIndex {
@@ -187,13 +189,14 @@ impl MasterIndex {
             }
         };
         for b in &pack.blobs {
-            self.blobs.entry(b.id).or_insert(Slot {
-                pack: n,
-                blob_type: b.blob_type,
-                offset: b.offset,
-                length: b.length,
-                raw_length: b.raw_length,
-            });
+            self.blobs[b.blob_type.code() as usize]
+                .entry(b.id)
+                .or_insert(Slot {
+                    pack: n,
+                    offset: b.offset,
+                    length: b.length,
+                    raw_length: b.raw_length,
+                });
         }
     }
 
@@ -203,26 +206,33 @@ impl MasterIndex {
         }
     }
 
-    pub fn get(&self, id: &Id) -> Option<BlobLocation> {
-        self.blobs.get(id).map(|s| BlobLocation {
-            blob_type: s.blob_type,
+    pub fn get(&self, blob_type: BlobType, id: &Id) -> Option<BlobLocation> {
+        self.blobs[blob_type.code() as usize]
+            .get(id)
+            .map(|s| self.location(blob_type, s))
+    }
+
+    fn location(&self, blob_type: BlobType, s: &Slot) -> BlobLocation {
+        BlobLocation {
+            blob_type,
             pack: self.packs[s.pack as usize],
             offset: s.offset,
             length: s.length,
             raw_length: s.raw_length,
-        })
+        }
     }
 
-    pub fn contains(&self, id: &Id) -> bool {
-        self.blobs.contains_key(id)
+    pub fn contains(&self, blob_type: BlobType, id: &Id) -> bool {
+        self.blobs[blob_type.code() as usize].contains_key(id)
     }
 
+    /// Number of blobs of both types.
     pub fn len(&self) -> usize {
-        self.blobs.len()
+        self.blobs.iter().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.blobs.is_empty()
+        self.len() == 0
     }
 
     /// Every pack the index knows.
@@ -232,9 +242,13 @@ impl MasterIndex {
 
     /// Every blob with its location.
     pub fn iter(&self) -> impl Iterator<Item = (Id, BlobLocation)> + '_ {
-        self.blobs
-            .keys()
-            .map(move |id| (*id, self.get(id).unwrap()))
+        [BlobType::Data, BlobType::Tree]
+            .into_iter()
+            .flat_map(move |t| {
+                self.blobs[t.code() as usize]
+                    .iter()
+                    .map(move |(id, s)| (*id, self.location(t, s)))
+            })
     }
 }
 
@@ -302,10 +316,14 @@ mod tests {
             id: pack,
             blobs: vec![b],
         });
-        let loc = m.get(&b.id).unwrap();
+        let loc = m.get(BlobType::Tree, &b.id).unwrap();
         assert_eq!(loc.pack, pack);
         assert_eq!(loc.offset, 10);
         assert_eq!(loc.blob_type, BlobType::Tree);
-        assert!(m.get(&Id::random()).is_none());
+        assert!(
+            m.get(BlobType::Data, &b.id).is_none(),
+            "types are kept apart"
+        );
+        assert!(m.get(BlobType::Tree, &Id::random()).is_none());
     }
 }

@@ -126,14 +126,20 @@ impl Repository {
         RepoConfig::peek_version(&config_bytes)?;
         let mut key_files = backend.list(FileKind::Key)?;
         key_files.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut last_malformed = None;
+        // The first config error seen with keys the password did unlock: reported if no key
+        // opens the config (a damaged config must not be passed off as a wrong password).
+        let mut config_error = None;
         for info in key_files {
             let bytes = backend.read(FileKind::Key, &info.name)?;
+            let short = &info.name[..8.min(info.name.len())];
+            if let Err(e) = check_content_name(FileKind::Key, &info.name, &bytes) {
+                tracing::warn!("skipping {e}");
+                continue;
+            }
             let key = match KeyFile::decode(&info.name, &bytes) {
                 Ok(k) => k,
                 Err(e) => {
                     tracing::warn!("skipping {e}");
-                    last_malformed = Some(e);
                     continue;
                 }
             };
@@ -141,29 +147,30 @@ impl Repository {
                 Ok(k) => k,
                 Err(RepoError::Crypto(crate::crypto::CryptoError::Mac(_))) => continue,
                 Err(e) => {
-                    tracing::warn!("key {}: {e}", &info.name[..8.min(info.name.len())]);
+                    tracing::warn!("key {short}: {e}");
                     continue;
                 }
             };
-            // A leftover key of an interrupted init wraps other keys: skip it.
-            let config = match RepoConfig::decode(&config_bytes, &keys) {
-                Ok(c) => c,
-                Err(RepoError::Malformed { msg, .. }) if msg.contains("other master keys") => {
-                    continue
+            // A key left by an interrupted `init` wraps other master keys, so the config does
+            // not open with it: try the next key.
+            match RepoConfig::decode(&config_bytes, &keys) {
+                Ok(config) => {
+                    let chunker = ChunkerSpec::new(config.chunker, keys.chunker_seed);
+                    return Ok(Repository {
+                        backend,
+                        keys,
+                        config,
+                        chunker,
+                        key_name: info.name,
+                    });
                 }
-                Err(e) => return Err(e),
-            };
-            let chunker = ChunkerSpec::new(config.chunker, keys.chunker_seed);
-            return Ok(Repository {
-                backend,
-                keys,
-                config,
-                chunker,
-                key_name: info.name,
-            });
+                Err(e) => {
+                    tracing::debug!("key {short} opens but does not fit the config: {e}");
+                    config_error.get_or_insert(e);
+                }
+            }
         }
-        let _ = last_malformed;
-        Err(RepoError::WrongPassword)
+        Err(config_error.unwrap_or(RepoError::WrongPassword))
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -206,7 +213,14 @@ impl Repository {
     /// Reads every index file (in parallel) and merges them. Index files that supersede others
     /// make those others ignored.
     pub fn load_index(self: &Arc<Self>) -> Result<IndexedRepo> {
-        let names = self.backend.list(FileKind::Index)?;
+        let mut names = self.backend.list(FileKind::Index)?;
+        names.retain(|f| {
+            let ok = f.name.parse::<Id>().is_ok();
+            if !ok {
+                tracing::warn!("ignoring {:?} in index/: not an index file name", f.name);
+            }
+            ok
+        });
         let files: Vec<(String, IndexFile)> = names
             .par_iter()
             .map(|f| self.read_index_file(&f.name).map(|i| (f.name.clone(), i)))
@@ -315,22 +329,16 @@ impl IndexedRepo {
         &self.index
     }
 
-    /// Where a blob is stored.
-    pub fn locate(&self, id: &Id) -> Result<BlobLocation> {
+    /// Where a blob of the given type is stored.
+    pub fn locate(&self, blob_type: BlobType, id: &Id) -> Result<BlobLocation> {
         self.index
-            .get(id)
-            .ok_or_else(|| RepoError::BlobNotFound(id.to_hex()))
+            .get(blob_type, id)
+            .ok_or_else(|| RepoError::BlobNotFound(format!("{blob_type} {}", id.to_hex())))
     }
 
     /// Reads, verifies and decrypts one blob.
     pub fn read_blob(&self, blob_type: BlobType, id: &Id) -> Result<Vec<u8>> {
-        let loc = self.locate(id)?;
-        if loc.blob_type != blob_type {
-            return Err(RepoError::malformed(
-                format!("blob {}", id.short()),
-                format!("is a {} blob, expected {blob_type}", loc.blob_type),
-            ));
-        }
+        let loc = self.locate(blob_type, id)?;
         let sealed = self.repo.backend.read_range(
             FileKind::Pack,
             &loc.pack.to_hex(),

@@ -6,7 +6,7 @@ use super::error::{RepoError, Result};
 use super::index::{IndexFile, IndexPack};
 use super::IndexedRepo;
 use crate::backend::FileKind;
-use crate::crypto::seal_blob;
+use crate::crypto::{seal_blob, MAX_BLOB_LEN};
 use crate::id::{BlobType, Id};
 use crate::pack::PackWriter;
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -18,6 +18,11 @@ use std::thread::JoinHandle;
 /// Packs listed in one index file written during a backup (a crash loses at most this many
 /// packs' worth of index, which `repair index` can recover).
 const PACKS_PER_INDEX: usize = 64;
+/// Blobs in one pack at most, so its header stays far below the readers' 16 MiB limit
+/// (100,000 entries are 4.6 MB) however small the blobs.
+pub const MAX_BLOBS_PER_PACK: usize = 100_000;
+/// Blobs listed in one index file at most, so it stays far below the readers' limit.
+const BLOBS_PER_INDEX: usize = 500_000;
 
 /// Counters of what a writer stored.
 #[derive(Debug, Default)]
@@ -86,7 +91,8 @@ impl Shared {
                 id: p.id,
                 blobs: p.blobs,
             });
-            if pending.packs.len() >= PACKS_PER_INDEX {
+            let blobs: usize = pending.packs.iter().map(|p| p.blobs.len()).sum();
+            if pending.packs.len() >= PACKS_PER_INDEX || blobs >= BLOBS_PER_INDEX {
                 Some(std::mem::take(&mut *pending))
             } else {
                 None
@@ -104,7 +110,7 @@ impl Shared {
 pub struct BlobWriter {
     shared: Arc<Shared>,
     open: [Mutex<PackWriter>; 2],
-    seen: Mutex<HashSet<Id>>,
+    seen: Mutex<HashSet<(BlobType, Id)>>,
     tx: Option<Sender<FinishedPack>>,
     uploaders: Vec<JoinHandle<()>>,
     pack_size: usize,
@@ -164,8 +170,9 @@ impl BlobWriter {
     }
 
     /// Whether a blob is already stored or being stored.
-    pub fn is_known(&self, id: &Id) -> bool {
-        self.shared.repo.index().contains(id) || self.seen.lock().unwrap().contains(id)
+    pub fn is_known(&self, blob_type: BlobType, id: &Id) -> bool {
+        self.shared.repo.index().contains(blob_type, id)
+            || self.seen.lock().unwrap().contains(&(blob_type, *id))
     }
 
     /// Stores a blob unless the repository has it. Returns its id and whether it was new.
@@ -179,7 +186,16 @@ impl BlobWriter {
         if let Some(e) = self.shared.take_error() {
             return Err(e);
         }
-        if self.shared.repo.index().contains(&id) || !self.seen.lock().unwrap().insert(id) {
+        if data.len() > MAX_BLOB_LEN {
+            return Err(RepoError::TooLarge {
+                what: format!("{blob_type} blob"),
+                size: data.len() as u64,
+                limit: MAX_BLOB_LEN as u64,
+            });
+        }
+        if self.shared.repo.index().contains(blob_type, &id)
+            || !self.seen.lock().unwrap().insert((blob_type, id))
+        {
             return Ok(false);
         }
         let sealed = seal_blob(
@@ -201,7 +217,7 @@ impl BlobWriter {
         let full = {
             let mut w = slot.lock().unwrap();
             w.add(blob_type, id, &sealed, data.len());
-            if w.size() >= self.pack_size {
+            if w.size() >= self.pack_size || w.count() >= MAX_BLOBS_PER_PACK {
                 Some(std::mem::take(&mut *w))
             } else {
                 None

@@ -338,13 +338,7 @@ impl Restorer<'_> {
                     break;
                 }
             }
-            let loc = self.repo.locate(id)?;
-            if loc.blob_type != BlobType::Data {
-                return Err(RestoreError::Repo(RepoError::malformed(
-                    format!("blob {}", id.short()),
-                    "file content refers to a tree blob",
-                )));
-            }
+            let loc = self.repo.locate(BlobType::Data, id)?;
             let blob = plan
                 .packs
                 .entry(loc.pack)
@@ -360,10 +354,16 @@ impl Restorer<'_> {
             blob.uses.push(BlobUse { file, offset: pos });
             pos += loc.raw_length as u64;
         }
-        if pos > node.size {
+        for &(off, len) in holes {
+            pos = pos.max(off + len);
+        }
+        if pos != node.size {
             return Err(RestoreError::Repo(RepoError::malformed(
                 format!("file {}", path.display()),
-                format!("content is {pos} bytes, the node says {}", node.size),
+                format!(
+                    "content and holes cover {pos} bytes, the node says {}",
+                    node.size
+                ),
             )));
         }
         plan.total_bytes += node.size;
@@ -500,7 +500,11 @@ impl Restorer<'_> {
                     break;
                 }
             }
-            let len = self.repo.locate(id).map_err(|e| e.to_string())?.raw_length as usize;
+            let len = self
+                .repo
+                .locate(BlobType::Data, id)
+                .map_err(|e| e.to_string())?
+                .raw_length as usize;
             buf.resize(len, 0);
             file.read_exact_at(&mut buf, pos)
                 .map_err(|e| e.to_string())?;

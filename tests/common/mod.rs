@@ -89,7 +89,10 @@ impl Env {
 
     /// Total bytes of pack files in the repository.
     pub fn pack_bytes(&self) -> u64 {
-        walk_files(&self.repo.join("data")).iter().map(|p| fs::metadata(p).unwrap().len()).sum()
+        walk_files(&self.repo.join("data"))
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum()
     }
 
     pub fn files_in(&self, folder: &str) -> Vec<PathBuf> {
@@ -99,7 +102,9 @@ impl Env {
 
 pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir(dir) else { return out };
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if e.file_type().unwrap().is_dir() {
@@ -160,12 +165,25 @@ pub fn manifest(root: &Path) -> BTreeMap<Vec<u8>, Entry> {
     out
 }
 
-fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, Entry>, inodes: &mut HashMap<(u64, u64), Vec<Vec<u8>>>) {
-    let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+fn collect(
+    root: &Path,
+    dir: &Path,
+    out: &mut BTreeMap<Vec<u8>, Entry>,
+    inodes: &mut HashMap<(u64, u64), Vec<Vec<u8>>>,
+) {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         let m = fs::symlink_metadata(&p).unwrap();
-        let rel = p.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+        let rel = p
+            .strip_prefix(root)
+            .unwrap()
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
         let t = m.file_type();
         use std::os::unix::fs::FileTypeExt;
         let kind = if t.is_dir() {
@@ -191,9 +209,15 @@ fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, Entry>, inodes: 
             kind,
             mode: m.mode() & 0o7777,
             size: if t.is_file() { m.len() } else { 0 },
-            mtime: if t.is_symlink() { (0, 0) } else { (m.mtime(), m.mtime_nsec()) },
+            mtime: if t.is_symlink() {
+                (0, 0)
+            } else {
+                (m.mtime(), m.mtime_nsec())
+            },
             content: t.is_file().then(|| blake3::hash(&fs::read(&p).unwrap())),
-            target: t.is_symlink().then(|| fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()),
+            target: t
+                .is_symlink()
+                .then(|| fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()),
             xattrs,
             hardlink_group: None,
             sparse: t.is_file() && m.len() > 64 * 1024 && m.blocks() * 512 < m.len() / 2,
@@ -201,7 +225,10 @@ fn collect(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, Entry>, inodes: 
             gid: m.gid(),
         };
         if t.is_file() && m.nlink() > 1 {
-            inodes.entry((m.dev(), m.ino())).or_default().push(rel.clone());
+            inodes
+                .entry((m.dev(), m.ino()))
+                .or_default()
+                .push(rel.clone());
         }
         out.insert(rel, e);
         if t.is_dir() {
@@ -215,12 +242,21 @@ pub fn assert_same_tree(a: &Path, b: &Path) {
     let (ma, mb) = (manifest(a), manifest(b));
     for (k, v) in &ma {
         match mb.get(k) {
-            None => panic!("{} missing from {}", String::from_utf8_lossy(k), b.display()),
+            None => panic!(
+                "{} missing from {}",
+                String::from_utf8_lossy(k),
+                b.display()
+            ),
             Some(w) => assert_eq!(v, w, "entry {} differs", String::from_utf8_lossy(k)),
         }
     }
     for k in mb.keys() {
-        assert!(ma.contains_key(k), "{} is extra in {}", String::from_utf8_lossy(k), b.display());
+        assert!(
+            ma.contains_key(k),
+            "{} is extra in {}",
+            String::from_utf8_lossy(k),
+            b.display()
+        );
     }
 }
 
@@ -235,7 +271,12 @@ pub fn xattrs_supported(dir: &Path) -> bool {
 
 /// Sets a file's mtime.
 pub fn set_mtime(p: &Path, secs: i64, nanos: u32) {
-    filetime::set_symlink_file_times(p, filetime::FileTime::from_unix_time(secs, nanos), filetime::FileTime::from_unix_time(secs, nanos)).unwrap();
+    filetime::set_symlink_file_times(
+        p,
+        filetime::FileTime::from_unix_time(secs, nanos),
+        filetime::FileTime::from_unix_time(secs, nanos),
+    )
+    .unwrap();
 }
 
 /// Runs a command and asserts it succeeded.

@@ -2,7 +2,7 @@ use super::super::GlobalArgs;
 use anyhow::Result;
 use std::collections::HashSet;
 use stowage::backend::FileKind;
-use stowage::id::Id;
+use stowage::id::{BlobType, Id};
 use stowage::util::human_bytes;
 
 #[derive(clap::Args, Debug)]
@@ -23,18 +23,18 @@ pub fn run(g: &GlobalArgs, a: StatsArgs) -> Result<u8> {
     };
     let (mut files, mut restore_size) = (0u64, 0u64);
     let mut trees: HashSet<Id> = HashSet::new();
-    let mut blobs: HashSet<Id> = HashSet::new();
+    let mut blobs: HashSet<(BlobType, Id)> = HashSet::new();
     for (_, s) in &snaps {
         // Restore size counts every file of every snapshot, as a restore would write it.
         let mut stack = vec![s.tree];
         while let Some(t) = stack.pop() {
             let first_visit = trees.insert(t);
-            blobs.insert(t);
+            blobs.insert((BlobType::Tree, t));
             for n in repo.read_tree(&t)?.nodes {
                 if n.has_content() {
                     files += 1;
                     restore_size += n.size;
-                    blobs.extend(n.content.iter().copied());
+                    blobs.extend(n.content.iter().map(|id| (BlobType::Data, *id)));
                 }
                 if let Some(sub) = n.subtree {
                     if first_visit || !a.snapshots.is_empty() {
@@ -45,8 +45,8 @@ pub fn run(g: &GlobalArgs, a: StatsArgs) -> Result<u8> {
         }
     }
     let (mut raw, mut stored) = (0u64, 0u64);
-    for id in &blobs {
-        if let Some(loc) = repo.index().get(id) {
+    for (t, id) in &blobs {
+        if let Some(loc) = repo.index().get(*t, id) {
             raw += loc.raw_length as u64;
             stored += loc.length as u64;
         }
