@@ -203,7 +203,7 @@ pub fn run(
     let mut seen_trees: HashSet<Id> = HashSet::new();
     let mut damaged_blobs: HashSet<Id> = HashSet::new();
     for f in &snapshot_names {
-        let short = &f.name[..8.min(f.name.len())];
+        let short = crate::util::short_name(&f.name);
         let snap = match f.name.parse::<Id>().map_err(|_| ()).and_then(|id| {
             repo.read_snapshot(&id).map_err(|e| {
                 report.errors.push(format!("snapshot {short}: {e}"));

@@ -18,6 +18,15 @@ pub fn username() -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
+/// The first 8 characters of a file name, as shown in messages (whole names if shorter; never
+/// splits a character).
+pub fn short_name(name: &str) -> &str {
+    match name.char_indices().nth(8) {
+        Some((i, _)) => &name[..i],
+        None => name,
+    }
+}
+
 /// Formats a byte count with binary units ("1.5 MiB").
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -36,6 +45,13 @@ pub fn human_bytes(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn short_name_never_splits_characters() {
+        assert_eq!(super::short_name("0123456789abcdef"), "01234567");
+        assert_eq!(super::short_name("abc"), "abc");
+        assert_eq!(super::short_name("aaaaaaa\u{e9}bc"), "aaaaaaa\u{e9}");
+    }
+
     #[test]
     fn human_bytes_uses_binary_units() {
         assert_eq!(super::human_bytes(512), "512 B");

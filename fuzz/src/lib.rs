@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 use stowage::chunker::ChunkerParams;
 use stowage::crypto::{blob_aad, open_blob, seal_blob, FileAad, MasterKeys, MAX_BLOB_LEN};
 use stowage::id::{BlobType, Id};
-use stowage::pack::{decode_header, decode_header_plaintext, header_location, PackBlob, PackWriter, TRAILER_LEN};
+use stowage::pack::{
+    decode_header, decode_header_plaintext, header_location, PackBlob, PackWriter, TRAILER_LEN,
+};
 use stowage::repo::config::{RepoConfig, FORMAT_VERSION};
 use stowage::repo::index::{IndexFile, IndexPack, MasterIndex};
 use stowage::repo::snapshot::{Snapshot, SnapshotSummary};
@@ -50,11 +52,13 @@ pub fn run_target(name: &str, data: &[u8]) {
 }
 
 fn u64_at(data: &[u8], at: usize) -> Option<u64> {
-    data.get(at..at + 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    data.get(at..at + 8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
 }
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {
-    data.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    data.get(at..at + 4)
+        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
 }
 
 /// Checks what `header_location` promises: the header and trailer fill the end of the pack.
@@ -62,7 +66,10 @@ fn check_location(r: &Result<(u64, usize), stowage::pack::PackError>, pack_size:
     if let Ok((off, len)) = r {
         assert!(*len >= stowage::crypto::SEAL_OVERHEAD + 4);
         assert!(*len <= stowage::pack::MAX_HEADER_LEN);
-        assert_eq!(off.checked_add(*len as u64 + TRAILER_LEN as u64), Some(pack_size));
+        assert_eq!(
+            off.checked_add(*len as u64 + TRAILER_LEN as u64),
+            Some(pack_size)
+        );
     }
 }
 
@@ -112,14 +119,23 @@ pub fn fuzz_pack_header(data: &[u8]) {
         let pack_size = blob_area + tail.len() as u64;
         let loc = header_location("fuzz", &tail, pack_size);
         check_location(&loc, pack_size);
-        let (off, len) = loc.expect("a well-formed trailer is accepted");
-        assert_eq!((off, len), (blob_area, sealed.len()));
-        let via_mac = decode_header(k, "fuzz", &sealed, off);
-        let plain = decode_header_plaintext("fuzz", data, off);
-        match (via_mac, plain) {
-            (Ok(a), Ok(b)) => assert_eq!(a, b),
-            (Err(_), Err(_)) => {}
-            (a, b) => panic!("sealed and plaintext header decoders disagree: {a:?} vs {b:?}"),
+        if data.len() < 4 {
+            // Shorter than a header's count: the trailer's length alone rules it out.
+            assert!(
+                loc.is_err(),
+                "a {}-byte sealed header was accepted",
+                sealed.len()
+            );
+        } else {
+            let (off, len) = loc.expect("a well-formed trailer is accepted");
+            assert_eq!((off, len), (blob_area, sealed.len()));
+            let via_mac = decode_header(k, "fuzz", &sealed, off);
+            let plain = decode_header_plaintext("fuzz", data, off);
+            match (via_mac, plain) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("sealed and plaintext header decoders disagree: {a:?} vs {b:?}"),
+            }
         }
     }
 
@@ -138,12 +154,19 @@ pub fn fuzz_index(data: &[u8]) {
     let k = keys();
     let plain = IndexFile::decode_plaintext("fuzz", data);
     if let Ok(f) = &plain {
-        assert_eq!(f.encode_plaintext(), data, "index plaintext does not round-trip");
+        assert_eq!(
+            f.encode_plaintext(),
+            data,
+            "index plaintext does not round-trip"
+        );
         let mut m = MasterIndex::new();
         m.add_file(f);
         for p in &f.packs {
             for b in &p.blobs {
-                let loc = m.get(&b.id).expect("every indexed blob is found");
+                let loc = m
+                    .get(b.blob_type, &b.id)
+                    .expect("every indexed blob is found");
+                assert_eq!(loc.blob_type, b.blob_type);
                 assert!(m.packs().contains(&loc.pack));
             }
         }
@@ -177,7 +200,8 @@ pub fn fuzz_snapshot(data: &[u8]) {
     let k = keys();
     let plain = Snapshot::decode_plaintext(SNAPSHOT_NAME, data);
     if let Ok(s) = &plain {
-        let again = Snapshot::decode(k, SNAPSHOT_NAME, &s.encode(k)).expect("a re-encoded valid snapshot decodes");
+        let again = Snapshot::decode(k, SNAPSHOT_NAME, &s.encode(k))
+            .expect("a re-encoded valid snapshot decodes");
         // `duration_secs` is an f64, whose JSON round trip is not always bit-exact.
         let mut a = again.clone();
         a.summary.duration_secs = s.summary.duration_secs;
@@ -255,7 +279,11 @@ pub fn fuzz_blob(data: &[u8]) {
         return;
     }
     let flags = data[0];
-    let blob_type = if flags & 1 == 0 { BlobType::Data } else { BlobType::Tree };
+    let blob_type = if flags & 1 == 0 {
+        BlobType::Data
+    } else {
+        BlobType::Tree
+    };
     let level = i32::from(flags >> 1) % 16 - 3;
     let raw_len = (u32_at(data, 1).unwrap() % (MAX_FUZZ_RAW_LEN + 1)) as usize;
     let id = Id::from_slice(&data[5..37]).unwrap();
@@ -333,7 +361,8 @@ impl Rng {
 /// Text-like, compressible bytes.
 pub fn text(rng: &mut Rng, n: usize) -> Vec<u8> {
     const WORDS: [&str; 12] = [
-        "backup", "snapshot", "pack ", "index", "tree", "blob\n", "the ", "of ", "and ", "data ", "chunk ", "42 ",
+        "backup", "snapshot", "pack ", "index", "tree", "blob\n", "the ", "of ", "and ", "data ",
+        "chunk ", "42 ",
     ];
     let mut out = Vec::with_capacity(n + 16);
     while out.len() < n {
@@ -387,8 +416,16 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             for n in [0usize, 1, 3, 8] {
                 let mut w = PackWriter::new();
                 for i in 0..n {
-                    let data = if i % 2 == 0 { text(&mut rng, 300 + i * 50) } else { rng.bytes(200) };
-                    let t = if i == 2 { BlobType::Tree } else { BlobType::Data };
+                    let data = if i % 2 == 0 {
+                        text(&mut rng, 300 + i * 50)
+                    } else {
+                        rng.bytes(200)
+                    };
+                    let t = if i == 2 {
+                        BlobType::Tree
+                    } else {
+                        BlobType::Data
+                    };
                     let id = k.blob_id(&data);
                     w.add(t, id, &seal_blob(k, t, &id, &data, 3), data.len());
                 }
@@ -413,7 +450,11 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                             id: rng.id(),
                             blobs: (0..nb)
                                 .map(|j| PackBlob {
-                                    blob_type: if j % 3 == 0 { BlobType::Tree } else { BlobType::Data },
+                                    blob_type: if j % 3 == 0 {
+                                        BlobType::Tree
+                                    } else {
+                                        BlobType::Data
+                                    },
                                     id: rng.id(),
                                     offset: (j * 1000) as u32,
                                     length: 29 + rng.below(900) as u32,
@@ -444,7 +485,8 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             for (i, kind) in kinds.iter().enumerate() {
                 let name = format!("{i}-{kind:?}");
                 t.nodes.push(sample_node(&mut rng, name.as_bytes(), *kind));
-                t.nodes.push(sample_node(&mut rng, &[b'z', i as u8 + 1, 0xfe], *kind));
+                t.nodes
+                    .push(sample_node(&mut rng, &[b'z', i as u8 + 1, 0xfe], *kind));
             }
             t.sort();
             out.push(t.encode());
@@ -460,11 +502,16 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             let mut out = Vec::new();
             for i in 0..3 {
                 let s = Snapshot {
-                    time: chrono::DateTime::from_timestamp(1_700_000_000 + i * 86_400, 123_456_789).unwrap(),
+                    time: chrono::DateTime::from_timestamp(1_700_000_000 + i * 86_400, 123_456_789)
+                        .unwrap(),
                     hostname: "host-1".into(),
                     username: "root".into(),
                     paths: vec!["/data".into(), "/var/lib/\u{e9}t\u{e9}".into()],
-                    tags: if i == 0 { vec![] } else { vec!["daily".into(), "k8s".into()] },
+                    tags: if i == 0 {
+                        vec![]
+                    } else {
+                        vec!["daily".into(), "k8s".into()]
+                    },
                     tree: rng.id(),
                     parent: if i == 2 { Some(rng.id()) } else { None },
                     excludes: if i == 1 { vec!["*.tmp".into()] } else { vec![] },
@@ -500,9 +547,18 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         }
         "blob" => {
             let mut out = Vec::new();
-            let bodies = [Vec::new(), b"x".to_vec(), text(&mut rng, 5000), rng.bytes(3000)];
+            let bodies = [
+                Vec::new(),
+                b"x".to_vec(),
+                text(&mut rng, 5000),
+                rng.bytes(3000),
+            ];
             for (i, data) in bodies.iter().enumerate() {
-                let t = if i == 1 { BlobType::Tree } else { BlobType::Data };
+                let t = if i == 1 {
+                    BlobType::Tree
+                } else {
+                    BlobType::Data
+                };
                 let id = k.blob_id(data);
                 let level = [3, 0, 3, 5][i];
                 let sealed = seal_blob(k, t, &id, data, level);
@@ -564,7 +620,8 @@ pub fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
                 v.splice(to..to, block);
             }
             6 if v.len() >= 4 => {
-                const INTERESTING: [u32; 9] = [0, 1, 2, 28, 29, 46, 0x7fff_ffff, 0xffff_ffff, 0x0100_0000];
+                const INTERESTING: [u32; 9] =
+                    [0, 1, 2, 28, 29, 46, 0x7fff_ffff, 0xffff_ffff, 0x0100_0000];
                 let i = rng.below(v.len() - 3);
                 let x = INTERESTING[rng.below(INTERESTING.len())];
                 v[i..i + 4].copy_from_slice(&x.to_le_bytes());

@@ -131,7 +131,7 @@ impl Repository {
         let mut config_error = None;
         for info in key_files {
             let bytes = backend.read(FileKind::Key, &info.name)?;
-            let short = &info.name[..8.min(info.name.len())];
+            let short = crate::util::short_name(&info.name);
             if let Err(e) = check_content_name(FileKind::Key, &info.name, &bytes) {
                 tracing::warn!("skipping {e}");
                 continue;

@@ -65,7 +65,7 @@ impl Snapshot {
     }
 
     pub fn decode(keys: &MasterKeys, name: &str, sealed: &[u8]) -> Result<Snapshot> {
-        let what = || format!("snapshot {}", &name[..name.len().min(8)]);
+        let what = || format!("snapshot {}", crate::util::short_name(name));
         if sealed.len() > MAX_SNAPSHOT_LEN {
             return Err(RepoError::TooLarge {
                 what: what(),

@@ -417,7 +417,9 @@ impl Restorer<'_> {
                     sealed,
                     b.raw_length as usize,
                 )
-                .map_err(|e| RepoError::malformed(format!("pack {}", &name[..8]), e))?;
+                .map_err(|e| {
+                    RepoError::malformed(format!("pack {}", crate::util::short_name(&name)), e)
+                })?;
                 for u in &b.uses {
                     let f = &plan.files[u.file as usize];
                     if let Err(e) = write_at(&f.path, &plain, u.offset) {

@@ -3,6 +3,7 @@ use anyhow::{bail, Result};
 use std::path::PathBuf;
 use stowage::backend::FileKind;
 use stowage::repo::keyfile::KeyFile;
+use stowage::util::short_name;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum KeyCommand {
@@ -52,7 +53,7 @@ pub fn run(g: &GlobalArgs, cmd: KeyCommand) -> Result<u8> {
                         } else {
                             " "
                         },
-                        &r["id"].as_str().unwrap()[..8],
+                        short_name(r["id"].as_str().unwrap()),
                         r["hostname"].as_str().unwrap(),
                         r["username"].as_str().unwrap(),
                         r["created"].as_str().unwrap()
@@ -63,7 +64,7 @@ pub fn run(g: &GlobalArgs, cmd: KeyCommand) -> Result<u8> {
         KeyCommand::Add(a) => {
             let pw = password::get_for_new_key(a.new_password_file.as_deref())?;
             let name = repo.add_key(pw.as_bytes(), a.kdf_memory, a.kdf_iterations)?;
-            println!("added key {}", &name[..8]);
+            println!("added key {}", short_name(&name));
         }
         KeyCommand::Passwd(a) => {
             let pw = password::get_for_new_key(a.new_password_file.as_deref())?;
@@ -71,8 +72,8 @@ pub fn run(g: &GlobalArgs, cmd: KeyCommand) -> Result<u8> {
             backend.remove(FileKind::Key, repo.key_name())?;
             println!(
                 "password changed: key {} replaces {}",
-                &name[..8],
-                &repo.key_name()[..8]
+                short_name(&name),
+                short_name(repo.key_name())
             );
         }
         KeyCommand::Remove { id } => {
@@ -90,7 +91,7 @@ pub fn run(g: &GlobalArgs, cmd: KeyCommand) -> Result<u8> {
                 bail!("refusing to remove the last key");
             }
             backend.remove(FileKind::Key, &target)?;
-            println!("removed key {}", &target[..8]);
+            println!("removed key {}", short_name(&target));
         }
     }
     Ok(0)
