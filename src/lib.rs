@@ -4,7 +4,7 @@
 //! - [`backend`]: where files are stored (local directory; S3 later);
 //! - [`crypto`], [`chunker`], [`pack`]: keys and sealing, content-defined chunking, pack files;
 //! - [`repo`]: config, keys, index, blobs, trees and snapshots;
-//! - [`backup`], [`restore`], [`check`]: the operations;
+//! - [`backup`], [`restore`], [`check`], [`maintenance`]: the operations;
 //! - the `stowage` binary (`src/main.rs`, `src/cli/`).
 
 pub mod backend;
@@ -13,6 +13,7 @@ pub mod check;
 pub mod chunker;
 pub mod crypto;
 pub mod id;
+pub mod maintenance;
 pub mod pack;
 pub mod repo;
 pub mod restore;

@@ -441,6 +441,7 @@ fn generate_vectors() {
             id: pack_id,
             blobs: entries.clone(),
         }],
+        condemned: vec![],
     };
     let index_bytes = index.encode(&keys);
     let index_name = write_named(&repo.join("index"), &index_bytes);

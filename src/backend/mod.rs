@@ -136,6 +136,11 @@ pub trait Backend: Send + Sync {
     /// The size of a file, or `NotFound`.
     fn size(&self, kind: FileKind, name: &str) -> Result<u64>;
 
+    /// How many uploads to run in parallel (object stores want more than disks).
+    fn preferred_uploaders(&self) -> usize {
+        2
+    }
+
     /// Whether a file exists.
     fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
         match self.size(kind, name) {

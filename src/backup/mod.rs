@@ -458,7 +458,7 @@ pub fn run(
     };
 
     let ctx = Ctx {
-        writer: BlobWriter::new(repo.clone(), 2),
+        writer: BlobWriter::new(repo.clone(), repo.repo().backend().preferred_uploaders()),
         repo: repo.clone(),
         owners: OwnerNames::default(),
         excludes,
@@ -745,7 +745,7 @@ fn walk_entry(
                     if file_unchanged(o, &node)
                         && o.content
                             .iter()
-                            .all(|id| ctx.repo.index().contains(BlobType::Data, id)) =>
+                            .all(|id| ctx.repo.index().contains_live(BlobType::Data, id)) =>
                 {
                     Novelty::Unchanged
                 }

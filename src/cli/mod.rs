@@ -72,6 +72,15 @@ pub enum Command {
     /// Manage passwords (key files)
     #[command(subcommand)]
     Key(commands::key::KeyCommand),
+    /// Remove snapshots by a retention policy (then `prune`, or use --prune)
+    Forget(commands::forget::ForgetArgs),
+    /// Delete data no snapshot uses; safe while backups run
+    Prune(commands::prune::PruneArgs),
+    /// Rebuild the index from packs, or rewrite snapshots around missing data
+    #[command(subcommand)]
+    Repair(commands::repair::RepairCommand),
+    /// Remove stale locks left by dead processes
+    Unlock(commands::repair::UnlockArgs),
 }
 
 /// Runs the program; every error becomes one line on stderr.

@@ -29,6 +29,24 @@ pub struct IndexFile {
     /// Index files this one replaces (written by index consolidation); readers ignore them.
     pub supersedes: Vec<Id>,
     pub packs: Vec<IndexPack>,
+    /// Packs that prune has marked for deletion (see `repo-format/`, "Concurrency").
+    pub condemned: Vec<CondemnedBatch>,
+}
+
+/// Packs marked for deletion by one prune run. Backups do not deduplicate against blobs that
+/// are only in condemned packs; readers still use them. The packs may be deleted once none of
+/// `blocking_locks` is held any more and no snapshot needs a blob found only in them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CondemnedBatch {
+    /// Unix time (seconds) at which the mark was written (informational).
+    pub marked_at: i64,
+    /// Whether `blocking_locks` was taken after the mark was stored. A batch written by a prune
+    /// that died before that is undetermined: the next prune takes the live locks as its
+    /// blocking set before anything in it may be deleted.
+    pub determined: bool,
+    /// Identities of the locks that were live right after the mark was stored.
+    pub blocking_locks: Vec<Id>,
+    pub packs: Vec<Id>,
 }
 
 impl IndexFile {
@@ -48,6 +66,21 @@ impl IndexFile {
             out.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
             for b in &p.blobs {
                 b.encode(&mut out);
+            }
+        }
+        if !self.condemned.is_empty() {
+            out.extend_from_slice(&(self.condemned.len() as u32).to_le_bytes());
+            for c in &self.condemned {
+                out.extend_from_slice(&c.marked_at.to_le_bytes());
+                out.push(c.determined as u8);
+                out.extend_from_slice(&(c.blocking_locks.len() as u32).to_le_bytes());
+                for id in &c.blocking_locks {
+                    out.extend_from_slice(id.as_bytes());
+                }
+                out.extend_from_slice(&(c.packs.len() as u32).to_le_bytes());
+                for id in &c.packs {
+                    out.extend_from_slice(id.as_bytes());
+                }
             }
         }
         out
@@ -106,10 +139,45 @@ impl IndexFile {
             }
             packs.push(IndexPack { id, blobs });
         }
+        let mut condemned = Vec::new();
         if r.left() != 0 {
-            return Err(bad("trailing bytes"));
+            let nb = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+            if nb.saturating_mul(17) > r.left() {
+                return Err(bad("condemned batch count exceeds the data"));
+            }
+            for _ in 0..nb {
+                let marked_at = r.take(8).map(|s| i64::from_le_bytes(s.try_into().unwrap()));
+                let marked_at = marked_at.ok_or_else(|| bad("truncated"))?;
+                let determined = match r.u8() {
+                    Some(0) => false,
+                    Some(1) => true,
+                    _ => return Err(bad("bad condemned batch state")),
+                };
+                let mut ids = |what: &str| -> Result<Vec<Id>> {
+                    let n = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+                    if n.saturating_mul(ID_LEN) > r.left() {
+                        return Err(bad(&format!("{what} count exceeds the data")));
+                    }
+                    (0..n).map(|_| r.id().ok_or_else(|| bad("truncated"))).collect()
+                };
+                let blocking_locks = ids("lock")?;
+                let packs = ids("condemned pack")?;
+                condemned.push(CondemnedBatch {
+                    marked_at,
+                    determined,
+                    blocking_locks,
+                    packs,
+                });
+            }
+            if r.left() != 0 {
+                return Err(bad("trailing bytes"));
+            }
         }
-        Ok(IndexFile { supersedes, packs })
+        Ok(IndexFile {
+            supersedes,
+            packs,
+            condemned,
+        })
     }
 }
 
@@ -170,6 +238,8 @@ pub struct MasterIndex {
     pack_numbers: HashMap<Id, u32>,
     /// One table per blob type, indexed by [`BlobType::code`].
     blobs: [HashMap<Id, Slot>; 2],
+    /// Numbers of packs marked for deletion by prune.
+    condemned: std::collections::HashSet<u32>,
 }
 
 impl MasterIndex {
@@ -177,30 +247,71 @@ impl MasterIndex {
         Self::default()
     }
 
-    /// Adds every blob of an index pack. A blob already known keeps its first location.
-    pub fn add_pack(&mut self, pack: &IndexPack) {
-        let n = match self.pack_numbers.get(&pack.id) {
+    fn pack_number(&mut self, id: Id) -> u32 {
+        match self.pack_numbers.get(&id) {
             Some(&n) => n,
             None => {
                 let n = self.packs.len() as u32;
-                self.packs.push(pack.id);
-                self.pack_numbers.insert(pack.id, n);
+                self.packs.push(id);
+                self.pack_numbers.insert(id, n);
                 n
             }
-        };
-        for b in &pack.blobs {
-            self.blobs[b.blob_type.code() as usize]
-                .entry(b.id)
-                .or_insert(Slot {
-                    pack: n,
-                    offset: b.offset,
-                    length: b.length,
-                    raw_length: b.raw_length,
-                });
         }
     }
 
+    /// Marks packs as condemned (call before adding the packs, so that blobs stored both in a
+    /// condemned pack and elsewhere are located elsewhere).
+    pub fn condemn(&mut self, packs: impl IntoIterator<Item = Id>) {
+        for id in packs {
+            let n = self.pack_number(id);
+            self.condemned.insert(n);
+        }
+    }
+
+    /// Adds every blob of an index pack. A blob already known keeps its first location, unless
+    /// that location is in a condemned pack and this one is not.
+    pub fn add_pack(&mut self, pack: &IndexPack) {
+        let n = self.pack_number(pack.id);
+        let live = !self.condemned.contains(&n);
+        for b in &pack.blobs {
+            let slot = Slot {
+                pack: n,
+                offset: b.offset,
+                length: b.length,
+                raw_length: b.raw_length,
+            };
+            match self.blobs[b.blob_type.code() as usize].entry(b.id) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(slot);
+                }
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    if live && self.condemned.contains(&e.get().pack) {
+                        e.insert(slot);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a pack is condemned.
+    pub fn is_condemned(&self, pack: &Id) -> bool {
+        self.pack_numbers
+            .get(pack)
+            .is_some_and(|n| self.condemned.contains(n))
+    }
+
+    /// Whether a blob is stored outside condemned packs: only such blobs may be deduplicated
+    /// against, since condemned packs may be deleted once the backups that saw them are done.
+    pub fn contains_live(&self, blob_type: BlobType, id: &Id) -> bool {
+        self.blobs[blob_type.code() as usize]
+            .get(id)
+            .is_some_and(|s| !self.condemned.contains(&s.pack))
+    }
+
     pub fn add_file(&mut self, file: &IndexFile) {
+        for c in &file.condemned {
+            self.condemn(c.packs.iter().copied());
+        }
         for p in &file.packs {
             self.add_pack(p);
         }
@@ -279,10 +390,17 @@ mod tests {
         fn index_round_trip(
             sup in proptest::collection::vec(any::<[u8; 32]>(), 0..3),
             packs in proptest::collection::vec((any::<[u8; 32]>(), proptest::collection::vec(entry(), 0..10)), 0..5),
+            condemned in proptest::collection::vec((any::<i64>(), proptest::collection::vec(any::<[u8; 32]>(), 0..3), proptest::collection::vec(any::<[u8; 32]>(), 0..4)), 0..3),
         ) {
             let f = IndexFile {
                 supersedes: sup.into_iter().map(Id).collect(),
                 packs: packs.into_iter().map(|(id, blobs)| IndexPack { id: Id(id), blobs }).collect(),
+                condemned: condemned.into_iter().map(|(t, l, p)| CondemnedBatch {
+                    marked_at: t,
+                    determined: t % 2 == 0,
+                    blocking_locks: l.into_iter().map(Id).collect(),
+                    packs: p.into_iter().map(Id).collect(),
+                }).collect(),
             };
             let k = MasterKeys::generate();
             prop_assert_eq!(IndexFile::decode(&k, "i", &f.encode(&k)).unwrap(), f);
@@ -299,6 +417,26 @@ mod tests {
         let mut b = vec![INDEX_VERSION];
         b.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(IndexFile::decode_plaintext("x", &b).is_err());
+    }
+
+    #[test]
+    fn live_location_is_preferred_over_a_condemned_one() {
+        let (old, new) = (Id::random(), Id::random());
+        let b = PackBlob {
+            blob_type: BlobType::Data,
+            id: Id::random(),
+            offset: 0,
+            length: 40,
+            raw_length: 12,
+        };
+        let mut m = MasterIndex::new();
+        m.condemn([old]);
+        m.add_pack(&IndexPack { id: old, blobs: vec![b] });
+        assert!(!m.contains_live(BlobType::Data, &b.id));
+        assert_eq!(m.get(BlobType::Data, &b.id).unwrap().pack, old);
+        m.add_pack(&IndexPack { id: new, blobs: vec![b] });
+        assert!(m.contains_live(BlobType::Data, &b.id));
+        assert_eq!(m.get(BlobType::Data, &b.id).unwrap().pack, new);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod index;
 pub mod keyfile;
+pub mod lock;
 pub mod snapshot;
 pub mod tree;
 pub mod writer;
@@ -213,33 +214,57 @@ impl Repository {
     /// Reads every index file (in parallel) and merges them. Index files that supersede others
     /// make those others ignored.
     pub fn load_index(self: &Arc<Self>) -> Result<IndexedRepo> {
-        let mut names = self.backend.list(FileKind::Index)?;
-        names.retain(|f| {
-            let ok = f.name.parse::<Id>().is_ok();
-            if !ok {
-                tracing::warn!("ignoring {:?} in index/: not an index file name", f.name);
-            }
-            ok
-        });
-        let files: Vec<(String, IndexFile)> = names
-            .par_iter()
-            .map(|f| self.read_index_file(&f.name).map(|i| (f.name.clone(), i)))
-            .collect::<Result<_>>()?;
-        let superseded: std::collections::HashSet<Id> = files
-            .iter()
-            .flat_map(|(_, f)| f.supersedes.iter().copied())
-            .collect();
+        let (_, files) = self.read_all_index_files()?;
         let mut index = MasterIndex::new();
-        for (name, f) in &files {
-            if name.parse::<Id>().is_ok_and(|id| superseded.contains(&id)) {
-                continue;
+        // All marks first, so every blob is located outside condemned packs where possible.
+        for f in &files {
+            for c in &f.condemned {
+                index.condemn(c.packs.iter().copied());
             }
+        }
+        for f in &files {
             index.add_file(f);
         }
         Ok(IndexedRepo {
             repo: self.clone(),
             index,
         })
+    }
+
+    /// Reads every index file that no other supersedes, in parallel. A file that a concurrent
+    /// prune deletes between listing and reading makes the whole read start again (its
+    /// superseding file is then in the listing).
+    pub fn read_all_index_files(&self) -> Result<(Vec<String>, Vec<IndexFile>)> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut names = self.backend.list(FileKind::Index)?;
+            names.retain(|f| {
+                let ok = f.name.parse::<Id>().is_ok();
+                if !ok {
+                    tracing::warn!("ignoring {:?} in index/: not an index file name", f.name);
+                }
+                ok
+            });
+            let read: Result<Vec<(String, IndexFile)>> = names
+                .par_iter()
+                .map(|f| self.read_index_file(&f.name).map(|i| (f.name.clone(), i)))
+                .collect();
+            let files = match read {
+                Ok(f) => f,
+                Err(RepoError::Backend(BackendError::NotFound { .. })) if attempt < 5 => continue,
+                Err(e) => return Err(e),
+            };
+            let superseded: std::collections::HashSet<Id> = files
+                .iter()
+                .flat_map(|(_, f)| f.supersedes.iter().copied())
+                .collect();
+            let (names, files) = files
+                .into_iter()
+                .filter(|(name, _)| !name.parse::<Id>().is_ok_and(|id| superseded.contains(&id)))
+                .unzip();
+            return Ok((names, files));
+        }
     }
 
     /// Reads and verifies one snapshot.
@@ -321,6 +346,11 @@ pub struct IndexedRepo {
 }
 
 impl IndexedRepo {
+    /// Pairs a repository with an index built by the caller (maintenance builds its own).
+    pub fn from_parts(repo: Arc<Repository>, index: MasterIndex) -> IndexedRepo {
+        IndexedRepo { repo, index }
+    }
+
     pub fn repo(&self) -> &Arc<Repository> {
         &self.repo
     }

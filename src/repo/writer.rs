@@ -171,7 +171,7 @@ impl BlobWriter {
 
     /// Whether a blob is already stored or being stored.
     pub fn is_known(&self, blob_type: BlobType, id: &Id) -> bool {
-        self.shared.repo.index().contains(blob_type, id)
+        self.shared.repo.index().contains_live(blob_type, id)
             || self.seen.lock().unwrap().contains(&(blob_type, *id))
     }
 
@@ -193,7 +193,7 @@ impl BlobWriter {
                 limit: MAX_BLOB_LEN as u64,
             });
         }
-        if self.shared.repo.index().contains(blob_type, &id)
+        if self.shared.repo.index().contains_live(blob_type, &id)
             || !self.seen.lock().unwrap().insert((blob_type, id))
         {
             return Ok(false);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use stowage::backup::{self, source::Excludes, BackupOptions, BackupProgress, ParentChoice};
+use stowage::repo::lock::{Lock, LockKind};
 use stowage::util::human_bytes;
 
 #[derive(clap::Args, Debug)]
@@ -55,7 +56,10 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
     for p in &a.paths {
         std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
     }
-    let repo = super::open_indexed(g)?;
+    let opened = super::open(g)?;
+    // The lock comes before the index is read: prune relies on that order (see repo-format/).
+    let lock = Lock::acquire(&opened, LockKind::Backup)?;
+    let repo = Arc::new(opened.load_index()?);
     let parent = if let Some(p) = &a.parent {
         ParentChoice::Id(repo.repo().find_snapshot(p)?.0)
     } else {
@@ -89,6 +93,10 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
     };
     let report = backup::run(repo, &opts, &progress);
     drop(bar);
+    if lock.refresh_failed() {
+        tracing::warn!("the backup lock could not always be refreshed");
+    }
+    drop(lock);
     let report = report?;
     for w in &report.warnings {
         eprintln!("warning: {w}");

@@ -4,9 +4,12 @@ pub mod backup;
 pub mod cat;
 pub mod check;
 pub mod diff;
+pub mod forget;
 pub mod init;
 pub mod key;
 pub mod ls;
+pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;
@@ -31,6 +34,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Stats(a) => stats::run(g, a),
         Command::Check(a) => check::run(g, a),
         Command::Key(a) => key::run(g, a),
+        Command::Forget(a) => forget::run(g, a),
+        Command::Prune(a) => prune::run(g, a),
+        Command::Repair(a) => repair::run(g, a),
+        Command::Unlock(a) => repair::unlock(g, a),
     }
 }
 

@@ -1,0 +1,70 @@
+use super::super::GlobalArgs;
+use anyhow::Result;
+use stowage::maintenance::repair;
+use stowage::repo::lock;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Rebuild the index from the pack headers
+    Index,
+    /// Rewrite snapshots without the files and directories whose data is missing
+    Snapshots {
+        /// Only report what would be dropped
+        #[arg(long, short = 'n')]
+        dry_run: bool,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct UnlockArgs {}
+
+pub fn run(g: &GlobalArgs, cmd: RepairCommand) -> Result<u8> {
+    let repo = super::open(g)?;
+    match cmd {
+        RepairCommand::Index => {
+            let r = repair::repair_index(&repo)?;
+            if g.json {
+                super::print_json(&r)?;
+            } else {
+                for p in &r.unreadable_packs {
+                    eprintln!("warning: unreadable pack {p}");
+                }
+                println!(
+                    "rebuilt the index from {} packs ({} blobs): wrote {} index files, removed {}",
+                    r.packs, r.blobs, r.index_files_written, r.index_files_removed
+                );
+            }
+        }
+        RepairCommand::Snapshots { dry_run } => {
+            let r = repair::repair_snapshots(&repo, dry_run)?;
+            if g.json {
+                super::print_json(&r)?;
+            } else {
+                for d in &r.dropped {
+                    println!("dropped {d}");
+                }
+                for (old, new) in &r.rewritten {
+                    if dry_run {
+                        println!("would rewrite snapshot {}", old.short());
+                    } else {
+                        println!("snapshot {} rewritten as {}", old.short(), new.short());
+                    }
+                }
+                println!(
+                    "checked {} snapshots, {} {}",
+                    r.snapshots_checked,
+                    r.rewritten.len(),
+                    if dry_run { "need repair" } else { "repaired" }
+                );
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub fn unlock(g: &GlobalArgs, _a: UnlockArgs) -> Result<u8> {
+    let repo = super::open(g)?;
+    let n = lock::remove_stale_locks(&repo)?;
+    println!("removed {n} stale locks");
+    Ok(0)
+}

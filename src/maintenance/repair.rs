@@ -1,0 +1,228 @@
+//! `repair index` (rebuild the index from pack headers) and `repair snapshots` (rewrite
+//! snapshots without the parts whose data is gone, so the rest stays restorable).
+
+use crate::backend::FileKind;
+use crate::check::read_pack_header;
+use crate::id::{BlobType, Id};
+use crate::repo::index::{IndexFile, IndexPack};
+use crate::repo::lock::{Lock, LockKind};
+use crate::repo::tree::{NodeKind, Tree};
+use crate::repo::writer::BlobWriter;
+use crate::repo::{IndexedRepo, Repository, Result};
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// What `repair index` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct IndexRepairReport {
+    pub packs: usize,
+    pub blobs: usize,
+    pub unreadable_packs: Vec<String>,
+    pub index_files_removed: usize,
+    pub index_files_written: usize,
+}
+
+/// Rebuilds the index from the headers of every pack, replacing all index files.
+pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepairReport> {
+    let _lock = Lock::acquire(repo, LockKind::Prune)?;
+    let old: Vec<String> = repo
+        .backend()
+        .list(FileKind::Index)?
+        .into_iter()
+        .map(|f| f.name)
+        .filter(|n| n.parse::<Id>().is_ok())
+        .collect();
+    let packs = repo.backend().list(FileKind::Pack)?;
+    let results: Vec<(String, std::result::Result<Vec<crate::pack::PackBlob>, String>)> = packs
+        .par_iter()
+        .filter(|f| f.name.parse::<Id>().is_ok())
+        .map(|f| {
+            (
+                f.name.clone(),
+                read_pack_header(repo, &f.name, f.size).map_err(|e| e.to_string()),
+            )
+        })
+        .collect();
+    let mut report = IndexRepairReport::default();
+    let mut file = IndexFile {
+        supersedes: old.iter().filter_map(|n| n.parse().ok()).collect(),
+        ..Default::default()
+    };
+    let mut count = 0usize;
+    for (name, r) in results {
+        match r {
+            Ok(blobs) => {
+                report.packs += 1;
+                report.blobs += blobs.len();
+                count += blobs.len();
+                file.packs.push(IndexPack {
+                    id: name.parse().expect("filtered above"),
+                    blobs,
+                });
+                if count >= 500_000 {
+                    write(repo, &mut file)?;
+                    report.index_files_written += 1;
+                    count = 0;
+                }
+            }
+            Err(e) => report.unreadable_packs.push(format!("{name}: {e}")),
+        }
+    }
+    if !file.packs.is_empty() || !file.supersedes.is_empty() {
+        write(repo, &mut file)?;
+        report.index_files_written += 1;
+    }
+    for n in &old {
+        repo.backend().remove(FileKind::Index, n)?;
+        report.index_files_removed += 1;
+    }
+    Ok(report)
+}
+
+fn write(repo: &Repository, file: &mut IndexFile) -> Result<()> {
+    let bytes = file.encode(repo.keys());
+    repo.backend()
+        .write(FileKind::Index, &Id::hash_of(&bytes).to_hex(), &bytes, false)?;
+    // Only the first file of a rebuild needs to carry the superseded list.
+    *file = IndexFile::default();
+    Ok(())
+}
+
+/// What `repair snapshots` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct SnapshotRepairReport {
+    pub snapshots_checked: usize,
+    /// (old id, new id) of rewritten snapshots.
+    pub rewritten: Vec<(Id, Id)>,
+    /// Paths dropped, as "snapshot: path (reason)".
+    pub dropped: Vec<String>,
+}
+
+struct Rewriter<'a> {
+    idx: &'a IndexedRepo,
+    writer: Option<&'a BlobWriter>,
+    packs: &'a HashSet<Id>,
+    dropped: Vec<String>,
+    short: String,
+}
+
+impl Rewriter<'_> {
+    fn blob_ok(&self, t: BlobType, id: &Id) -> bool {
+        self.idx
+            .index()
+            .get(t, id)
+            .is_some_and(|l| self.packs.contains(&l.pack))
+    }
+
+    /// Returns the id of the repaired tree (the same id if nothing was dropped).
+    fn tree(&mut self, id: &Id, path: &str) -> Result<Option<Id>> {
+        if !self.blob_ok(BlobType::Tree, id) {
+            self.dropped.push(format!("{}: {path} (directory data missing)", self.short));
+            return Ok(None);
+        }
+        let tree = match self.idx.read_tree(id) {
+            Ok(t) => t,
+            Err(e) => {
+                self.dropped.push(format!("{}: {path} ({e})", self.short));
+                return Ok(None);
+            }
+        };
+        let mut nodes = Vec::with_capacity(tree.nodes.len());
+        let mut changed = false;
+        for mut n in tree.nodes {
+            let p = format!("{path}{}", n.name.lossy());
+            if n.kind == NodeKind::Dir {
+                let sub = n.subtree.expect("validated");
+                match self.tree(&sub, &format!("{p}/"))? {
+                    Some(new) => {
+                        changed |= new != sub;
+                        n.subtree = Some(new);
+                    }
+                    None => {
+                        changed = true;
+                        continue;
+                    }
+                }
+            } else if n.content.iter().any(|c| !self.blob_ok(BlobType::Data, c)) {
+                self.dropped.push(format!("{}: {p} (file data missing)", self.short));
+                changed = true;
+                continue;
+            }
+            nodes.push(n);
+        }
+        if !changed {
+            return Ok(Some(*id));
+        }
+        let t = Tree { nodes };
+        match self.writer {
+            Some(w) => Ok(Some(w.add(BlobType::Tree, &t.encode())?.0)),
+            None => Ok(Some(self.idx.repo().keys().blob_id(&t.encode()))),
+        }
+    }
+}
+
+/// Rewrites every snapshot whose trees refer to data that is missing, dropping the affected
+/// files and directories; the new snapshot is tagged `repaired` and replaces the old one.
+pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<SnapshotRepairReport> {
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(Lock::acquire(repo, LockKind::Backup)?)
+    };
+    let idx = Arc::new(repo.load_index()?);
+    let packs: HashSet<Id> = repo
+        .backend()
+        .list(FileKind::Pack)?
+        .into_iter()
+        .filter_map(|f| f.name.parse().ok())
+        .collect();
+    let writer = (!dry_run).then(|| BlobWriter::new(idx.clone(), repo.backend().preferred_uploaders()));
+    let mut report = SnapshotRepairReport::default();
+    let mut pending = Vec::new();
+    for (id, snap) in repo.list_snapshots()? {
+        report.snapshots_checked += 1;
+        let mut rw = Rewriter {
+            idx: &idx,
+            writer: writer.as_ref(),
+            packs: &packs,
+            dropped: Vec::new(),
+            short: id.short(),
+        };
+        let root = rw.tree(&snap.tree, "/")?;
+        report.dropped.append(&mut rw.dropped);
+        if root == Some(snap.tree) {
+            continue;
+        }
+        let mut new = snap.clone();
+        new.tree = match root {
+            Some(r) => r,
+            None => {
+                let empty = Tree::default().encode();
+                match &writer {
+                    Some(w) => w.add(BlobType::Tree, &empty)?.0,
+                    None => repo.keys().blob_id(&empty),
+                }
+            }
+        };
+        if !new.tags.iter().any(|t| t == "repaired") {
+            new.tags.push("repaired".into());
+        }
+        new.incomplete = true;
+        new.parent = Some(id);
+        pending.push((id, new));
+    }
+    if let Some(w) = writer {
+        w.finish()?;
+    }
+    for (old, new) in pending {
+        if dry_run {
+            report.rewritten.push((old, Id::default()));
+            continue;
+        }
+        let new_id = repo.save_snapshot(&new)?;
+        repo.backend().remove(FileKind::Snapshot, &old.to_hex())?;
+        report.rewritten.push((old, new_id));
+    }
+    Ok(report)
+}
