@@ -9,6 +9,11 @@
 //!
 //! Regenerating (only when the format itself changes, together with the spec):
 //! `STOWAGE_REGENERATE_VECTORS=1 cargo test --test format_vectors -- --ignored generate`
+//!
+//! The vectors of later additions to version 1 (an index file with condemned batches under
+//! `extra/index/`, lock files under `repo/locks/`, manifest `v1-extra.json`) were added without
+//! touching the files above, by the ignored test `create_extra_vectors`, which writes them only
+//! when they are missing; `generate_vectors` writes them too when it regenerates everything.
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -25,8 +30,11 @@ use stowage::pack::{
     decode_header, header_location, PackBlob, PackWriter, ENTRY_LEN, PACK_MAGIC, TRAILER_LEN,
 };
 use stowage::repo::config::{RepoConfig, FORMAT_VERSION};
-use stowage::repo::index::{IndexFile, IndexPack};
+use stowage::repo::index::{CondemnedBatch, IndexFile, IndexPack, MasterIndex};
 use stowage::repo::keyfile::KeyFile;
+use stowage::repo::lock::{
+    list_locks, live_locks, LockInfo, LockKind, MAX_LOCK_LEN, REFRESH_INTERVAL, STALE_AFTER,
+};
 use stowage::repo::snapshot::{Snapshot, SnapshotSummary};
 use stowage::repo::tree::{ByteString, Node, NodeKind, Timestamp, Tree, Xattr};
 use stowage::repo::{RepoError, Repository};
@@ -566,6 +574,8 @@ fn generate_vectors() {
     let mut text = serde_json::to_vec_pretty(&manifest).unwrap();
     text.push(b'\n');
     std::fs::write(dir.join("vectors.json"), text).unwrap();
+    // The vectors of the later additions (condemned batches, locks) depend on these files.
+    write_extra_vectors();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1481,4 +1491,512 @@ fn tampered_vectors_are_refused() {
     let pack = read_vector(s(&m["pack"], "path"));
     let cut = &pack[..pack.len() - 1];
     assert!(header_location("p", cut, cut.len() as u64).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Later additions to format version 1: condemned batches in index files, and lock files
+// (`repo-format/README.md`, sections 10, 13 and 14). Written once by `create_extra_vectors`
+// into `extra/index/` and `repo/locks/`, described by the manifest `v1-extra.json`.
+// ---------------------------------------------------------------------------------------------
+
+/// The manifest of the later additions.
+const EXTRA_MANIFEST: &str = "v1-extra.json";
+
+fn read_extra_manifest() -> Value {
+    let bytes = std::fs::read(vectors_dir().join(EXTRA_MANIFEST))
+        .expect("repo-format/vectors/v1-extra.json");
+    serde_json::from_slice(&bytes).expect("manifest is JSON")
+}
+
+/// The condemned batches of the extra index vector: one determined (two blocking locks, the
+/// vector pack and a pack no index lists), one undetermined (left by an interrupted prune).
+fn extra_batches(vector_pack: Id, backup_lock: Id) -> Vec<CondemnedBatch> {
+    vec![
+        CondemnedBatch {
+            // 2024-05-06T07:08:09Z
+            marked_at: 1_714_979_289,
+            determined: true,
+            blocking_locks: vec![
+                backup_lock,
+                Id::hash_of(b"stowage format vector: a lock that is gone"),
+            ],
+            packs: vec![
+                vector_pack,
+                Id::hash_of(b"stowage format vector: a pack no index lists"),
+            ],
+        },
+        CondemnedBatch {
+            // 1969-12-31T23:59:59Z: marked_at is a signed integer (and only informational).
+            marked_at: -1,
+            determined: false,
+            blocking_locks: vec![],
+            packs: vec![Id::hash_of(
+                b"stowage format vector: a pack condemned by an interrupted prune",
+            )],
+        },
+    ]
+}
+
+fn rfc3339(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+/// The two lock vectors: a backup lock and a prune lock.
+fn extra_locks() -> Vec<(&'static str, LockInfo)> {
+    vec![
+        (
+            "backup",
+            LockInfo {
+                lock_id: Id::hash_of(b"stowage format vector: a backup lock"),
+                kind: LockKind::Backup,
+                hostname: "vector-host".into(),
+                pid: 4242,
+                process_start: 123_456_789,
+                created: rfc3339("2024-05-06T07:00:00Z"),
+                refreshed: rfc3339("2024-05-06T07:05:00.25Z"),
+            },
+        ),
+        (
+            "prune",
+            LockInfo {
+                lock_id: Id::hash_of(b"stowage format vector: a prune lock"),
+                kind: LockKind::Prune,
+                hostname: "vector-other-host".into(),
+                pid: 1,
+                process_start: 0,
+                created: rfc3339("2024-05-06T07:08:09.123456789Z"),
+                refreshed: rfc3339("2024-05-06T07:08:09.123456789Z"),
+            },
+        ),
+    ]
+}
+
+fn open_vector_repo() -> Arc<Repository> {
+    let backend: Arc<dyn stowage::backend::Backend> = Arc::new(LocalBackend::new(repo_dir()));
+    Arc::new(Repository::open(backend, PASSWORD.as_bytes()).unwrap())
+}
+
+fn batch_json(b: &CondemnedBatch) -> Value {
+    json!({
+        "marked_at": b.marked_at,
+        "determined": b.determined,
+        "blocking_locks": b.blocking_locks.iter().map(Id::to_hex).collect::<Vec<_>>(),
+        "packs": b.packs.iter().map(Id::to_hex).collect::<Vec<_>>(),
+    })
+}
+
+/// Writes the extra vectors from the committed base vectors (`vectors.json`, `repo/`).
+/// Replaces earlier extra vectors; callers decide whether that is wanted.
+fn write_extra_vectors() {
+    let dir = vectors_dir();
+    let _ = std::fs::remove_dir_all(dir.join("extra"));
+    let _ = std::fs::remove_dir_all(repo_dir().join("locks"));
+    let m = read_manifest();
+    let keys = vector_keys();
+    let repo = open_vector_repo();
+    let pack_id = id_of(&m["pack"], "id");
+    let (_, header) = pack_and_header(&keys);
+    let locks = extra_locks();
+    let backup_lock = locks[0].1.lock_id;
+
+    // Index file with a condemned section: supersedes the repository's index file.
+    let base_index = id_of(&m["index"], "id");
+    let index = IndexFile {
+        supersedes: vec![base_index],
+        packs: vec![IndexPack {
+            id: pack_id,
+            blobs: header.clone(),
+        }],
+        condemned: extra_batches(pack_id, backup_lock),
+    };
+    let plain = index.encode_plaintext();
+    let section_offset = 1 + 4 + 32 + 4 + 32 + 4 + header.len() * ENTRY_LEN;
+    assert_eq!(
+        plain[section_offset..section_offset + 4],
+        2u32.to_le_bytes()
+    );
+    let bytes = index.encode(&keys);
+    let name = write_named(&dir.join("extra").join("index"), &bytes);
+    let index_json = json!({
+        "path": format!("extra/index/{name}"),
+        "id": name,
+        "aad": "stowage index v1",
+        "supersedes": [base_index.to_hex()],
+        "pack": pack_id.to_hex(),
+        "pack_blobs": header.len(),
+        "condemned_offset": section_offset,
+        "condemned_hex": hex::encode(&plain[section_offset..]),
+        "condemned": index.condemned.iter().map(batch_json).collect::<Vec<_>>(),
+        "plaintext_hex": hex::encode(&plain),
+    });
+
+    // Lock files, in the repository's locks/ folder (both stale: refreshed in 2024).
+    let mut lock_json = Vec::new();
+    for (label, info) in &locks {
+        let sealed = info.encode(&repo);
+        let name = write_named(&repo_dir().join("locks"), &sealed);
+        let plain = keys.open("lock", b"stowage lock v1", &sealed).unwrap();
+        lock_json.push(json!({
+            "label": label,
+            "path": format!("repo/locks/{name}"),
+            "name": name,
+            "aad": "stowage lock v1",
+            "plaintext": String::from_utf8(plain).unwrap(),
+            "lock_id": info.lock_id.to_hex(),
+            "kind": label,
+            "hostname": info.hostname,
+            "pid": info.pid,
+            "process_start": info.process_start,
+            "created": info.created.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            "refreshed": info.refreshed.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        }));
+    }
+
+    let manifest = json!({
+        "format_version": FORMAT_VERSION,
+        "about": "Test vectors of the later additions to stowage repository format version 1 (condemned batches in index files, lock files); see repo-format/README.md, section Test vectors. Keys and password as in vectors.json.",
+        "keys": "vectors.json",
+        "index": index_json,
+        "locks": lock_json,
+    });
+    let mut text = serde_json::to_vec_pretty(&manifest).unwrap();
+    text.push(b'\n');
+    std::fs::write(dir.join(EXTRA_MANIFEST), text).unwrap();
+}
+
+/// Writes the extra vectors if they are missing (or with STOWAGE_REGENERATE_VECTORS=1), without
+/// touching the base vectors. Its name does not contain "generate", so the documented
+/// regeneration command runs only `generate_vectors`, which writes these too.
+#[test]
+#[ignore = "writes the committed extra vectors; run once, by hand"]
+fn create_extra_vectors() {
+    let manifest = vectors_dir().join(EXTRA_MANIFEST);
+    if manifest.exists() && std::env::var_os("STOWAGE_REGENERATE_VECTORS").is_none() {
+        eprintln!(
+            "{} exists: the extra vectors are committed bytes and were left alone.",
+            manifest.display()
+        );
+        return;
+    }
+    write_extra_vectors();
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+fn ids_of(v: &Value) -> Vec<Id> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn condemned_index_decodes() {
+    let m = read_manifest();
+    let x = read_extra_manifest();
+    let ix = &x["index"];
+    let keys = unlock();
+    let bytes = read_vector(s(ix, "path"));
+    assert_eq!(
+        Id::hash_of(&bytes).to_hex(),
+        s(ix, "id"),
+        "named by its hash"
+    );
+    assert_eq!(s(ix, "path"), format!("extra/index/{}", s(ix, "id")));
+    assert_eq!(s(ix, "aad"), "stowage index v1");
+    let index = IndexFile::decode(&keys, s(ix, "id"), &bytes).unwrap();
+    let plain = keys.open("index", b"stowage index v1", &bytes).unwrap();
+    assert_eq!(hex::encode(&plain), s(ix, "plaintext_hex"));
+    assert_eq!(
+        index.encode_plaintext(),
+        plain,
+        "re-encodes to the same bytes"
+    );
+
+    // What it must decode to, spelled out.
+    let pack_id = id_of(&m["pack"], "id");
+    let backup_lock = Id::hash_of(b"stowage format vector: a backup lock");
+    assert_eq!(index.supersedes, vec![id_of(&m["index"], "id")]);
+    assert_eq!(ids_of(&ix["supersedes"]), index.supersedes);
+    assert_eq!(index.packs.len(), 1);
+    assert_eq!(index.packs[0].id, pack_id);
+    assert_eq!(s(ix, "pack"), pack_id.to_hex());
+    let (_, header) = pack_and_header(&keys);
+    assert_eq!(index.packs[0].blobs, header);
+    assert_eq!(u(ix, "pack_blobs"), 6);
+    assert_eq!(index.condemned, extra_batches(pack_id, backup_lock));
+    let batches = ix["condemned"].as_array().unwrap();
+    assert_eq!(batches.len(), 2);
+    for (b, j) in index.condemned.iter().zip(batches) {
+        assert_eq!(Some(b.marked_at), j["marked_at"].as_i64());
+        assert_eq!(Some(b.determined), j["determined"].as_bool());
+        assert_eq!(b.blocking_locks, ids_of(&j["blocking_locks"]));
+        assert_eq!(b.packs, ids_of(&j["packs"]));
+    }
+    let b0 = &index.condemned[0];
+    assert_eq!((b0.marked_at, b0.determined), (1_714_979_289, true));
+    assert_eq!(
+        b0.blocking_locks,
+        [
+            backup_lock,
+            Id::hash_of(b"stowage format vector: a lock that is gone")
+        ]
+    );
+    assert_eq!(
+        b0.packs,
+        [
+            pack_id,
+            Id::hash_of(b"stowage format vector: a pack no index lists")
+        ]
+    );
+    let b1 = &index.condemned[1];
+    assert_eq!((b1.marked_at, b1.determined), (-1, false));
+    assert!(b1.blocking_locks.is_empty());
+    assert_eq!(
+        b1.packs,
+        [Id::hash_of(
+            b"stowage format vector: a pack condemned by an interrupted prune"
+        )]
+    );
+
+    // The plaintext by hand: the part before the condemned section is laid out exactly as in
+    // an index file without one (section 10), and the section follows the last pack record.
+    assert_eq!(plain[0], 1);
+    assert_eq!(u32_at(&plain, 1), 1);
+    assert_eq!(&plain[5..37], id_of(&m["index"], "id").as_bytes());
+    assert_eq!(u32_at(&plain, 37), 1);
+    assert_eq!(&plain[41..73], pack_id.as_bytes());
+    assert_eq!(u32_at(&plain, 73), 6);
+    let header_plain = hex_field(&m["pack"], "header_plaintext_hex");
+    assert_eq!(&plain[77..77 + 6 * ENTRY_LEN], &header_plain[4..]);
+    let c = u(ix, "condemned_offset") as usize;
+    assert_eq!(c, 77 + 6 * ENTRY_LEN);
+    assert_eq!(c, 353);
+    assert_eq!(hex::encode(&plain[c..]), s(ix, "condemned_hex"));
+    assert_eq!(u32_at(&plain, c), 2, "two batches");
+    // Batch 0 at c + 4.
+    let mut p = c + 4;
+    assert_eq!(
+        i64::from_le_bytes(plain[p..p + 8].try_into().unwrap()),
+        1_714_979_289
+    );
+    assert_eq!(&plain[p..p + 8], &[0xd9, 0x81, 0x38, 0x66, 0, 0, 0, 0]);
+    assert_eq!(plain[p + 8], 1, "determined");
+    assert_eq!(u32_at(&plain, p + 9), 2, "two blocking locks");
+    assert_eq!(&plain[p + 13..p + 45], backup_lock.as_bytes());
+    assert_eq!(&plain[p + 45..p + 77], b0.blocking_locks[1].as_bytes());
+    assert_eq!(u32_at(&plain, p + 77), 2, "two packs");
+    assert_eq!(&plain[p + 81..p + 113], pack_id.as_bytes());
+    assert_eq!(&plain[p + 113..p + 145], b0.packs[1].as_bytes());
+    p += 145;
+    // Batch 1.
+    assert_eq!(
+        &plain[p..p + 8],
+        &[0xff; 8],
+        "marked_at -1, two's complement"
+    );
+    assert_eq!(plain[p + 8], 0, "undetermined");
+    assert_eq!(u32_at(&plain, p + 9), 0, "no blocking locks");
+    assert_eq!(u32_at(&plain, p + 13), 1, "one pack");
+    assert_eq!(&plain[p + 17..p + 49], b1.packs[0].as_bytes());
+    p += 49;
+    assert_eq!(p, plain.len(), "nothing follows the last batch");
+    assert_eq!(plain.len(), 353 + 4 + 145 + 49);
+
+    // Meaning: every pack of every batch is condemned; blobs found only in condemned packs are
+    // still readable (located) but not deduplicated against; a copy in a live pack wins.
+    let mut master = MasterIndex::new();
+    master.add_file(&index);
+    for b in &index.condemned {
+        for p in &b.packs {
+            assert!(master.is_condemned(p));
+        }
+    }
+    for e in &header {
+        assert!(master.contains(e.blob_type, &e.id));
+        assert!(!master.contains_live(e.blob_type, &e.id));
+        assert_eq!(master.get(e.blob_type, &e.id).unwrap().pack, pack_id);
+    }
+    let live = Id::hash_of(b"stowage format vector: a live copy of the pack");
+    master.add_pack(&IndexPack {
+        id: live,
+        blobs: header.clone(),
+    });
+    assert!(!master.is_condemned(&live));
+    for e in &header {
+        assert!(master.contains_live(e.blob_type, &e.id));
+        assert_eq!(master.get(e.blob_type, &e.id).unwrap().pack, live);
+    }
+}
+
+#[test]
+fn condemned_section_bounds_are_enforced() {
+    let x = read_extra_manifest();
+    let ix = &x["index"];
+    let plain = hex_field(ix, "plaintext_hex");
+    let c = u(ix, "condemned_offset") as usize;
+    let decode = |b: &[u8]| IndexFile::decode_plaintext("x", b);
+    assert_eq!(decode(&plain).unwrap().condemned.len(), 2);
+
+    // Without the section: an index file as written before condemned batches existed.
+    let without = decode(&plain[..c]).unwrap();
+    assert!(without.condemned.is_empty());
+    assert_eq!(
+        without.encode_plaintext(),
+        &plain[..c],
+        "absent when there are no batches"
+    );
+    // A section of zero batches is accepted (writers omit it instead).
+    let mut zero = plain[..c].to_vec();
+    zero.extend_from_slice(&0u32.to_le_bytes());
+    let z = decode(&zero).unwrap();
+    assert!(z.condemned.is_empty());
+    assert_eq!(z.encode_plaintext(), &plain[..c]);
+
+    // Truncated anywhere inside the section, including a partial batch count.
+    for cut in [c + 1, c + 3, c + 4, c + 12, c + 13, c + 20, plain.len() - 1] {
+        assert!(decode(&plain[..cut]).is_err(), "cut at {cut}");
+    }
+    // Trailing bytes after the last batch.
+    let mut trailing = plain.clone();
+    trailing.push(0);
+    assert!(decode(&trailing).is_err());
+    // A state byte other than 0 or 1.
+    for bad in [2u8, 0xff] {
+        let mut b = plain.clone();
+        b[c + 4 + 8] = bad;
+        assert!(decode(&b).is_err(), "state {bad}");
+    }
+    // Counts larger than the bytes left are refused before anything is allocated.
+    let mut b = plain.clone();
+    b[c..c + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(decode(&b).is_err(), "batch count");
+    let mut b = plain.clone();
+    b[c..c + 4].copy_from_slice(&3u32.to_le_bytes());
+    assert!(decode(&b).is_err(), "one batch more than present");
+    let mut b = plain.clone();
+    b[c + 4 + 9..c + 4 + 13].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(decode(&b).is_err(), "lock count");
+    let mut b = plain.clone();
+    b[c + 4 + 77..c + 4 + 81].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(decode(&b).is_err(), "pack count");
+}
+
+#[test]
+fn lock_files_decode() {
+    let x = read_extra_manifest();
+    let keys = unlock();
+    let repo = open_vector_repo();
+    let expected = extra_locks();
+    let locks = x["locks"].as_array().unwrap();
+    assert_eq!(locks.len(), expected.len());
+    for (j, (label, want)) in locks.iter().zip(&expected) {
+        assert_eq!(s(j, "label"), *label);
+        let name = s(j, "name");
+        assert_eq!(s(j, "path"), format!("repo/locks/{name}"));
+        assert_eq!(s(j, "aad"), "stowage lock v1");
+        let bytes = read_vector(s(j, "path"));
+        assert_eq!(Id::hash_of(&bytes).to_hex(), name, "named by its hash");
+        let info = LockInfo::decode(&repo, name, &bytes).unwrap();
+        assert_eq!(&info, want);
+
+        // Every field against the manifest.
+        assert_eq!(info.lock_id, id_of(j, "lock_id"));
+        assert_eq!(
+            s(j, "kind"),
+            match info.kind {
+                LockKind::Backup => "backup",
+                LockKind::Prune => "prune",
+            }
+        );
+        assert_eq!(info.hostname, s(j, "hostname"));
+        assert_eq!(info.pid as u64, u(j, "pid"));
+        assert_eq!(info.process_start, u(j, "process_start"));
+        assert_eq!(info.created, rfc3339(s(j, "created")));
+        assert_eq!(info.refreshed, rfc3339(s(j, "refreshed")));
+
+        // By hand: sealed with the encryption key and AAD "stowage lock v1"; the plaintext is
+        // compact JSON with exactly these members.
+        assert!(bytes.len() >= NONCE_LEN + TAG_LEN);
+        let plain = keys.open("lock", b"stowage lock v1", &bytes).unwrap();
+        assert_eq!(plain.len() + NONCE_LEN + TAG_LEN, bytes.len());
+        assert_eq!(std::str::from_utf8(&plain).unwrap(), s(j, "plaintext"));
+        let v: Value = serde_json::from_slice(&plain).unwrap();
+        let members: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut sorted = members.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            [
+                "created",
+                "hostname",
+                "kind",
+                "lock_id",
+                "pid",
+                "process_start",
+                "refreshed"
+            ]
+        );
+        assert_eq!(v["kind"], json!(label));
+        assert_eq!(v["lock_id"], json!(want.lock_id.to_hex()));
+        assert_eq!(v, serde_json::to_value(&info).unwrap());
+        // A lock cannot be passed off as another kind of file.
+        assert!(keys.open("index", b"stowage index v1", &bytes).is_err());
+        assert!(IndexFile::decode(&keys, "x", &bytes).is_err());
+    }
+
+    // Spelled out: the backup lock's JSON, exactly as stowage writes it.
+    assert_eq!(
+        s(&locks[0], "plaintext"),
+        format!(
+            r#"{{"lock_id":"{}","kind":"backup","hostname":"vector-host","pid":4242,"process_start":123456789,"created":"2024-05-06T07:00:00Z","refreshed":"2024-05-06T07:05:00.250Z"}}"#,
+            Id::hash_of(b"stowage format vector: a backup lock").to_hex()
+        )
+    );
+    // The backup lock is the first blocking lock of the determined batch of the index vector.
+    let b0 = &x["index"]["condemned"][0];
+    assert_eq!(b0["blocking_locks"][0], locks[0]["lock_id"]);
+
+    // Staleness: not refreshed for more than 30 minutes. (Both hosts differ from this one, so
+    // the process check does not apply.)
+    for (_, info) in &expected {
+        assert_ne!(info.hostname, stowage::util::hostname());
+        let thirty = chrono::Duration::minutes(30);
+        assert!(!info.is_stale(info.refreshed));
+        assert!(!info.is_stale(info.refreshed + thirty));
+        assert!(info.is_stale(info.refreshed + thirty + chrono::Duration::seconds(1)));
+    }
+    // On this host, a lock whose process is gone (or is another process) is stale at once.
+    let mut here = expected[0].1.clone();
+    here.hostname = stowage::util::hostname();
+    here.pid = std::process::id();
+    here.refreshed = chrono::Utc::now();
+    assert!(here.is_stale(here.refreshed), "process start time differs");
+
+    // In the vector repository both are found, and both are stale.
+    let mut listed: Vec<String> = list_locks(&repo)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    listed.sort();
+    let mut names: Vec<String> = locks.iter().map(|j| s(j, "name").to_string()).collect();
+    names.sort();
+    assert_eq!(listed, names);
+    assert!(live_locks(&repo).unwrap().is_empty());
+
+    // Size limit: larger lock files are refused before they are opened.
+    let big = vec![0u8; MAX_LOCK_LEN + 1];
+    assert!(matches!(
+        LockInfo::decode(&repo, "big", &big),
+        Err(RepoError::TooLarge { .. })
+    ));
+    assert_eq!(MAX_LOCK_LEN, 65536);
+    assert_eq!(REFRESH_INTERVAL, std::time::Duration::from_secs(300));
+    assert_eq!(STALE_AFTER, std::time::Duration::from_secs(1800));
 }

@@ -118,9 +118,12 @@ impl Backend for LocalBackend {
                 if name.starts_with('.') {
                     continue;
                 }
-                let meta = e
-                    .metadata()
-                    .map_err(|err| Self::io("stat", &e.path(), err))?;
+                let meta = match e.metadata() {
+                    Ok(m) => m,
+                    // Removed between listing and looking: not there any more.
+                    Err(err) if err.kind() == ErrorKind::NotFound => continue,
+                    Err(err) => return Err(Self::io("stat", &e.path(), err)),
+                };
                 if meta.is_file() {
                     out.push(FileInfo {
                         name,

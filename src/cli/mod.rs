@@ -111,11 +111,17 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // One line: the outermost context and its causes joined.
-            let msg = e
-                .chain()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(": ");
+            // Library errors often include their cause in their own message already.
+            let mut msg = String::new();
+            for c in e.chain() {
+                let s = c.to_string();
+                if !msg.ends_with(&s) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&s);
+                }
+            }
             eprintln!("stowage: error: {msg}");
             ExitCode::from(1)
         }

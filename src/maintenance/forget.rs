@@ -66,7 +66,11 @@ impl std::str::FromStr for GroupBy {
                 "host" => g.host = true,
                 "paths" => g.paths = true,
                 "tags" => g.tags = true,
-                other => return Err(format!("cannot group by {other:?}: use host, paths and/or tags")),
+                other => {
+                    return Err(format!(
+                        "cannot group by {other:?}: use host, paths and/or tags"
+                    ))
+                }
             }
         }
         Ok(g)
@@ -134,7 +138,11 @@ fn group_key(s: &Snapshot, by: GroupBy) -> String {
 
 /// Applies the policy to each group; returns one decision per snapshot, newest first within
 /// each group.
-pub fn apply(snapshots: Vec<(Id, Snapshot)>, policy: &RetentionPolicy, by: GroupBy) -> Vec<Decision> {
+pub fn apply(
+    snapshots: Vec<(Id, Snapshot)>,
+    policy: &RetentionPolicy,
+    by: GroupBy,
+) -> Vec<Decision> {
     let mut groups: BTreeMap<String, Vec<(Id, Snapshot)>> = BTreeMap::new();
     for (id, s) in snapshots {
         groups.entry(group_key(&s, by)).or_default().push((id, s));
@@ -145,13 +153,19 @@ pub fn apply(snapshots: Vec<(Id, Snapshot)>, policy: &RetentionPolicy, by: Group
         let newest = list.first().map(|(_, s)| s.time);
         type Bucket = fn(DateTime<Local>) -> String;
         let rules: [(&str, usize, Bucket); 5] = [
-            ("hourly", policy.keep_hourly, |t| t.format("%Y-%m-%d %H").to_string()),
-            ("daily", policy.keep_daily, |t| t.format("%Y-%m-%d").to_string()),
+            ("hourly", policy.keep_hourly, |t| {
+                t.format("%Y-%m-%d %H").to_string()
+            }),
+            ("daily", policy.keep_daily, |t| {
+                t.format("%Y-%m-%d").to_string()
+            }),
             ("weekly", policy.keep_weekly, |t| {
                 let w = t.iso_week();
                 format!("{}-W{:02}", w.year(), w.week())
             }),
-            ("monthly", policy.keep_monthly, |t| format!("{}-{:02}", t.year(), t.month())),
+            ("monthly", policy.keep_monthly, |t| {
+                format!("{}-{:02}", t.year(), t.month())
+            }),
             ("yearly", policy.keep_yearly, |t| t.year().to_string()),
         ];
         let mut seen: Vec<(usize, Option<String>)> = rules.iter().map(|_| (0, None)).collect();
@@ -193,7 +207,7 @@ pub fn apply(snapshots: Vec<(Id, Snapshot)>, policy: &RetentionPolicy, by: Group
 mod tests {
     use super::*;
     use crate::repo::snapshot::SnapshotSummary;
-    use chrono::{TimeZone, Timelike};
+    use chrono::{TimeZone, Timelike, Utc};
 
     fn snap(time: DateTime<Utc>, tags: &[&str]) -> (Id, Snapshot) {
         (
@@ -228,17 +242,36 @@ mod tests {
 
     #[test]
     fn keep_last_keeps_the_newest() {
-        let d = apply(daily_series(), &RetentionPolicy { keep_last: 3, ..Default::default() }, GroupBy::default());
+        let d = apply(
+            daily_series(),
+            &RetentionPolicy {
+                keep_last: 3,
+                ..Default::default()
+            },
+            GroupBy::default(),
+        );
         assert_eq!(kept(&d), 3);
         assert!(d[..3].iter().all(Decision::keep));
     }
 
     #[test]
     fn keep_daily_keeps_one_per_day() {
-        let d = apply(daily_series(), &RetentionPolicy { keep_daily: 7, ..Default::default() }, GroupBy::default());
+        let d = apply(
+            daily_series(),
+            &RetentionPolicy {
+                keep_daily: 7,
+                ..Default::default()
+            },
+            GroupBy::default(),
+        );
         assert_eq!(kept(&d), 7);
         // The newest of each day: the 13:00 snapshot.
-        assert!(d.iter().filter(|d| d.keep()).all(|d| d.snapshot.time.with_timezone(&Local).hour() == 13));
+        assert!(d.iter().filter(|d| d.keep()).all(|d| d
+            .snapshot
+            .time
+            .with_timezone(&Local)
+            .hour()
+            == 13));
     }
 
     #[test]
@@ -256,7 +289,14 @@ mod tests {
 
     #[test]
     fn keep_within_is_relative_to_the_newest() {
-        let d = apply(daily_series(), &RetentionPolicy { keep_within: Some(Duration::days(2)), ..Default::default() }, GroupBy::default());
+        let d = apply(
+            daily_series(),
+            &RetentionPolicy {
+                keep_within: Some(Duration::days(2)),
+                ..Default::default()
+            },
+            GroupBy::default(),
+        );
         assert_eq!(kept(&d), 5);
     }
 
@@ -264,7 +304,14 @@ mod tests {
     fn keep_tag_keeps_tagged_snapshots() {
         let mut s = daily_series();
         s[10].1.tags.push("release".into());
-        let d = apply(s, &RetentionPolicy { keep_tags: vec!["release".into()], ..Default::default() }, GroupBy::default());
+        let d = apply(
+            s,
+            &RetentionPolicy {
+                keep_tags: vec!["release".into()],
+                ..Default::default()
+            },
+            GroupBy::default(),
+        );
         assert_eq!(kept(&d), 1);
     }
 
@@ -274,9 +321,23 @@ mod tests {
         for (_, x) in s.iter_mut().take(10) {
             x.hostname = "other".into();
         }
-        let d = apply(s, &RetentionPolicy { keep_last: 1, ..Default::default() }, GroupBy::default());
+        let d = apply(
+            s,
+            &RetentionPolicy {
+                keep_last: 1,
+                ..Default::default()
+            },
+            GroupBy::default(),
+        );
         assert_eq!(kept(&d), 2);
-        let d = apply(daily_series(), &RetentionPolicy { keep_last: 1, ..Default::default() }, "".parse().unwrap());
+        let d = apply(
+            daily_series(),
+            &RetentionPolicy {
+                keep_last: 1,
+                ..Default::default()
+            },
+            "".parse().unwrap(),
+        );
         assert_eq!(kept(&d), 1);
     }
 

@@ -74,15 +74,22 @@ fn refuse(msg: impl std::fmt::Display) -> RepoError {
 
 /// Every blob reachable from the given snapshots' trees. Any unreadable tree or blob missing
 /// from the index is an error: deleting with an incomplete picture could lose data.
-fn used_blobs(idx: &IndexedRepo, trees: impl IntoIterator<Item = Id>, used: &mut HashSet<(BlobType, Id)>) -> Result<()> {
+fn used_blobs(
+    idx: &IndexedRepo,
+    trees: impl IntoIterator<Item = Id>,
+    used: &mut HashSet<(BlobType, Id)>,
+) -> Result<()> {
     let mut stack: Vec<Id> = trees.into_iter().collect();
     while let Some(t) = stack.pop() {
         if !used.insert((BlobType::Tree, t)) {
             continue;
         }
-        let tree = idx
-            .read_tree(&t)
-            .map_err(|e| refuse(format!("tree {} is unreadable ({e}); run `stowage check`", t.short())))?;
+        let tree = idx.read_tree(&t).map_err(|e| {
+            refuse(format!(
+                "tree {} is unreadable ({e}); run `stowage check`",
+                t.short()
+            ))
+        })?;
         for n in tree.nodes {
             for id in n.content {
                 if !idx.index().contains(BlobType::Data, &id) {
@@ -109,11 +116,18 @@ fn new_snapshot_trees(repo: &Repository, seen: &mut HashSet<String>) -> Result<V
         if seen.contains(&f.name) {
             continue;
         }
-        let Ok(id) = f.name.parse::<Id>() else { continue };
+        let Ok(id) = f.name.parse::<Id>() else {
+            continue;
+        };
         match repo.read_snapshot(&id) {
             Ok(s) => out.push(s.tree),
             Err(RepoError::Backend(BackendError::NotFound { .. })) => continue,
-            Err(e) => return Err(refuse(format!("snapshot {} is unreadable: {e}", id.short()))),
+            Err(e) => {
+                return Err(refuse(format!(
+                    "snapshot {} is unreadable: {e}",
+                    id.short()
+                )))
+            }
         }
         seen.insert(f.name);
     }
@@ -136,7 +150,12 @@ fn build_index(files: &[IndexFile]) -> MasterIndex {
 
 /// Merges index files into one list of packs (each pack once) and one list of batches (each
 /// pack in at most one batch).
-fn merge(files: &[IndexFile]) -> (BTreeMap<Id, Vec<crate::pack::PackBlob>>, Vec<CondemnedBatch>) {
+fn merge(
+    files: &[IndexFile],
+) -> (
+    BTreeMap<Id, Vec<crate::pack::PackBlob>>,
+    Vec<CondemnedBatch>,
+) {
     let mut packs: BTreeMap<Id, Vec<crate::pack::PackBlob>> = BTreeMap::new();
     for f in files {
         for p in &f.packs {
@@ -147,12 +166,14 @@ fn merge(files: &[IndexFile]) -> (BTreeMap<Id, Vec<crate::pack::PackBlob>>, Vec<
     let mut in_batch = HashSet::new();
     for f in files {
         for c in &f.condemned {
-            let packs: Vec<Id> = c.packs.iter().copied().filter(|p| in_batch.insert(*p)).collect();
+            let packs: Vec<Id> = c
+                .packs
+                .iter()
+                .copied()
+                .filter(|p| in_batch.insert(*p))
+                .collect();
             if !packs.is_empty() {
-                batches.push(CondemnedBatch {
-                    packs,
-                    ..c.clone()
-                });
+                batches.push(CondemnedBatch { packs, ..c.clone() });
             }
         }
     }
@@ -162,11 +183,16 @@ fn merge(files: &[IndexFile]) -> (BTreeMap<Id, Vec<crate::pack::PackBlob>>, Vec<
 fn write_index(repo: &Repository, file: &IndexFile) -> Result<String> {
     let bytes = file.encode(repo.keys());
     let name = Id::hash_of(&bytes).to_hex();
-    repo.backend().write(FileKind::Index, &name, &bytes, false)?;
+    repo.backend()
+        .write(FileKind::Index, &name, &bytes, false)?;
     Ok(name)
 }
 
-fn consolidated(packs: &BTreeMap<Id, Vec<crate::pack::PackBlob>>, batches: &[CondemnedBatch], supersedes: Vec<Id>) -> IndexFile {
+fn consolidated(
+    packs: &BTreeMap<Id, Vec<crate::pack::PackBlob>>,
+    batches: &[CondemnedBatch],
+    supersedes: Vec<Id>,
+) -> IndexFile {
     IndexFile {
         supersedes,
         packs: packs
@@ -197,11 +223,27 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         ..Default::default()
     };
 
-    // 1. The current state, verified: nothing is deleted on a partial picture.
-    let (index_names, index_files) = repo
-        .read_all_index_files()
-        .map_err(|e| refuse(format!("the index is unreadable ({e}); run `stowage repair index`")))?;
+    // 1. The current state, verified: nothing is deleted on a partial picture. Snapshots are
+    // listed before the index is read: a snapshot is stored after the index files listing its
+    // blobs, so every snapshot listed finds its blobs in the index read after.
+    let mut seen_snapshots = HashSet::new();
+    let trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
+    let crate::repo::IndexSet {
+        names: index_names,
+        files: index_files,
+        superseded: lingering,
+    } = repo.read_all_index_files().map_err(|e| {
+        refuse(format!(
+            "the index is unreadable ({e}); run `stowage repair index`"
+        ))
+    })?;
     report.index_files_before = index_names.len();
+    // The files a consolidated index replaces: those read, and superseded ones still present.
+    let replaced: Vec<String> = index_names
+        .iter()
+        .chain(lingering.iter())
+        .cloned()
+        .collect();
     let index = build_index(&index_files);
     let stored: HashMap<Id, u64> = repo
         .backend()
@@ -218,8 +260,6 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         }
     }
     let idx = Arc::new(IndexedRepo::from_parts(repo.clone(), index));
-    let mut seen_snapshots = HashSet::new();
-    let trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
     report.snapshots = trees.len();
     let mut used = HashSet::new();
     used_blobs(&idx, trees, &mut used)?;
@@ -228,7 +268,10 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
     // 2. Classify packs by their used and unused bytes. A blob counts as used only at the
     // location the index resolves it to; other copies are unused duplicates.
     let (packs, mut batches) = merge(&index_files);
-    let condemned_before: HashSet<Id> = batches.iter().flat_map(|b| b.packs.iter().copied()).collect();
+    let condemned_before: HashSet<Id> = batches
+        .iter()
+        .flat_map(|b| b.packs.iter().copied())
+        .collect();
     let mut pack_used: HashMap<Id, u64> = HashMap::new();
     let mut pack_unused: HashMap<Id, u64> = HashMap::new();
     for (pid, blobs) in &packs {
@@ -272,12 +315,18 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         .copied()
         .collect();
     if !unindexed.is_empty() {
-        report.notes.push(format!("{} packs are in no index", unindexed.len()));
+        report
+            .notes
+            .push(format!("{} packs are in no index", unindexed.len()));
     }
     condemn.extend(unindexed.iter().copied());
 
     // Repack the emptiest partly used packs until unused space is within the limit.
-    partly.sort_by(|a, b| (b.2 as f64 / (a.1 + a.2) as f64).total_cmp(&(a.2 as f64 / (b.1 + b.2) as f64)).then(a.0.cmp(&b.0)));
+    partly.sort_by(|a, b| {
+        (b.2 as f64 / (a.1 + a.2) as f64)
+            .total_cmp(&(a.2 as f64 / (b.1 + b.2) as f64))
+            .then(a.0.cmp(&b.0))
+    });
     let limit = (report.used_bytes as f64 * opts.max_unused_percent / 100.0) as u64;
     let mut unused_left: u64 = partly.iter().map(|p| p.2).sum();
     let mut repack: Vec<Id> = Vec::new();
@@ -287,8 +336,13 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
             break;
         }
         let size = stored.get(pid).copied().unwrap_or(u + n);
-        if opts.max_repack_bytes.is_some_and(|m| repack_read + size > m) {
-            report.notes.push("stopped repacking at --max-repack-size".into());
+        if opts
+            .max_repack_bytes
+            .is_some_and(|m| repack_read + size > m)
+        {
+            report
+                .notes
+                .push("stopped repacking at --max-repack-size".into());
             break;
         }
         repack.push(*pid);
@@ -327,9 +381,20 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
                 }
                 let sealed = bytes
                     .get(b.offset as usize..b.end() as usize)
-                    .ok_or_else(|| refuse(format!("pack {} is shorter than its index says", pid.short())))?;
-                let data = open_blob(repo.keys(), b.blob_type, &b.id, sealed, b.raw_length as usize)
-                    .map_err(|e| refuse(format!("pack {}: {e}", pid.short())))?;
+                    .ok_or_else(|| {
+                        refuse(format!(
+                            "pack {} is shorter than its index says",
+                            pid.short()
+                        ))
+                    })?;
+                let data = open_blob(
+                    repo.keys(),
+                    b.blob_type,
+                    &b.id,
+                    sealed,
+                    b.raw_length as usize,
+                )
+                .map_err(|e| refuse(format!("pack {}: {e}", pid.short())))?;
                 if writer.add_with_id(b.blob_type, b.id, &data)? {
                     report.blobs_copied += 1;
                 }
@@ -352,7 +417,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
     let mut written: Vec<String> = Vec::new();
     let needs_mark = !condemn.is_empty() || batches.iter().any(|b| !b.determined);
     if needs_mark {
-        let m0 = write_index(repo, &consolidated(&packs, &batches, ids(&index_names)))?;
+        let m0 = write_index(repo, &consolidated(&packs, &batches, ids(&replaced)))?;
         let live: Vec<Id> = live_locks(repo)?
             .into_iter()
             .map(|(_, l)| l.lock_id)
@@ -362,10 +427,10 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
             b.determined = true;
             b.blocking_locks = live.clone();
         }
-        let mut sup = ids(&index_names);
+        let mut sup = ids(&replaced);
         sup.extend(m0.parse::<Id>().ok());
         let m1 = write_index(repo, &consolidated(&packs, &batches, sup))?;
-        for n in index_names.iter().chain(std::iter::once(&m0)) {
+        for n in replaced.iter().chain(std::iter::once(&m0)) {
             repo.backend().remove(FileKind::Index, n)?;
         }
         written.push(m1);
@@ -395,18 +460,25 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         drop(lock);
         return Ok(report);
     }
-    // Everything written since step 1: index files of concurrent backups, new snapshots.
-    let (names2, files2) = repo.read_all_index_files()?;
+    // Everything written since step 1: new snapshots (listed first, as above), then the index
+    // files of concurrent backups.
+    let new_trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
+    let crate::repo::IndexSet {
+        names: mut names2,
+        files: files2,
+        superseded: lingering2,
+    } = repo.read_all_index_files()?;
+    names2.extend(lingering2);
     let index2 = build_index(&files2);
     let idx2 = IndexedRepo::from_parts(repo.clone(), index2);
-    let new_trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
     used_blobs(&idx2, new_trees, &mut used)?;
     let (packs2, mut batches2) = merge(&files2);
     let mut delete: Vec<Id> = Vec::new();
     for pid in eligible.iter().copied() {
         let needed = packs2.get(&pid).is_some_and(|blobs| {
             blobs.iter().any(|b| {
-                used.contains(&(b.blob_type, b.id)) && !idx2.index().contains_live(b.blob_type, &b.id)
+                used.contains(&(b.blob_type, b.id))
+                    && !idx2.index().contains_live(b.blob_type, &b.id)
             })
         });
         if needed {

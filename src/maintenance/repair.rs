@@ -34,7 +34,10 @@ pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepairReport> {
         .filter(|n| n.parse::<Id>().is_ok())
         .collect();
     let packs = repo.backend().list(FileKind::Pack)?;
-    let results: Vec<(String, std::result::Result<Vec<crate::pack::PackBlob>, String>)> = packs
+    let results: Vec<(
+        String,
+        std::result::Result<Vec<crate::pack::PackBlob>, String>,
+    )> = packs
         .par_iter()
         .filter(|f| f.name.parse::<Id>().is_ok())
         .map(|f| {
@@ -82,8 +85,12 @@ pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepairReport> {
 
 fn write(repo: &Repository, file: &mut IndexFile) -> Result<()> {
     let bytes = file.encode(repo.keys());
-    repo.backend()
-        .write(FileKind::Index, &Id::hash_of(&bytes).to_hex(), &bytes, false)?;
+    repo.backend().write(
+        FileKind::Index,
+        &Id::hash_of(&bytes).to_hex(),
+        &bytes,
+        false,
+    )?;
     // Only the first file of a rebuild needs to carry the superseded list.
     *file = IndexFile::default();
     Ok(())
@@ -118,7 +125,8 @@ impl Rewriter<'_> {
     /// Returns the id of the repaired tree (the same id if nothing was dropped).
     fn tree(&mut self, id: &Id, path: &str) -> Result<Option<Id>> {
         if !self.blob_ok(BlobType::Tree, id) {
-            self.dropped.push(format!("{}: {path} (directory data missing)", self.short));
+            self.dropped
+                .push(format!("{}: {path} (directory data missing)", self.short));
             return Ok(None);
         }
         let tree = match self.idx.read_tree(id) {
@@ -145,7 +153,8 @@ impl Rewriter<'_> {
                     }
                 }
             } else if n.content.iter().any(|c| !self.blob_ok(BlobType::Data, c)) {
-                self.dropped.push(format!("{}: {p} (file data missing)", self.short));
+                self.dropped
+                    .push(format!("{}: {p} (file data missing)", self.short));
                 changed = true;
                 continue;
             }
@@ -177,7 +186,8 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
         .into_iter()
         .filter_map(|f| f.name.parse().ok())
         .collect();
-    let writer = (!dry_run).then(|| BlobWriter::new(idx.clone(), repo.backend().preferred_uploaders()));
+    let writer =
+        (!dry_run).then(|| BlobWriter::new(idx.clone(), repo.backend().preferred_uploaders()));
     let mut report = SnapshotRepairReport::default();
     let mut pending = Vec::new();
     for (id, snap) in repo.list_snapshots()? {

@@ -158,7 +158,9 @@ impl IndexFile {
                     if n.saturating_mul(ID_LEN) > r.left() {
                         return Err(bad(&format!("{what} count exceeds the data")));
                     }
-                    (0..n).map(|_| r.id().ok_or_else(|| bad("truncated"))).collect()
+                    (0..n)
+                        .map(|_| r.id().ok_or_else(|| bad("truncated")))
+                        .collect()
                 };
                 let blocking_locks = ids("lock")?;
                 let packs = ids("condemned pack")?;
@@ -431,10 +433,16 @@ mod tests {
         };
         let mut m = MasterIndex::new();
         m.condemn([old]);
-        m.add_pack(&IndexPack { id: old, blobs: vec![b] });
+        m.add_pack(&IndexPack {
+            id: old,
+            blobs: vec![b],
+        });
         assert!(!m.contains_live(BlobType::Data, &b.id));
         assert_eq!(m.get(BlobType::Data, &b.id).unwrap().pack, old);
-        m.add_pack(&IndexPack { id: new, blobs: vec![b] });
+        m.add_pack(&IndexPack {
+            id: new,
+            blobs: vec![b],
+        });
         assert!(m.contains_live(BlobType::Data, &b.id));
         assert_eq!(m.get(BlobType::Data, &b.id).unwrap().pack, new);
     }

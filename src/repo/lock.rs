@@ -72,8 +72,10 @@ impl LockInfo {
     }
 
     pub fn encode(&self, repo: &Repository) -> Vec<u8> {
-        repo.keys()
-            .seal_file(FileAad::Lock, &serde_json::to_vec(self).expect("locks serialize"))
+        repo.keys().seal_file(
+            FileAad::Lock,
+            &serde_json::to_vec(self).expect("locks serialize"),
+        )
     }
 
     pub fn decode(repo: &Repository, name: &str, sealed: &[u8]) -> Result<LockInfo> {
@@ -171,7 +173,8 @@ impl Lock {
         let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let failed = Arc::new(AtomicBool::new(false));
         let refresher = {
-            let (repo, held, stop, failed) = (repo.clone(), held.clone(), stop.clone(), failed.clone());
+            let (repo, held, stop, failed) =
+                (repo.clone(), held.clone(), stop.clone(), failed.clone());
             std::thread::Builder::new()
                 .name("lock-refresh".into())
                 .spawn(move || loop {
@@ -272,14 +275,24 @@ mod tests {
     #[test]
     fn own_live_process_is_not_stale() {
         let pid = std::process::id();
-        let l = info(&crate::util::hostname(), pid, process_start(pid).unwrap(), Utc::now());
+        let l = info(
+            &crate::util::hostname(),
+            pid,
+            process_start(pid).unwrap(),
+            Utc::now(),
+        );
         assert!(!l.is_stale(Utc::now()));
     }
 
     #[test]
     fn recycled_pid_on_this_host_is_stale() {
         let pid = std::process::id();
-        let l = info(&crate::util::hostname(), pid, process_start(pid).unwrap() + 1, Utc::now());
+        let l = info(
+            &crate::util::hostname(),
+            pid,
+            process_start(pid).unwrap() + 1,
+            Utc::now(),
+        );
         assert!(l.is_stale(Utc::now()));
     }
 

@@ -214,7 +214,7 @@ impl Repository {
     /// Reads every index file (in parallel) and merges them. Index files that supersede others
     /// make those others ignored.
     pub fn load_index(self: &Arc<Self>) -> Result<IndexedRepo> {
-        let (_, files) = self.read_all_index_files()?;
+        let IndexSet { files, .. } = self.read_all_index_files()?;
         let mut index = MasterIndex::new();
         // All marks first, so every blob is located outside condemned packs where possible.
         for f in &files {
@@ -234,7 +234,7 @@ impl Repository {
     /// Reads every index file that no other supersedes, in parallel. A file that a concurrent
     /// prune deletes between listing and reading makes the whole read start again (its
     /// superseding file is then in the listing).
-    pub fn read_all_index_files(&self) -> Result<(Vec<String>, Vec<IndexFile>)> {
+    pub fn read_all_index_files(&self) -> Result<IndexSet> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -259,11 +259,15 @@ impl Repository {
                 .iter()
                 .flat_map(|(_, f)| f.supersedes.iter().copied())
                 .collect();
-            let (names, files) = files
-                .into_iter()
-                .filter(|(name, _)| !name.parse::<Id>().is_ok_and(|id| superseded.contains(&id)))
-                .unzip();
-            return Ok((names, files));
+            let (live, gone): (Vec<_>, Vec<_>) = files.into_iter().partition(|(name, _)| {
+                !name.parse::<Id>().is_ok_and(|id| superseded.contains(&id))
+            });
+            let (names, files) = live.into_iter().unzip();
+            return Ok(IndexSet {
+                names,
+                files,
+                superseded: gone.into_iter().map(|(n, _)| n).collect(),
+            });
         }
     }
 
@@ -281,7 +285,12 @@ impl Repository {
         let mut out: Vec<(Id, Snapshot)> = names
             .par_iter()
             .filter_map(|f| f.name.parse::<Id>().ok())
-            .map(|id| self.read_snapshot(&id).map(|s| (id, s)))
+            .filter_map(|id| match self.read_snapshot(&id) {
+                Ok(s) => Some(Ok((id, s))),
+                // Forgotten between listing and reading.
+                Err(RepoError::Backend(BackendError::NotFound { .. })) => None,
+                Err(e) => Some(Err(e)),
+            })
             .collect::<Result<_>>()?;
         out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
         Ok(out)
@@ -325,6 +334,18 @@ impl Repository {
             .write(FileKind::Snapshot, &id.to_hex(), &bytes, false)?;
         Ok(id)
     }
+}
+
+/// The index files of a repository as read at one moment.
+pub struct IndexSet {
+    /// Names of the files in force (superseded by none).
+    pub names: Vec<String>,
+    /// Their content, in the same order.
+    pub files: Vec<IndexFile>,
+    /// Files still present although another supersedes them (a consolidation was interrupted
+    /// before deleting them). A new consolidation must supersede and delete them too, or they
+    /// would come back into force when their superseding file is replaced.
+    pub superseded: Vec<String>,
 }
 
 /// Files named by the hash of their content must match it: a renamed or damaged file is caught

@@ -3,6 +3,8 @@
 //! must reproduce.
 #![allow(dead_code)]
 
+pub mod faulty_backend;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

@@ -61,7 +61,12 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<u8> {
             keep_weekly: a.keep_weekly,
             keep_monthly: a.keep_monthly,
             keep_yearly: a.keep_yearly,
-            keep_within: a.keep_within.as_deref().map(parse_duration).transpose().map_err(anyhow::Error::msg)?,
+            keep_within: a
+                .keep_within
+                .as_deref()
+                .map(parse_duration)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
             keep_tags: a.keep_tags.clone(),
         };
         if policy.is_empty() {
@@ -85,7 +90,10 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<u8> {
                 println!(
                     "  {} {} {:<6} {}",
                     d.id.short(),
-                    d.snapshot.time.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S"),
+                    d.snapshot
+                        .time
+                        .with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S"),
                     if d.keep() { "keep" } else { "remove" },
                     d.reasons.join(", ")
                 );
