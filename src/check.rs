@@ -11,11 +11,65 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Which packs `--read-data-subset` reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Subset {
+    /// Part `n` (1-based) of `m`: the packs whose id, as a number, is `n - 1` modulo `m`.
+    /// Running 1/m .. m/m over time reads every pack once.
+    Part(u64, u64),
+    /// A random share of the packs, in percent.
+    Percent(f64),
+}
+
+impl std::str::FromStr for Subset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("invalid subset {s:?}: use N/M (e.g. 2/7) or a percentage (e.g. 10%)");
+        if let Some((n, m)) = s.split_once('/') {
+            let (n, m): (u64, u64) = (
+                n.trim().parse().map_err(|_| bad())?,
+                m.trim().parse().map_err(|_| bad())?,
+            );
+            if m == 0 || n == 0 || n > m {
+                return Err(bad());
+            }
+            return Ok(Subset::Part(n, m));
+        }
+        let p: f64 = s.trim().trim_end_matches('%').parse().map_err(|_| bad())?;
+        if !(p > 0.0 && p <= 100.0) {
+            return Err(bad());
+        }
+        Ok(Subset::Percent(p))
+    }
+}
+
+impl Subset {
+    /// The packs to read among `packs`.
+    pub fn select(&self, packs: &[Id]) -> HashSet<Id> {
+        match *self {
+            Subset::Part(n, m) => packs
+                .iter()
+                .filter(|p| u64::from_be_bytes(p.0[..8].try_into().unwrap()) % m == n - 1)
+                .copied()
+                .collect(),
+            Subset::Percent(pct) => {
+                use rand::seq::SliceRandom;
+                let k = ((packs.len() as f64 * pct / 100.0).ceil() as usize).min(packs.len());
+                let mut v = packs.to_vec();
+                v.shuffle(&mut rand::thread_rng());
+                v.into_iter().take(k).collect()
+            }
+        }
+    }
+}
+
 /// What to check.
 #[derive(Clone, Debug, Default)]
 pub struct CheckOptions {
     /// Read and verify every blob of every pack.
     pub read_data: bool,
+    /// Read and verify only these packs (implies reading data).
+    pub read_data_subset: Option<Subset>,
 }
 
 /// Live counters for a progress display.
@@ -34,6 +88,10 @@ pub struct CheckReport {
     pub blobs: usize,
     /// Packs stored but listed by no index (left by interrupted backups; harmless).
     pub unreferenced_packs: Vec<String>,
+    /// Packs whose data was read and verified.
+    pub packs_read: usize,
+    /// Snapshots with files or directories whose data is missing or damaged.
+    pub damaged_snapshots: Vec<String>,
     /// Problems; an empty list means the repository is healthy.
     pub errors: Vec<String>,
 }
@@ -65,13 +123,14 @@ pub fn read_pack_header(
     Ok(decode_header(repo.keys(), pack, &header, off)?)
 }
 
-/// Verifies every blob of a whole pack already in memory against its header and index entries.
+/// Verifies a whole pack already in memory: its name, its header and every blob. Returns the
+/// number of blobs and the ids of those that are damaged.
 fn verify_pack_bytes(
     keys: &MasterKeys,
     pack: &str,
     bytes: &[u8],
     errors: &mut Vec<String>,
-) -> usize {
+) -> (usize, Vec<Id>) {
     if Id::hash_of(bytes).to_hex() != pack {
         errors.push(format!(
             "pack {pack}: content does not match its name (corrupted)"
@@ -90,16 +149,76 @@ fn verify_pack_bytes(
         Ok(b) => b,
         Err(e) => {
             errors.push(format!("pack {pack}: {e}"));
-            return 0;
+            return (0, Vec::new());
         }
     };
+    let mut damaged = Vec::new();
     for b in &blobs {
         let sealed = &bytes[b.offset as usize..b.end() as usize];
         if let Err(e) = open_blob(keys, b.blob_type, &b.id, sealed, b.raw_length as usize) {
             errors.push(format!("pack {pack}: {e}"));
+            damaged.push(b.id);
         }
     }
-    blobs.len()
+    (blobs.len(), damaged)
+}
+
+/// Walks trees once each, reporting missing or damaged data with the path that needs it.
+struct TreeWalk<'a> {
+    indexed: &'a IndexedRepo,
+    damaged: &'a HashSet<Id>,
+    memo: &'a mut HashMap<Id, bool>,
+    reported: &'a mut HashSet<Id>,
+    errors: &'a mut Vec<String>,
+    trees: &'a mut usize,
+    short: &'a str,
+}
+
+impl TreeWalk<'_> {
+    /// Whether anything below this tree is missing or damaged.
+    fn tree(&mut self, id: Id, path: &str) -> bool {
+        if let Some(&d) = self.memo.get(&id) {
+            return d;
+        }
+        let short = self.short;
+        let tree = match self.indexed.read_tree(&id) {
+            Ok(t) => t,
+            Err(e) => {
+                self.errors
+                    .push(format!("snapshot {short}: directory {path}: {e}"));
+                self.memo.insert(id, true);
+                return true;
+            }
+        };
+        *self.trees += 1;
+        let mut bad = false;
+        for n in &tree.nodes {
+            let child = format!("{}{}", path, n.name.lossy());
+            if let Some(sub) = n.subtree {
+                bad |= self.tree(sub, &format!("{child}/"));
+            }
+            for cid in &n.content {
+                let problem = if !self.indexed.index().contains(BlobType::Data, cid) {
+                    "is missing from the index"
+                } else if self.damaged.contains(cid) {
+                    "is damaged or lost"
+                } else {
+                    continue;
+                };
+                bad = true;
+                // Name each file once per blob, and stop listing after many.
+                if self.reported.insert(*cid) && self.reported.len() <= 1000 {
+                    self.errors.push(format!(
+                        "snapshot {short}: file {child}: data blob {} {problem}",
+                        cid.short()
+                    ));
+                }
+                break;
+            }
+        }
+        self.memo.insert(id, bad);
+        bad
+    }
 }
 
 /// Runs a check.
@@ -157,20 +276,40 @@ pub fn run(
     let errors = Mutex::new(Vec::new());
     let listed_vec: Vec<(&Id, &Vec<PackBlob>)> = listed.iter().collect();
     let blob_count = AtomicU64::new(0);
+    let all_packs: Vec<Id> = listed.keys().copied().collect();
+    let to_read: HashSet<Id> = match (opts.read_data_subset, opts.read_data) {
+        (Some(s), _) => s.select(&all_packs),
+        (None, true) => all_packs.iter().copied().collect(),
+        (None, false) => HashSet::new(),
+    };
+    report.packs_read = to_read.len();
+    // Blobs found damaged or lost, to name the snapshots and files they belong to.
+    let damaged: Mutex<HashSet<Id>> = Mutex::new(HashSet::new());
     listed_vec.par_iter().for_each(|(id, blobs)| {
         let name = id.to_hex();
         let mut errs = Vec::new();
+        let lose_all = || damaged.lock().unwrap().extend(blobs.iter().map(|b| b.id));
         match stored.get(&name) {
-            None => errs.push(format!("pack {name} is listed in the index but missing")),
+            None => {
+                errs.push(format!("pack {name} is listed in the index but missing"));
+                lose_all();
+            }
             Some(&size) => {
-                if opts.read_data {
+                if to_read.contains(id) {
                     match repo.backend().read(FileKind::Pack, &name) {
                         Ok(bytes) => {
                             progress.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                            let n = verify_pack_bytes(repo.keys(), &name, &bytes, &mut errs);
+                            let (n, bad) = verify_pack_bytes(repo.keys(), &name, &bytes, &mut errs);
+                            if n == 0 && !blobs.is_empty() {
+                                lose_all();
+                            }
+                            damaged.lock().unwrap().extend(bad);
                             blob_count.fetch_add(n as u64, Ordering::Relaxed);
                         }
-                        Err(e) => errs.push(format!("pack {name}: {e}")),
+                        Err(e) => {
+                            errs.push(format!("pack {name}: {e}"));
+                            lose_all();
+                        }
                     }
                 }
                 match read_pack_header(repo, &name, size) {
@@ -200,8 +339,9 @@ pub fn run(
 
     // Snapshots: every tree readable, every referenced blob indexed.
     let snapshot_names = repo.backend().list(FileKind::Snapshot)?;
-    let mut seen_trees: HashSet<Id> = HashSet::new();
-    let mut damaged_blobs: HashSet<Id> = HashSet::new();
+    let damaged = damaged.into_inner().unwrap();
+    let mut reported: HashSet<Id> = HashSet::new();
+    let mut memo: HashMap<Id, bool> = HashMap::new();
     for f in &snapshot_names {
         let short = crate::util::short_name(&f.name);
         let snap = match f.name.parse::<Id>().map_err(|_| ()).and_then(|id| {
@@ -213,40 +353,17 @@ pub fn run(
             Err(()) => continue,
         };
         report.snapshots += 1;
-        let mut stack = vec![(snap.tree, String::from("/"))];
-        while let Some((tree_id, path)) = stack.pop() {
-            if !seen_trees.insert(tree_id) {
-                continue;
-            }
-            let tree = match indexed.read_tree(&tree_id) {
-                Ok(t) => t,
-                Err(e) => {
-                    report
-                        .errors
-                        .push(format!("snapshot {short}: directory {path}: {e}"));
-                    continue;
-                }
-            };
-            report.trees += 1;
-            for n in &tree.nodes {
-                let child = format!("{}{}", path, n.name.lossy());
-                if let Some(sub) = n.subtree {
-                    stack.push((sub, format!("{child}/")));
-                }
-                for id in &n.content {
-                    match indexed.index().get(BlobType::Data, id) {
-                        Some(_) => {}
-                        None => {
-                            if damaged_blobs.insert(*id) || damaged_blobs.len() < 1000 {
-                                report.errors.push(format!(
-                                    "snapshot {short}: file {child}: data blob {} is missing from the index",
-                                    id.short()
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
+        let mut walk = TreeWalk {
+            indexed: &indexed,
+            damaged: &damaged,
+            memo: &mut memo,
+            reported: &mut reported,
+            errors: &mut report.errors,
+            trees: &mut report.trees,
+            short,
+        };
+        if walk.tree(snap.tree, "/") {
+            report.damaged_snapshots.push(f.name.clone());
         }
     }
     for f in index_names {

@@ -122,7 +122,10 @@ fn prune_failing_to_list_deletes_nothing() {
             // Every list comes before the first deletion: a failed one deletes nothing.
             assert!(e.to_string().contains("injected fault"), "{e}");
             let after = env.files_in("data");
-            assert!(before.iter().all(|p| after.contains(p)), "list fault {at} deleted data");
+            assert!(
+                before.iter().all(|p| after.contains(p)),
+                "list fault {at} deleted data"
+            );
         } else {
             assert!(b.operations() < at, "list fault {at} went unnoticed");
         }

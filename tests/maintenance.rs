@@ -302,3 +302,51 @@ fn repair_snapshots_drops_only_what_is_lost() {
         "{snaps}"
     );
 }
+
+#[test]
+fn check_subsets_cover_every_pack() {
+    let (env, _, _) = two_snapshots();
+    let total = env.files_in("data").len() as u64;
+    let mut read = 0;
+    for part in ["1/3", "2/3", "3/3"] {
+        read += env.json(&["check", "--read-data-subset", part])["packs_read"]
+            .as_u64()
+            .unwrap();
+    }
+    assert_eq!(read, total);
+    let r = env.json(&["check", "--read-data-subset", "50%"]);
+    assert_eq!(r["packs_read"].as_u64().unwrap(), total.div_ceil(2));
+    env.fails(&["check", "--read-data-subset", "4/3"], 1);
+    env.fails(&["check", "--read-data-subset", "0%"], 1);
+}
+
+#[test]
+fn check_names_the_snapshots_and_files_hit_by_damage() {
+    let (env, first, second) = two_snapshots();
+    // Damage the data of file "a", which only the first snapshot has.
+    let repo = open(&env);
+    let idx = repo.load_index().unwrap();
+    let tree = idx
+        .read_tree(&repo.find_snapshot(&first).unwrap().1.tree)
+        .unwrap();
+    let src_tree = idx.read_tree(&tree.nodes[0].subtree.unwrap()).unwrap();
+    let a = src_tree.nodes.iter().find(|n| n.name.0 == b"a").unwrap();
+    let loc = idx
+        .locate(stowage::id::BlobType::Data, &a.content[0])
+        .unwrap();
+    let pack = loc.pack.to_hex();
+    let path = env.repo.join("data").join(&pack[..2]).join(&pack);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[loc.offset as usize + 40] ^= 0xff;
+    fs::write(&path, bytes).unwrap();
+    let out = env.run(&["check", "--read-data", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["damaged_snapshots"], serde_json::json!([first]), "{v}");
+    let errors = v["errors"].to_string();
+    assert!(
+        errors.contains("/src/a") && errors.contains("damaged"),
+        "{errors}"
+    );
+    let _ = second;
+}

@@ -33,6 +33,8 @@ pub enum LockKind {
     Backup,
     /// Deletes data. At most one at a time.
     Prune,
+    /// Reads data for a long time (restore, check): prune does not delete packs it may need.
+    Read,
 }
 
 /// The content of a lock file (sealed JSON).

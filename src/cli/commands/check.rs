@@ -2,7 +2,8 @@ use super::super::{progress::Progress, GlobalArgs};
 use anyhow::{bail, Result};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use stowage::check::{self, CheckOptions, CheckProgress};
+use stowage::check::{self, CheckOptions, CheckProgress, Subset};
+use stowage::repo::lock::{Lock, LockKind};
 use stowage::util::human_bytes;
 
 #[derive(clap::Args, Debug)]
@@ -10,10 +11,28 @@ pub struct CheckArgs {
     /// Read and verify every blob of every pack
     #[arg(long)]
     pub read_data: bool,
+    /// Read and verify a part of the packs: N/M (part N of M) or P% (a random share)
+    #[arg(long, value_name = "N/M|P%")]
+    pub read_data_subset: Option<String>,
+    /// Take no lock (for a read-only repository; prune may then delete what is being read)
+    #[arg(long)]
+    pub no_lock: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<u8> {
+    let subset: Option<Subset> = a
+        .read_data_subset
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let repo = super::open(g)?;
+    // A reader's lock keeps prune from deleting packs while they are being verified.
+    let _lock = if a.no_lock {
+        None
+    } else {
+        Some(Lock::acquire(&repo, LockKind::Read)?)
+    };
     let progress = Arc::new(CheckProgress::default());
     let bar = {
         let p = progress.clone();
@@ -29,6 +48,7 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<u8> {
         &repo,
         &CheckOptions {
             read_data: a.read_data,
+            read_data_subset: subset,
         },
         &progress,
     );
@@ -42,11 +62,24 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<u8> {
             "packs": report.packs,
             "blobs": report.blobs,
             "unreferenced_packs": report.unreferenced_packs,
+            "packs_read": report.packs_read,
+            "damaged_snapshots": report.damaged_snapshots,
             "errors": report.errors,
         }))?;
     } else {
         for e in &report.errors {
             eprintln!("error: {e}");
+        }
+        if !report.damaged_snapshots.is_empty() {
+            eprintln!(
+                "damaged snapshots (use `stowage repair snapshots` to keep what is intact): {}",
+                report
+                    .damaged_snapshots
+                    .iter()
+                    .map(|s| stowage::util::short_name(s))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
         }
         if !report.unreferenced_packs.is_empty() {
             println!(

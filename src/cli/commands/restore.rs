@@ -3,6 +3,7 @@ use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use stowage::repo::lock::{Lock, LockKind};
 use stowage::restore::{self, RestoreOptions, RestoreProgress};
 use stowage::util::human_bytes;
 
@@ -25,6 +26,9 @@ pub struct RestoreArgs {
     /// Re-read every restored file and check it against the snapshot
     #[arg(long)]
     pub verify: bool,
+    /// Take no lock (for a read-only repository; prune may then delete what is being read)
+    #[arg(long)]
+    pub no_lock: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
@@ -32,7 +36,14 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
         Some((s, p)) => (s.to_string(), Some(p.to_string())),
         None => (a.snapshot.clone(), None),
     };
-    let repo = super::open_indexed(g)?;
+    let opened = super::open(g)?;
+    // A reader's lock keeps prune from deleting packs (repacked ones) while we read them.
+    let _lock = if a.no_lock {
+        None
+    } else {
+        Some(Lock::acquire(&opened, LockKind::Read)?)
+    };
+    let repo = Arc::new(opened.load_index()?);
     let (id, snap) = repo.repo().find_snapshot(&snap_spec)?;
     let opts = RestoreOptions {
         target: a.target.clone(),
