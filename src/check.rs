@@ -253,9 +253,9 @@ pub fn run(
                     blobs: blobs.clone(),
                 });
             }
-            let mut i = Repository::empty_index(repo);
-            i.add_index(&tmp);
-            i
+            let mut index = crate::repo::index::MasterIndex::new();
+            index.add_file(&tmp);
+            IndexedRepo::from_parts(repo.clone(), index)
         }
     };
 

@@ -463,6 +463,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                                 .collect(),
                         })
                         .collect(),
+                    condemned: vec![],
                 };
                 out.push(f.encode_plaintext());
                 out.push(f.encode(k));

@@ -38,6 +38,12 @@ pub struct GlobalArgs {
     /// Run this command and use the first line of its output as the password
     #[arg(long, env = "STOWAGE_PASSWORD_COMMAND", global = true)]
     pub password_command: Option<String>,
+    /// Folder of the local cache (default: $XDG_CACHE_HOME/stowage or ~/.cache/stowage)
+    #[arg(long, env = "STOWAGE_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Use no local cache: read the whole index into memory (slower start, same results)
+    #[arg(long, global = true)]
+    pub no_cache: bool,
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
@@ -104,6 +110,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
         .init();

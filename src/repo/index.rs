@@ -230,6 +230,35 @@ struct Slot {
     raw_length: u32,
 }
 
+/// Looking blobs up: what backup, restore and check need from an index, whether it is held in
+/// memory ([`MasterIndex`]) or in the local cache (`repo::cache::IndexCache`).
+pub trait BlobIndex: Send + Sync {
+    /// Where a blob is stored (a location outside condemned packs when there is one).
+    fn get(&self, blob_type: BlobType, id: &Id) -> Option<BlobLocation>;
+    /// Whether a blob is stored outside condemned packs (see [`MasterIndex::contains_live`]).
+    fn contains_live(&self, blob_type: BlobType, id: &Id) -> bool;
+    /// Number of blobs of both types.
+    fn len(&self) -> usize;
+    fn contains(&self, blob_type: BlobType, id: &Id) -> bool {
+        self.get(blob_type, id).is_some()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl BlobIndex for MasterIndex {
+    fn get(&self, blob_type: BlobType, id: &Id) -> Option<BlobLocation> {
+        MasterIndex::get(self, blob_type, id)
+    }
+    fn contains_live(&self, blob_type: BlobType, id: &Id) -> bool {
+        MasterIndex::contains_live(self, blob_type, id)
+    }
+    fn len(&self) -> usize {
+        MasterIndex::len(self)
+    }
+}
+
 /// All index files merged: (blob type, blob id) -> location. Data and tree blobs are kept apart,
 /// so a file whose bytes equal a serialized tree never stands in for that tree (nor the other
 /// way round). Pack ids are interned so each entry costs about 48 bytes plus the hash table's

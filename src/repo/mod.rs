@@ -4,6 +4,7 @@
 //! the index, so it is only possible through [`IndexedRepo`], which `Repository::load_index`
 //! returns: the compiler enforces that the index is loaded first.
 
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod index;
@@ -20,7 +21,7 @@ use crate::crypto::{open_blob, MasterKeys};
 use crate::id::{BlobType, Id};
 use config::{RepoConfig, FORMAT_VERSION};
 pub use error::{RepoError, Result};
-use index::{BlobLocation, IndexFile, MasterIndex};
+use index::{BlobIndex, BlobLocation, IndexFile, MasterIndex};
 use keyfile::KeyFile;
 use rayon::prelude::*;
 use snapshot::Snapshot;
@@ -225,10 +226,18 @@ impl Repository {
         for f in &files {
             index.add_file(f);
         }
-        Ok(IndexedRepo {
-            repo: self.clone(),
-            index,
-        })
+        Ok(IndexedRepo::from_parts(self.clone(), index))
+    }
+
+    /// Names of the index files (names that are not ids are skipped).
+    pub fn read_all_index_file_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .backend
+            .list(FileKind::Index)?
+            .into_iter()
+            .map(|f| f.name)
+            .filter(|n| n.parse::<Id>().is_ok())
+            .collect())
     }
 
     /// Reads every index file that no other supersedes, in parallel. A file that a concurrent
@@ -363,12 +372,20 @@ pub fn check_content_name(kind: FileKind, name: &str, bytes: &[u8]) -> Result<()
 /// A repository with its index loaded: the state in which blobs can be read and written.
 pub struct IndexedRepo {
     repo: Arc<Repository>,
-    index: MasterIndex,
+    index: Box<dyn BlobIndex>,
 }
 
 impl IndexedRepo {
     /// Pairs a repository with an index built by the caller (maintenance builds its own).
     pub fn from_parts(repo: Arc<Repository>, index: MasterIndex) -> IndexedRepo {
+        IndexedRepo {
+            repo,
+            index: Box::new(index),
+        }
+    }
+
+    /// Pairs a repository with any index implementation (the local cache, for one).
+    pub fn with_index(repo: Arc<Repository>, index: Box<dyn BlobIndex>) -> IndexedRepo {
         IndexedRepo { repo, index }
     }
 
@@ -376,8 +393,8 @@ impl IndexedRepo {
         &self.repo
     }
 
-    pub fn index(&self) -> &MasterIndex {
-        &self.index
+    pub fn index(&self) -> &dyn BlobIndex {
+        self.index.as_ref()
     }
 
     /// Where a blob of the given type is stored.
@@ -409,21 +426,5 @@ impl IndexedRepo {
     pub fn read_tree(&self, id: &Id) -> Result<Tree> {
         let bytes = self.read_blob(BlobType::Tree, id)?;
         Tree::decode(id, &bytes)
-    }
-
-    /// Adds the entries of a freshly written index to the in-memory index.
-    pub fn add_index(&mut self, file: &IndexFile) {
-        self.index.add_file(file);
-    }
-}
-
-impl Repository {
-    /// An indexed view with an empty index, for tools that build the index themselves
-    /// (check of a damaged repository, index repair).
-    pub fn empty_index(self: &Arc<Self>) -> IndexedRepo {
-        IndexedRepo {
-            repo: self.clone(),
-            index: MasterIndex::new(),
-        }
     }
 }

@@ -45,6 +45,7 @@ impl Env {
         c.args(args)
             .env("STOWAGE_REPOSITORY", &self.repo)
             .env("STOWAGE_PASSWORD", PASSWORD)
+            .env("STOWAGE_CACHE_DIR", self.dir.path().join("cache"))
             .env_remove("STOWAGE_PASSWORD_FILE")
             .env_remove("STOWAGE_PASSWORD_COMMAND")
             .stdin(Stdio::null());

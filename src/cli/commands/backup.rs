@@ -59,7 +59,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
     let opened = super::open(g)?;
     // The lock comes before the index is read: prune relies on that order (see repo-format/).
     let lock = Lock::acquire(&opened, LockKind::Backup)?;
-    let repo = Arc::new(opened.load_index()?);
+    let repo = super::load_index(g, &opened)?;
     let parent = if let Some(p) = &a.parent {
         ParentChoice::Id(repo.repo().find_snapshot(p)?.0)
     } else {

@@ -16,8 +16,10 @@ pub mod stats;
 
 use super::{password, Cli, Command, GlobalArgs};
 use anyhow::{Context, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use stowage::backend::{self, Backend};
+use stowage::repo::cache::{self, IndexCache};
 use stowage::repo::{IndexedRepo, Repository};
 
 /// Dispatches a parsed command line; returns the exit code.
@@ -60,7 +62,53 @@ pub fn open(g: &GlobalArgs) -> Result<Arc<Repository>> {
 /// Opens the repository and loads its index.
 pub fn open_indexed(g: &GlobalArgs) -> Result<Arc<IndexedRepo>> {
     let repo = open(g)?;
-    Ok(Arc::new(repo.load_index()?))
+    load_index(g, &repo)
+}
+
+/// The local cache of a repository, unless --no-cache or no cache folder is known.
+pub fn cache(g: &GlobalArgs, repo: &Repository) -> Result<Option<IndexCache>> {
+    if g.no_cache {
+        return Ok(None);
+    }
+    let Some(dir) = g.cache_dir.clone().or_else(cache::default_cache_dir) else {
+        return Ok(None);
+    };
+    Ok(Some(IndexCache::open(&dir, &repo.config().repository_id)?))
+}
+
+struct CacheBar(std::sync::Arc<(AtomicU64, AtomicU64)>);
+
+impl cache::CacheProgress for CacheBar {
+    fn index_files(&self, done: usize, total: usize) {
+        self.0 .0.store(done as u64, Ordering::Relaxed);
+        self.0 .1.store(total as u64, Ordering::Relaxed);
+    }
+}
+
+/// Loads the index: through the local cache (reading only new index files), or into memory
+/// with --no-cache.
+pub fn load_index(g: &GlobalArgs, repo: &Arc<Repository>) -> Result<Arc<IndexedRepo>> {
+    let Some(mut cache) = cache(g, repo)? else {
+        return Ok(Arc::new(repo.load_index()?));
+    };
+    let counts = std::sync::Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let bar = {
+        let c = counts.clone();
+        super::progress::Progress::start(!g.quiet && !g.json, move || {
+            let (done, total) = (c.0.load(Ordering::Relaxed), c.1.load(Ordering::Relaxed));
+            (
+                done,
+                (total > 0).then_some(total),
+                "index files read into the cache".into(),
+            )
+        })
+    };
+    cache.sync(repo, &CacheBar(counts))?;
+    drop(bar);
+    Ok(Arc::new(IndexedRepo::with_index(
+        repo.clone(),
+        Box::new(cache),
+    )))
 }
 
 /// Prints a value as pretty JSON on stdout.

@@ -43,7 +43,7 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
     } else {
         Some(Lock::acquire(&opened, LockKind::Read)?)
     };
-    let repo = Arc::new(opened.load_index()?);
+    let repo = super::load_index(g, &opened)?;
     let (id, snap) = repo.repo().find_snapshot(&snap_spec)?;
     let opts = RestoreOptions {
         target: a.target.clone(),

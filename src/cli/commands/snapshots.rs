@@ -17,8 +17,11 @@ pub struct SnapshotsArgs {
 
 pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> Result<u8> {
     let repo = super::open(g)?;
-    let list: Vec<_> = repo
-        .list_snapshots()?
+    let all = match super::cache(g, &repo)? {
+        Some(c) => c.snapshots(&repo)?,
+        None => repo.list_snapshots()?,
+    };
+    let list: Vec<_> = all
         .into_iter()
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))
         .filter(|(_, s)| a.tags.iter().all(|t| s.tags.contains(t)))

@@ -1,0 +1,385 @@
+//! The local cache: a SQLite database per repository holding the index (blob -> location), the
+//! names of the index files it reflects, and decrypted snapshots. Backups look blobs up in it,
+//! so memory does not grow with the number of blobs, and start-up reads only index files not
+//! yet cached.
+//!
+//! The cache is only a cache: deleting it loses nothing; a missing, stale or corrupted cache is
+//! rebuilt from the repository; several processes may share it (WAL mode, transactions).
+
+use super::error::{RepoError, Result};
+use super::index::{BlobIndex, BlobLocation, IndexFile};
+use super::snapshot::Snapshot;
+use super::Repository;
+use crate::id::{BlobType, Id};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Bumped whenever the schema changes: an older cache is rebuilt.
+const SCHEMA_VERSION: i64 = 1;
+
+fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> RepoError + '_ {
+    move |e| RepoError::Invalid(format!("cache {}: {e}", path.display()))
+}
+
+/// Progress reported while the cache is filled.
+pub trait CacheProgress: Sync {
+    fn index_files(&self, done: usize, total: usize);
+}
+
+impl CacheProgress for () {
+    fn index_files(&self, _: usize, _: usize) {}
+}
+
+/// An open cache for one repository.
+pub struct IndexCache {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    blobs: usize,
+}
+
+/// The default cache folder: `$XDG_CACHE_HOME/stowage` or `~/.cache/stowage`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("stowage"));
+    }
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(|h| PathBuf::from(h).join(".cache").join("stowage"))
+}
+
+fn open_db(path: &Path, repo_id: &Id) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(60))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+         CREATE TABLE IF NOT EXISTS index_files (name TEXT PRIMARY KEY);
+         CREATE TABLE IF NOT EXISTS packs (num INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE,
+                                           condemned INTEGER NOT NULL DEFAULT 0);
+         CREATE TABLE IF NOT EXISTS blobs (type INTEGER NOT NULL, id BLOB NOT NULL,
+                                           pack INTEGER NOT NULL, offset INTEGER NOT NULL,
+                                           length INTEGER NOT NULL, raw_length INTEGER NOT NULL,
+                                           PRIMARY KEY (type, id)) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS snapshots (name TEXT PRIMARY KEY, json BLOB NOT NULL);",
+    )?;
+    let version: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let repo: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'repository'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if version != Some(SCHEMA_VERSION) || repo.as_deref() != Some(repo_id.as_bytes().as_slice()) {
+        clear(&conn)?;
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1), ('repository', ?2)",
+            params![SCHEMA_VERSION, repo_id.as_bytes().as_slice()],
+        )?;
+    }
+    // Cheap structural check of the pages we will use most; a damaged file fails here.
+    conn.query_row("SELECT count(*) FROM index_files", [], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    Ok(conn)
+}
+
+fn clear(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "DELETE FROM index_files; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots;",
+    )
+}
+
+impl IndexCache {
+    /// Opens (or creates) the cache of a repository under `dir`. A cache that cannot be opened
+    /// or fails its checks is deleted and created anew.
+    pub fn open(dir: &Path, repo_id: &Id) -> Result<IndexCache> {
+        let folder = dir.join(repo_id.to_hex());
+        std::fs::create_dir_all(&folder)
+            .map_err(|e| RepoError::Invalid(format!("cache folder {}: {e}", folder.display())))?;
+        let path = folder.join("cache.sqlite");
+        let conn = match open_db(&path, repo_id) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("cache {} is unusable ({e}); rebuilding it", path.display());
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                open_db(&path, repo_id).map_err(db_err(&path))?
+            }
+        };
+        Ok(IndexCache {
+            conn: Mutex::new(conn),
+            path,
+            blobs: 0,
+        })
+    }
+
+    /// Where the database is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Brings the cached index up to date with the repository: reads only index files not yet
+    /// cached. If a cached file is gone (a prune consolidated the index), or a new file carries
+    /// prune marks, the index part is rebuilt from every index file.
+    pub fn sync(&mut self, repo: &Repository, progress: &dyn CacheProgress) -> Result<()> {
+        // A prune may delete an index file between listing and reading: start again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.sync_once(repo, progress) {
+                Err(RepoError::Backend(crate::backend::BackendError::NotFound { .. }))
+                    if attempt < 5 =>
+                {
+                    continue
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn sync_once(&mut self, repo: &Repository, progress: &dyn CacheProgress) -> Result<()> {
+        let err = db_err(&self.path);
+        let set = repo.read_all_index_file_names()?;
+        let current: HashSet<&String> = set.iter().collect();
+        let cached: HashSet<String> = {
+            let conn = self.conn.lock().unwrap();
+            let mut st = conn.prepare("SELECT name FROM index_files").map_err(&err)?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(&err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(&err)?
+        };
+        let mut rebuild = cached.iter().any(|n| !current.contains(n));
+        let mut todo: Vec<String> = if rebuild {
+            set.clone()
+        } else {
+            set.iter()
+                .filter(|n| !cached.contains(*n))
+                .cloned()
+                .collect()
+        };
+        // Read the new files; prune marks in them need the whole index to place blobs right.
+        let mut files = read_files(repo, &todo, progress)?;
+        // Prune marks, or a consolidation superseding cached files, need the whole index.
+        if !rebuild
+            && files
+                .iter()
+                .any(|(_, f)| !f.condemned.is_empty() || !f.supersedes.is_empty())
+        {
+            rebuild = true;
+            todo = set.clone();
+            files = read_files(repo, &todo, progress)?;
+        }
+        // Superseded files present in the listing are ignored, as by the in-memory index.
+        let superseded: HashSet<Id> = files
+            .iter()
+            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .collect();
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(&err)?;
+        if rebuild {
+            tx.execute_batch("DELETE FROM index_files; DELETE FROM packs; DELETE FROM blobs;")
+                .map_err(&err)?;
+        }
+        {
+            let mut add_pack = tx
+                .prepare("INSERT INTO packs (id) VALUES (?1) ON CONFLICT(id) DO NOTHING")
+                .map_err(&err)?;
+            let mut pack_num = tx
+                .prepare("SELECT num FROM packs WHERE id = ?1")
+                .map_err(&err)?;
+            let mut condemn = tx
+                .prepare("UPDATE packs SET condemned = 1 WHERE id = ?1")
+                .map_err(&err)?;
+            // A blob keeps its first location unless that one is condemned and the new is not.
+            let mut add_blob = tx
+                .prepare(
+                    "INSERT INTO blobs (type, id, pack, offset, length, raw_length)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT(type, id) DO UPDATE SET pack = excluded.pack,
+                        offset = excluded.offset, length = excluded.length,
+                        raw_length = excluded.raw_length
+                     WHERE (SELECT condemned FROM packs WHERE num = blobs.pack) = 1
+                       AND (SELECT condemned FROM packs WHERE num = excluded.pack) = 0",
+                )
+                .map_err(&err)?;
+            let mut add_file = tx
+                .prepare("INSERT OR IGNORE INTO index_files (name) VALUES (?1)")
+                .map_err(&err)?;
+            let in_force =
+                |name: &String| !name.parse::<Id>().is_ok_and(|id| superseded.contains(&id));
+            for (_, f) in files.iter().filter(|(n, _)| in_force(n)) {
+                for c in &f.condemned {
+                    for p in &c.packs {
+                        add_pack.execute([p.as_bytes().as_slice()]).map_err(&err)?;
+                        condemn.execute([p.as_bytes().as_slice()]).map_err(&err)?;
+                    }
+                }
+            }
+            for (name, f) in &files {
+                if in_force(name) {
+                    for p in &f.packs {
+                        add_pack
+                            .execute([p.id.as_bytes().as_slice()])
+                            .map_err(&err)?;
+                        let num: i64 = pack_num
+                            .query_row([p.id.as_bytes().as_slice()], |r| r.get(0))
+                            .map_err(&err)?;
+                        for b in &p.blobs {
+                            add_blob
+                                .execute(params![
+                                    b.blob_type.code(),
+                                    b.id.as_bytes().as_slice(),
+                                    num,
+                                    b.offset,
+                                    b.length,
+                                    b.raw_length
+                                ])
+                                .map_err(&err)?;
+                        }
+                    }
+                }
+                add_file.execute([name]).map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)?;
+        self.blobs = conn
+            .query_row("SELECT count(*) FROM blobs", [], |r| r.get::<_, i64>(0))
+            .map_err(&err)? as usize;
+        tracing::info!(
+            "cache: read {} of {} index files{}; {} blobs",
+            files.len(),
+            set.len(),
+            if rebuild { " (rebuilt)" } else { "" },
+            self.blobs
+        );
+        Ok(())
+    }
+
+    /// Every snapshot, with decrypted snapshots taken from the cache and new ones read and
+    /// cached. Snapshots deleted from the repository are dropped from the cache.
+    pub fn snapshots(&self, repo: &Repository) -> Result<Vec<(Id, Snapshot)>> {
+        let err = db_err(&self.path);
+        let names: Vec<String> = repo
+            .backend()
+            .list(crate::backend::FileKind::Snapshot)?
+            .into_iter()
+            .map(|f| f.name)
+            .filter(|n| n.parse::<Id>().is_ok())
+            .collect();
+        let conn = self.conn.lock().unwrap();
+        let mut out = Vec::with_capacity(names.len());
+        let mut fresh = Vec::new();
+        {
+            let mut get = conn
+                .prepare("SELECT json FROM snapshots WHERE name = ?1")
+                .map_err(&err)?;
+            for n in &names {
+                let cached: Option<Vec<u8>> =
+                    get.query_row([n], |r| r.get(0)).optional().map_err(&err)?;
+                let id: Id = n.parse().expect("filtered");
+                match cached.and_then(|j| serde_json::from_slice::<Snapshot>(&j).ok()) {
+                    Some(s) => out.push((id, s)),
+                    None => match repo.read_snapshot(&id) {
+                        Ok(s) => {
+                            fresh.push((
+                                n.clone(),
+                                serde_json::to_vec(&s).expect("snapshots serialize"),
+                            ));
+                            out.push((id, s));
+                        }
+                        Err(RepoError::Backend(crate::backend::BackendError::NotFound {
+                            ..
+                        })) => {}
+                        Err(e) => return Err(e),
+                    },
+                }
+            }
+        }
+        let keep: HashSet<&String> = names.iter().collect();
+        let stale: Vec<String> = {
+            let mut st = conn.prepare("SELECT name FROM snapshots").map_err(&err)?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(&err)?;
+            rows.filter_map(|r| r.ok())
+                .filter(|n| !keep.contains(n))
+                .collect()
+        };
+        for (n, j) in fresh {
+            conn.execute(
+                "INSERT OR REPLACE INTO snapshots (name, json) VALUES (?1, ?2)",
+                params![n, j],
+            )
+            .map_err(&err)?;
+        }
+        for n in stale {
+            conn.execute("DELETE FROM snapshots WHERE name = ?1", [n])
+                .map_err(&err)?;
+        }
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    fn lookup(&self, blob_type: BlobType, id: &Id) -> Option<(BlobLocation, bool)> {
+        let conn = self.conn.lock().unwrap();
+        let mut st = conn
+            .prepare_cached(
+                "SELECT p.id, b.offset, b.length, b.raw_length, p.condemned
+                 FROM blobs b JOIN packs p ON p.num = b.pack WHERE b.type = ?1 AND b.id = ?2",
+            )
+            .ok()?;
+        st.query_row(params![blob_type.code(), id.as_bytes().as_slice()], |r| {
+            let pack: Vec<u8> = r.get(0)?;
+            Ok((
+                BlobLocation {
+                    blob_type,
+                    pack: Id::from_slice(&pack).unwrap_or_default(),
+                    offset: r.get(1)?,
+                    length: r.get(2)?,
+                    raw_length: r.get(3)?,
+                },
+                r.get::<_, i64>(4)? != 0,
+            ))
+        })
+        .optional()
+        .unwrap_or_else(|e| {
+            tracing::warn!("cache lookup failed: {e}");
+            None
+        })
+    }
+}
+
+fn read_files(
+    repo: &Repository,
+    names: &[String],
+    progress: &dyn CacheProgress,
+) -> Result<Vec<(String, IndexFile)>> {
+    use rayon::prelude::*;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    names
+        .par_iter()
+        .map(|n| {
+            let f = repo.read_index_file(n)?;
+            let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            progress.index_files(d, names.len());
+            Ok((n.clone(), f))
+        })
+        .collect()
+}
+
+impl BlobIndex for IndexCache {
+    fn get(&self, blob_type: BlobType, id: &Id) -> Option<BlobLocation> {
+        self.lookup(blob_type, id).map(|(l, _)| l)
+    }
+    fn contains_live(&self, blob_type: BlobType, id: &Id) -> bool {
+        self.lookup(blob_type, id)
+            .is_some_and(|(_, condemned)| !condemned)
+    }
+    fn len(&self) -> usize {
+        self.blobs
+    }
+}
