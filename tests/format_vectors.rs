@@ -1311,7 +1311,10 @@ fn vector_directory_is_an_openable_repository() {
     }
     let report = stowage::check::run(
         &repo,
-        &stowage::check::CheckOptions { read_data: true },
+        &stowage::check::CheckOptions {
+            read_data: true,
+            ..Default::default()
+        },
         &Default::default(),
     )
     .unwrap();
@@ -1495,7 +1498,7 @@ fn tampered_vectors_are_refused() {
 
 // ---------------------------------------------------------------------------------------------
 // Later additions to format version 1: condemned batches in index files, and lock files
-// (`repo-format/README.md`, sections 10, 13 and 14). Written once by `create_extra_vectors`
+// (`repo-format/README.md`, sections 10, 13 and 15). Written once by `create_extra_vectors`
 // into `extra/index/` and `repo/locks/`, described by the manifest `v1-extra.json`.
 // ---------------------------------------------------------------------------------------------
 
@@ -1543,7 +1546,7 @@ fn rfc3339(s: &str) -> chrono::DateTime<chrono::Utc> {
         .with_timezone(&chrono::Utc)
 }
 
-/// The two lock vectors: a backup lock and a prune lock.
+/// The lock vectors: one of each kind.
 fn extra_locks() -> Vec<(&'static str, LockInfo)> {
     vec![
         (
@@ -1568,6 +1571,18 @@ fn extra_locks() -> Vec<(&'static str, LockInfo)> {
                 process_start: 0,
                 created: rfc3339("2024-05-06T07:08:09.123456789Z"),
                 refreshed: rfc3339("2024-05-06T07:08:09.123456789Z"),
+            },
+        ),
+        (
+            "read",
+            LockInfo {
+                lock_id: Id::hash_of(b"stowage format vector: a read lock"),
+                kind: LockKind::Read,
+                hostname: "vector-host".into(),
+                pid: 4_294_967_295,
+                process_start: 18_446_744_073_709_551_615,
+                created: rfc3339("2024-05-06T06:00:00.5Z"),
+                refreshed: rfc3339("2024-05-06T07:01:02.123456Z"),
             },
         ),
     ]
@@ -1912,6 +1927,7 @@ fn lock_files_decode() {
             match info.kind {
                 LockKind::Backup => "backup",
                 LockKind::Prune => "prune",
+                LockKind::Read => "read",
             }
         );
         assert_eq!(info.hostname, s(j, "hostname"));
@@ -1958,6 +1974,17 @@ fn lock_files_decode() {
             Id::hash_of(b"stowage format vector: a backup lock").to_hex()
         )
     );
+    // The read lock: the extremes of pid and process_start, 6 fraction digits.
+    let read = s(&locks[2], "plaintext");
+    for part in [
+        r#""kind":"read""#,
+        r#""pid":4294967295"#,
+        r#""process_start":18446744073709551615"#,
+        r#""created":"2024-05-06T06:00:00.500Z""#,
+        r#""refreshed":"2024-05-06T07:01:02.123456Z""#,
+    ] {
+        assert!(read.contains(part), "{read} lacks {part}");
+    }
     // The backup lock is the first blocking lock of the determined batch of the index vector.
     let b0 = &x["index"]["condemned"][0];
     assert_eq!(b0["blocking_locks"][0], locks[0]["lock_id"]);
@@ -1989,6 +2016,24 @@ fn lock_files_decode() {
     names.sort();
     assert_eq!(listed, names);
     assert!(live_locks(&repo).unwrap().is_empty());
+
+    // Readers accept any offset and ignore unknown members; every member is required, and a
+    // kind other than "backup", "prune" and "read" does not decode (such a lock is skipped).
+    let seal = |json: &str| keys.seal_file(FileAad::Lock, json.as_bytes());
+    let id = Id::hash_of(b"stowage format vector: a backup lock").to_hex();
+    let other = format!(
+        r#"{{"lock_id":"{id}","kind":"backup","hostname":"vector-host","pid":4242,"process_start":123456789,"created":"2024-05-06T09:00:00+02:00","refreshed":"2024-05-06T09:05:00.25+02:00","comment":"later member"}}"#
+    );
+    assert_eq!(
+        LockInfo::decode(&repo, "x", &seal(&other)).unwrap(),
+        expected[0].1
+    );
+    let missing = format!(
+        r#"{{"lock_id":"{id}","kind":"backup","hostname":"h","pid":1,"process_start":0,"created":"2024-05-06T07:00:00Z"}}"#
+    );
+    assert!(LockInfo::decode(&repo, "x", &seal(&missing)).is_err());
+    let unknown = other.replace(r#""kind":"backup""#, r#""kind":"check""#);
+    assert!(LockInfo::decode(&repo, "x", &seal(&unknown)).is_err());
 
     // Size limit: larger lock files are refused before they are opened.
     let big = vec![0u8; MAX_LOCK_LEN + 1];
