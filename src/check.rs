@@ -234,6 +234,8 @@ pub fn run(
     let mut listed: HashMap<Id, Vec<PackBlob>> = HashMap::new();
     for f in &index_names {
         match repo.read_index_file(&f.name) {
+            // Consolidated away by a concurrent prune: its content is in the new file.
+            Err(RepoError::Backend(crate::backend::BackendError::NotFound { .. })) => {}
             Ok(idx) => {
                 for p in idx.packs {
                     listed.entry(p.id).or_default().extend(p.blobs);

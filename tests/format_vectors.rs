@@ -1559,6 +1559,7 @@ fn extra_locks() -> Vec<(&'static str, LockInfo)> {
                 process_start: 123_456_789,
                 created: rfc3339("2024-05-06T07:00:00Z"),
                 refreshed: rfc3339("2024-05-06T07:05:00.25Z"),
+                host_id: String::new(),
             },
         ),
         (
@@ -1571,6 +1572,7 @@ fn extra_locks() -> Vec<(&'static str, LockInfo)> {
                 process_start: 0,
                 created: rfc3339("2024-05-06T07:08:09.123456789Z"),
                 refreshed: rfc3339("2024-05-06T07:08:09.123456789Z"),
+                host_id: String::new(),
             },
         ),
         (
@@ -1583,6 +1585,7 @@ fn extra_locks() -> Vec<(&'static str, LockInfo)> {
                 process_start: 18_446_744_073_709_551_615,
                 created: rfc3339("2024-05-06T06:00:00.5Z"),
                 refreshed: rfc3339("2024-05-06T07:01:02.123456Z"),
+                host_id: String::new(),
             },
         ),
     ]
@@ -1928,6 +1931,7 @@ fn lock_files_decode() {
                 LockKind::Backup => "backup",
                 LockKind::Prune => "prune",
                 LockKind::Read => "read",
+                LockKind::Unknown => "unknown",
             }
         );
         assert_eq!(info.hostname, s(j, "hostname"));
@@ -2002,6 +2006,7 @@ fn lock_files_decode() {
     let mut here = expected[0].1.clone();
     here.hostname = stowage::util::hostname();
     here.pid = std::process::id();
+    here.host_id = stowage::repo::lock::host_id();
     here.refreshed = chrono::Utc::now();
     assert!(here.is_stale(here.refreshed), "process start time differs");
 
@@ -2017,8 +2022,8 @@ fn lock_files_decode() {
     assert_eq!(listed, names);
     assert!(live_locks(&repo).unwrap().is_empty());
 
-    // Readers accept any offset and ignore unknown members; every member is required, and a
-    // kind other than "backup", "prune" and "read" does not decode (such a lock is skipped).
+    // Readers accept any offset and ignore unknown members; every member but host_id is
+    // required.
     let seal = |json: &str| keys.seal_file(FileAad::Lock, json.as_bytes());
     let id = Id::hash_of(b"stowage format vector: a backup lock").to_hex();
     let other = format!(
@@ -2032,8 +2037,12 @@ fn lock_files_decode() {
         r#"{{"lock_id":"{id}","kind":"backup","hostname":"h","pid":1,"process_start":0,"created":"2024-05-06T07:00:00Z"}}"#
     );
     assert!(LockInfo::decode(&repo, "x", &seal(&missing)).is_err());
+    // A kind from a newer version decodes as Unknown, which blocks deletion like a backup.
     let unknown = other.replace(r#""kind":"backup""#, r#""kind":"check""#);
-    assert!(LockInfo::decode(&repo, "x", &seal(&unknown)).is_err());
+    assert_eq!(
+        LockInfo::decode(&repo, "x", &seal(&unknown)).unwrap().kind,
+        LockKind::Unknown
+    );
 
     // Size limit: larger lock files are refused before they are opened.
     let big = vec![0u8; MAX_LOCK_LEN + 1];

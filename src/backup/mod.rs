@@ -385,6 +385,26 @@ pub fn run(
     opts: &BackupOptions,
     progress: &BackupProgress,
 ) -> Result<BackupReport, BackupError> {
+    run_guarded(repo, opts, progress, None)
+}
+
+/// Like [`run`], holding `lock`: the snapshot is stored only if the lock is still certainly
+/// live, so a prune cannot have taken this backup for dead and deleted data it references.
+pub fn run_guarded(
+    repo: Arc<IndexedRepo>,
+    opts: &BackupOptions,
+    progress: &BackupProgress,
+    lock: Option<&crate::repo::lock::Lock>,
+) -> Result<BackupReport, BackupError> {
+    run_inner(repo, opts, progress, lock)
+}
+
+fn run_inner(
+    repo: Arc<IndexedRepo>,
+    opts: &BackupOptions,
+    progress: &BackupProgress,
+    lock: Option<&crate::repo::lock::Lock>,
+) -> Result<BackupReport, BackupError> {
     let started = Instant::now();
     let time = chrono::Utc::now();
     let hostname = opts.hostname.clone().unwrap_or_else(crate::util::hostname);
@@ -607,6 +627,11 @@ pub fn run(
             duration_secs: started.elapsed().as_secs_f64(),
         },
     };
+    if lock.is_some_and(|l| !l.still_held()) {
+        return Err(BackupError::Invalid(
+            "the backup lock could not be refreshed for too long; the data is stored, but no snapshot was written (run the backup again)".into(),
+        ));
+    }
     let snapshot_id = repo.repo().save_snapshot(&snapshot)?;
     Ok(BackupReport {
         snapshot_id,

@@ -64,7 +64,12 @@ fn main() {
         }
         let bytes = file.encode(repo.keys());
         repo.backend()
-            .write(FileKind::Index, &Id::hash_of(&bytes).to_hex(), &bytes, false)
+            .write(
+                FileKind::Index,
+                &Id::hash_of(&bytes).to_hex(),
+                &bytes,
+                false,
+            )
             .expect("write index");
         written += n;
     }

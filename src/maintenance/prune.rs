@@ -188,22 +188,55 @@ fn write_index(repo: &Repository, file: &IndexFile) -> Result<String> {
     Ok(name)
 }
 
-fn consolidated(
+/// Blobs per consolidated index file, far below the readers' size limit.
+const BLOBS_PER_INDEX_FILE: usize = 500_000;
+
+/// Writes a consolidated index: the packs split over files of at most
+/// [`BLOBS_PER_INDEX_FILE`] blobs. Only the last file carries the superseded list and the
+/// condemned batches, so until it is stored the files it replaces stay in force (a crash in
+/// between leaves only duplicate entries). Returns the names written.
+fn write_consolidated(
+    repo: &Repository,
     packs: &BTreeMap<Id, Vec<crate::pack::PackBlob>>,
     batches: &[CondemnedBatch],
     supersedes: Vec<Id>,
-) -> IndexFile {
-    IndexFile {
-        supersedes,
-        packs: packs
-            .iter()
-            .map(|(id, blobs)| IndexPack {
+) -> Result<Vec<String>> {
+    let mut groups: Vec<Vec<IndexPack>> = vec![Vec::new()];
+    let mut count = 0;
+    for (id, blobs) in packs {
+        if count > 0 && count + blobs.len() > BLOBS_PER_INDEX_FILE {
+            groups.push(Vec::new());
+            count = 0;
+        }
+        count += blobs.len();
+        groups
+            .last_mut()
+            .expect("one group at least")
+            .push(IndexPack {
                 id: *id,
                 blobs: blobs.clone(),
-            })
-            .collect(),
-        condemned: batches.to_vec(),
+            });
     }
+    let last = groups.pop().expect("one group at least");
+    let mut names = Vec::new();
+    for g in groups {
+        names.push(write_index(
+            repo,
+            &IndexFile {
+                packs: g,
+                ..Default::default()
+            },
+        )?);
+    }
+    names.push(write_index(
+        repo,
+        &IndexFile {
+            supersedes,
+            packs: last,
+            condemned: batches.to_vec(),
+        },
+    )?);
+    Ok(names)
 }
 
 fn ids(names: &[String]) -> Vec<Id> {
@@ -417,7 +450,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
     let mut written: Vec<String> = Vec::new();
     let needs_mark = !condemn.is_empty() || batches.iter().any(|b| !b.determined);
     if needs_mark {
-        let m0 = write_index(repo, &consolidated(&packs, &batches, ids(&replaced)))?;
+        let m0 = write_consolidated(repo, &packs, &batches, ids(&replaced))?;
         let live: Vec<Id> = live_locks(repo)?
             .into_iter()
             .map(|(_, l)| l.lock_id)
@@ -428,12 +461,12 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
             b.blocking_locks = live.clone();
         }
         let mut sup = ids(&replaced);
-        sup.extend(m0.parse::<Id>().ok());
-        let m1 = write_index(repo, &consolidated(&packs, &batches, sup))?;
-        for n in replaced.iter().chain(std::iter::once(&m0)) {
+        sup.extend(ids(&m0));
+        let m1 = write_consolidated(repo, &packs, &batches, sup)?;
+        for n in replaced.iter().chain(m0.iter()) {
             repo.backend().remove(FileKind::Index, n)?;
         }
-        written.push(m1);
+        written.extend(m1);
     }
 
     // 5. Delete the batches no live lock blocks any more.
@@ -498,7 +531,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         .filter(|(id, _)| !delete_set.contains(id))
         .collect();
     // The index without the packs is stored before the packs go.
-    write_index(repo, &consolidated(&kept, &batches2, ids(&names2)))?;
+    write_consolidated(repo, &kept, &batches2, ids(&names2))?;
     for n in &names2 {
         repo.backend().remove(FileKind::Index, n)?;
     }

@@ -36,7 +36,6 @@ impl CacheProgress for () {
 pub struct IndexCache {
     conn: Mutex<Connection>,
     path: PathBuf,
-    blobs: usize,
 }
 
 /// The default cache folder: `$XDG_CACHE_HOME/stowage` or `~/.cache/stowage`.
@@ -51,7 +50,8 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 
 fn open_db(path: &Path, repo_id: &Id) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(60))?;
+    // Another process may be rebuilding a huge index: wait for it rather than redo its work.
+    conn.busy_timeout(std::time::Duration::from_secs(3600))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.execute_batch(
@@ -116,7 +116,6 @@ impl IndexCache {
         Ok(IndexCache {
             conn: Mutex::new(conn),
             path,
-            blobs: 0,
         })
     }
 
@@ -146,117 +145,99 @@ impl IndexCache {
 
     fn sync_once(&mut self, repo: &Repository, progress: &dyn CacheProgress) -> Result<()> {
         let err = db_err(&self.path);
+        let mut conn = self.conn.lock().unwrap();
+        // Syncs are serialized by the write lock, and each lists the repository only after
+        // taking it, so the cache only ever moves forward in time: a slow sync can never
+        // commit an older view over a newer one.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&err)?;
         let set = repo.read_all_index_file_names()?;
         let current: HashSet<&String> = set.iter().collect();
         let cached: HashSet<String> = {
-            let conn = self.conn.lock().unwrap();
-            let mut st = conn.prepare("SELECT name FROM index_files").map_err(&err)?;
+            let mut st = tx.prepare("SELECT name FROM index_files").map_err(&err)?;
             let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(&err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(&err)?
         };
         let mut rebuild = cached.iter().any(|n| !current.contains(n));
-        let mut todo: Vec<String> = if rebuild {
-            set.clone()
-        } else {
-            set.iter()
-                .filter(|n| !cached.contains(*n))
-                .cloned()
-                .collect()
-        };
-        // Read the new files; prune marks in them need the whole index to place blobs right.
-        let mut files = read_files(repo, &todo, progress)?;
-        // Prune marks, or a consolidation superseding cached files, need the whole index.
-        if !rebuild
-            && files
-                .iter()
-                .any(|(_, f)| !f.condemned.is_empty() || !f.supersedes.is_empty())
-        {
-            rebuild = true;
-            todo = set.clone();
-            files = read_files(repo, &todo, progress)?;
-        }
-        // Superseded files present in the listing are ignored, as by the in-memory index.
-        let superseded: HashSet<Id> = files
+        let new: Vec<String> = set
             .iter()
-            .flat_map(|(_, f)| f.supersedes.iter().copied())
+            .filter(|n| !cached.contains(*n))
+            .cloned()
             .collect();
-        let mut conn = self.conn.lock().unwrap();
-        let tx = conn.transaction().map_err(&err)?;
-        if rebuild {
-            tx.execute_batch("DELETE FROM index_files; DELETE FROM packs; DELETE FROM blobs;")
-                .map_err(&err)?;
+        let mut new_files = Vec::new();
+        if !rebuild {
+            new_files = read_files(repo, &new, progress)?;
+            // Prune marks, or a consolidation superseding cached files, need the whole index.
+            rebuild = new_files
+                .iter()
+                .any(|(_, f)| !f.condemned.is_empty() || !f.supersedes.is_empty());
         }
-        {
-            let mut add_pack = tx
-                .prepare("INSERT INTO packs (id) VALUES (?1) ON CONFLICT(id) DO NOTHING")
-                .map_err(&err)?;
-            let mut pack_num = tx
-                .prepare("SELECT num FROM packs WHERE id = ?1")
-                .map_err(&err)?;
-            let mut condemn = tx
-                .prepare("UPDATE packs SET condemned = 1 WHERE id = ?1")
-                .map_err(&err)?;
-            // A blob keeps its first location unless that one is condemned and the new is not.
-            let mut add_blob = tx
-                .prepare(
-                    "INSERT INTO blobs (type, id, pack, offset, length, raw_length)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                     ON CONFLICT(type, id) DO UPDATE SET pack = excluded.pack,
-                        offset = excluded.offset, length = excluded.length,
-                        raw_length = excluded.raw_length
-                     WHERE (SELECT condemned FROM packs WHERE num = blobs.pack) = 1
-                       AND (SELECT condemned FROM packs WHERE num = excluded.pack) = 0",
-                )
-                .map_err(&err)?;
-            let mut add_file = tx
-                .prepare("INSERT OR IGNORE INTO index_files (name) VALUES (?1)")
-                .map_err(&err)?;
+        let files_read;
+        if rebuild {
+            drop(new_files);
+            files_read = set.len();
+            tx.execute_batch(
+                "DELETE FROM index_files; DELETE FROM packs; DELETE FROM blobs;
+                 CREATE TEMP TABLE IF NOT EXISTS stage (type INTEGER, id BLOB, pack INTEGER,
+                     offset INTEGER, length INTEGER, raw_length INTEGER);
+                 DELETE FROM stage;",
+            )
+            .map_err(&err)?;
+            // Pass 1: marks and superseded lists (small), one file at a time.
+            let mut superseded = HashSet::new();
+            let mut condemned = Vec::new();
+            for name in &set {
+                let f = repo.read_index_file(name)?;
+                superseded.extend(f.supersedes.iter().copied());
+                condemned.extend(f.condemned.iter().flat_map(|c| c.packs.iter().copied()));
+            }
             let in_force =
                 |name: &String| !name.parse::<Id>().is_ok_and(|id| superseded.contains(&id));
-            for (_, f) in files.iter().filter(|(n, _)| in_force(n)) {
-                for c in &f.condemned {
-                    for p in &c.packs {
-                        add_pack.execute([p.as_bytes().as_slice()]).map_err(&err)?;
-                        condemn.execute([p.as_bytes().as_slice()]).map_err(&err)?;
-                    }
-                }
-            }
-            for (name, f) in &files {
+            insert_marks(&tx, &condemned).map_err(&err)?;
+            // Pass 2: blobs into an unindexed staging table, one file at a time (memory stays
+            // at one index file), then into the table in key order, which is far faster than
+            // random inserts into its B-tree.
+            for (i, name) in set.iter().enumerate() {
                 if in_force(name) {
-                    for p in &f.packs {
-                        add_pack
-                            .execute([p.id.as_bytes().as_slice()])
-                            .map_err(&err)?;
-                        let num: i64 = pack_num
-                            .query_row([p.id.as_bytes().as_slice()], |r| r.get(0))
-                            .map_err(&err)?;
-                        for b in &p.blobs {
-                            add_blob
-                                .execute(params![
-                                    b.blob_type.code(),
-                                    b.id.as_bytes().as_slice(),
-                                    num,
-                                    b.offset,
-                                    b.length,
-                                    b.raw_length
-                                ])
-                                .map_err(&err)?;
-                        }
-                    }
+                    let f = repo.read_index_file(name)?;
+                    insert_packs(&tx, &f, "stage").map_err(&err)?;
                 }
-                add_file.execute([name]).map_err(&err)?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO index_files (name) VALUES (?1)",
+                    [name],
+                )
+                .map_err(&err)?;
+                progress.index_files(i + 1, set.len());
+            }
+            tx.execute_batch(
+                "INSERT INTO blobs (type, id, pack, offset, length, raw_length)
+                     SELECT type, id, pack, offset, length, raw_length FROM stage WHERE true
+                     ORDER BY type, id
+                 ON CONFLICT(type, id) DO UPDATE SET pack = excluded.pack,
+                     offset = excluded.offset, length = excluded.length,
+                     raw_length = excluded.raw_length
+                 WHERE (SELECT condemned FROM packs WHERE num = blobs.pack) = 1
+                   AND (SELECT condemned FROM packs WHERE num = excluded.pack) = 0;
+                 DELETE FROM stage;",
+            )
+            .map_err(&err)?;
+        } else {
+            files_read = new_files.len();
+            for (name, f) in &new_files {
+                insert_packs(&tx, f, "blobs").map_err(&err)?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO index_files (name) VALUES (?1)",
+                    [name],
+                )
+                .map_err(&err)?;
             }
         }
         tx.commit().map_err(&err)?;
-        self.blobs = conn
-            .query_row("SELECT count(*) FROM blobs", [], |r| r.get::<_, i64>(0))
-            .map_err(&err)? as usize;
         tracing::info!(
-            "cache: read {} of {} index files{}; {} blobs",
-            files.len(),
+            "cache: read {files_read} of {} index files{}",
             set.len(),
             if rebuild { " (rebuilt)" } else { "" },
-            self.blobs
         );
         Ok(())
     }
@@ -353,6 +334,50 @@ impl IndexCache {
     }
 }
 
+/// Records condemned packs (before any blob, so blobs are placed outside them when possible).
+fn insert_marks(tx: &rusqlite::Transaction, packs: &[Id]) -> rusqlite::Result<()> {
+    let mut add = tx.prepare_cached("INSERT INTO packs (id, condemned) VALUES (?1, 1) ON CONFLICT(id) DO UPDATE SET condemned = 1")?;
+    for p in packs {
+        add.execute([p.as_bytes().as_slice()])?;
+    }
+    Ok(())
+}
+
+/// Inserts the packs and blob locations of one index file into `table` ("blobs", with the
+/// first-live-location rule, or the unindexed "stage").
+fn insert_packs(tx: &rusqlite::Transaction, f: &IndexFile, table: &str) -> rusqlite::Result<()> {
+    let mut add_pack =
+        tx.prepare_cached("INSERT INTO packs (id) VALUES (?1) ON CONFLICT(id) DO NOTHING")?;
+    let mut pack_num = tx.prepare_cached("SELECT num FROM packs WHERE id = ?1")?;
+    let sql = if table == "stage" {
+        "INSERT INTO stage (type, id, pack, offset, length, raw_length) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    } else {
+        "INSERT INTO blobs (type, id, pack, offset, length, raw_length)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(type, id) DO UPDATE SET pack = excluded.pack,
+            offset = excluded.offset, length = excluded.length,
+            raw_length = excluded.raw_length
+         WHERE (SELECT condemned FROM packs WHERE num = blobs.pack) = 1
+           AND (SELECT condemned FROM packs WHERE num = excluded.pack) = 0"
+    };
+    let mut add_blob = tx.prepare_cached(sql)?;
+    for p in &f.packs {
+        add_pack.execute([p.id.as_bytes().as_slice()])?;
+        let num: i64 = pack_num.query_row([p.id.as_bytes().as_slice()], |r| r.get(0))?;
+        for b in &p.blobs {
+            add_blob.execute(params![
+                b.blob_type.code(),
+                b.id.as_bytes().as_slice(),
+                num,
+                b.offset,
+                b.length,
+                b.raw_length
+            ])?;
+        }
+    }
+    Ok(())
+}
+
 fn read_files(
     repo: &Repository,
     names: &[String],
@@ -380,6 +405,10 @@ impl BlobIndex for IndexCache {
             .is_some_and(|(_, condemned)| !condemned)
     }
     fn len(&self) -> usize {
-        self.blobs
+        // Counting scans the table: done only when asked (check, stats), never at start-up.
+        let conn = self.conn.lock().unwrap();
+        conn.query_row("SELECT count(*) FROM blobs", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as usize)
+            .unwrap_or(0)
     }
 }

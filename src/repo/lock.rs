@@ -35,6 +35,9 @@ pub enum LockKind {
     Prune,
     /// Reads data for a long time (restore, check): prune does not delete packs it may need.
     Read,
+    /// A kind written by a newer version: treated like a backup (it blocks deletion).
+    #[serde(other)]
+    Unknown,
 }
 
 /// The content of a lock file (sealed JSON).
@@ -50,6 +53,23 @@ pub struct LockInfo {
     pub process_start: u64,
     pub created: DateTime<Utc>,
     pub refreshed: DateTime<Utc>,
+    /// Identifies the kernel and pid namespace of the holder (boot id and pid namespace), so
+    /// only a process that can really see the holder's pid judges it by its pid. Empty when
+    /// unknown: then only the refresh time counts.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host_id: String,
+}
+
+/// The boot id and pid namespace of this process, or "" if they cannot be read.
+pub fn host_id() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if boot.trim().is_empty() || ns.is_empty() {
+        return String::new();
+    }
+    format!("{} {}", boot.trim(), ns)
 }
 
 fn process_start(pid: u32) -> Option<u64> {
@@ -67,7 +87,9 @@ impl LockInfo {
         if age > ChronoDuration::from_std(STALE_AFTER).expect("constant fits") {
             return true;
         }
-        if self.hostname == crate::util::hostname() {
+        // Judge by the process only from the same kernel boot and pid namespace, and only when
+        // the holder's start time was known.
+        if !self.host_id.is_empty() && self.host_id == host_id() && self.process_start != 0 {
             return process_start(self.pid) != Some(self.process_start);
         }
         false
@@ -96,21 +118,35 @@ impl LockInfo {
 
 /// Reads every lock file. Unreadable ones are skipped with a warning: a damaged lock must not
 /// stop maintenance forever, and its holder, if alive, rewrites it within [`REFRESH_INTERVAL`].
+///
+/// A refresh writes the new file before deleting the old one, so a file that vanishes between
+/// listing and reading may have a successor the listing missed: the listing is then taken again
+/// until it is stable.
 pub fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
-    let mut out = Vec::new();
-    for f in repo.backend().list(FileKind::Lock)? {
-        let bytes = match repo.backend().read(FileKind::Lock, &f.name) {
-            Ok(b) => b,
-            // Released between listing and reading.
-            Err(crate::backend::BackendError::NotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        match LockInfo::decode(repo, &f.name, &bytes) {
-            Ok(info) => out.push((f.name, info)),
-            Err(e) => tracing::warn!("ignoring {e}"),
+    let mut attempt = 0;
+    'again: loop {
+        attempt += 1;
+        let mut out = Vec::new();
+        for f in repo.backend().list(FileKind::Lock)? {
+            let bytes = match repo.backend().read(FileKind::Lock, &f.name) {
+                Ok(b) => b,
+                Err(crate::backend::BackendError::NotFound { .. }) if attempt < 20 => {
+                    continue 'again
+                }
+                Err(crate::backend::BackendError::NotFound { .. }) => {
+                    return Err(RepoError::Invalid(
+                        "the lock files keep changing; try again".into(),
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match LockInfo::decode(repo, &f.name, &bytes) {
+                Ok(info) => out.push((f.name, info)),
+                Err(e) => tracing::warn!("ignoring {e}"),
+            }
         }
+        return Ok(out);
     }
-    Ok(out)
 }
 
 /// Locks that are not stale.
@@ -147,6 +183,8 @@ pub struct Lock {
     stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
     refresher: Option<JoinHandle<()>>,
     failed: Arc<AtomicBool>,
+    /// When the lock file was last written successfully.
+    last_written: Arc<Mutex<std::time::Instant>>,
 }
 
 fn write_lock(repo: &Repository, info: &LockInfo) -> Result<String> {
@@ -169,14 +207,17 @@ impl Lock {
             process_start: process_start(pid).unwrap_or(0),
             created: now,
             refreshed: now,
+            host_id: host_id(),
         };
         let file = write_lock(repo, &info)?;
         let held = Arc::new(Mutex::new(Held { info, file }));
         let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let failed = Arc::new(AtomicBool::new(false));
+        let last_written = Arc::new(Mutex::new(std::time::Instant::now()));
         let refresher = {
             let (repo, held, stop, failed) =
                 (repo.clone(), held.clone(), stop.clone(), failed.clone());
+            let last_written = last_written.clone();
             std::thread::Builder::new()
                 .name("lock-refresh".into())
                 .spawn(move || loop {
@@ -195,6 +236,7 @@ impl Lock {
                     h.info.refreshed = Utc::now();
                     match write_lock(&repo, &h.info) {
                         Ok(name) => {
+                            *last_written.lock().unwrap() = std::time::Instant::now();
                             let old = std::mem::replace(&mut h.file, name);
                             let _ = repo.backend().remove(FileKind::Lock, &old);
                         }
@@ -212,6 +254,7 @@ impl Lock {
             stop,
             refresher: Some(refresher),
             failed,
+            last_written,
         };
         if kind == LockKind::Prune {
             let me = lock.id();
@@ -238,6 +281,13 @@ impl Lock {
     /// Whether a refresh failed (the lock may look stale to others).
     pub fn refresh_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Whether others certainly still see this lock as live: it was written less than
+    /// `STALE_AFTER - REFRESH_INTERVAL` ago. A backup must not store a snapshot otherwise,
+    /// since a prune may have taken it for dead and deleted data it relies on.
+    pub fn still_held(&self) -> bool {
+        self.last_written.lock().unwrap().elapsed() < STALE_AFTER - REFRESH_INTERVAL
     }
 }
 
@@ -271,6 +321,11 @@ mod tests {
             process_start: start,
             created: refreshed,
             refreshed,
+            host_id: if hostname == crate::util::hostname() {
+                host_id()
+            } else {
+                "elsewhere".into()
+            },
         }
     }
 

@@ -91,7 +91,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
             )
         })
     };
-    let report = backup::run(repo, &opts, &progress);
+    let report = backup::run_guarded(repo, &opts, &progress, Some(&lock));
     drop(bar);
     if lock.refresh_failed() {
         tracing::warn!("the backup lock could not always be refreshed");
