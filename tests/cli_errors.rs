@@ -383,20 +383,42 @@ fn stray_file_in_index_folder_is_ignored() {
 fn key_passwd_and_remove_never_lose_the_last_key() {
     let env = Env::init(&[]);
     let err = env
-        .cmd(&["key", "remove", &env.files_in("keys")[0].file_name().unwrap().to_string_lossy()])
+        .cmd(&[
+            "key",
+            "remove",
+            &env.files_in("keys")[0]
+                .file_name()
+                .unwrap()
+                .to_string_lossy(),
+        ])
         .output()
         .unwrap();
     assert_eq!(err.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&err.stderr).contains("refusing to remove the key in use"));
     // Change the password: the old one stops working, the new one opens.
     let out = env
-        .cmd(&["key", "passwd", "--kdf-memory", "64", "--kdf-iterations", "1"])
+        .cmd(&[
+            "key",
+            "passwd",
+            "--kdf-memory",
+            "64",
+            "--kdf-iterations",
+            "1",
+        ])
         .env("STOWAGE_NEW_PASSWORD", "new secret")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(env.files_in("keys").len(), 1);
     assert!(String::from_utf8_lossy(&env.run(&["snapshots"]).stderr).contains("wrong password"));
-    let ok = env.cmd(&["snapshots"]).env("STOWAGE_PASSWORD", "new secret").output().unwrap();
+    let ok = env
+        .cmd(&["snapshots"])
+        .env("STOWAGE_PASSWORD", "new secret")
+        .output()
+        .unwrap();
     assert!(ok.status.success());
 }
