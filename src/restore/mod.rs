@@ -330,14 +330,7 @@ impl Restorer<'_> {
         let mut holes = node.holes.iter().peekable();
         let mut pos = 0u64;
         for id in &node.content {
-            while let Some(&&(off, len)) = holes.peek() {
-                if off <= pos {
-                    pos = pos.max(off + len);
-                    holes.next();
-                } else {
-                    break;
-                }
-            }
+            pos = skip_holes(&mut holes, pos);
             let loc = self.repo.locate(BlobType::Data, id)?;
             let blob = plan
                 .packs
@@ -494,14 +487,7 @@ impl Restorer<'_> {
         let mut pos = 0u64;
         let mut buf = Vec::new();
         for id in &f.node.content {
-            while let Some(&&(off, len)) = holes.peek() {
-                if off <= pos {
-                    pos = pos.max(off + len);
-                    holes.next();
-                } else {
-                    break;
-                }
-            }
+            pos = skip_holes(&mut holes, pos);
             let len = self
                 .repo
                 .locate(BlobType::Data, id)
@@ -527,6 +513,22 @@ fn write_at(path: &Path, data: &[u8], offset: u64) -> io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?;
     f.write_all_at(data, offset)
+}
+
+/// Moves `pos` past the holes that start at or before it: content blobs fill the file in order,
+/// around its holes.
+fn skip_holes(
+    holes: &mut std::iter::Peekable<std::slice::Iter<'_, (u64, u64)>>,
+    mut pos: u64,
+) -> u64 {
+    while let Some(&&(off, len)) = holes.peek() {
+        if off > pos {
+            break;
+        }
+        pos = pos.max(off + len);
+        holes.next();
+    }
+    pos
 }
 
 /// Joins a snapshot-relative path (no leading `/`) and a name.
