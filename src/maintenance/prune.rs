@@ -195,7 +195,7 @@ const BLOBS_PER_INDEX_FILE: usize = 500_000;
 /// [`BLOBS_PER_INDEX_FILE`] blobs. Only the last file carries the superseded list and the
 /// condemned batches, so until it is stored the files it replaces stay in force (a crash in
 /// between leaves only duplicate entries). Returns the names written.
-fn write_consolidated(
+pub(crate) fn write_consolidated(
     repo: &Repository,
     packs: &BTreeMap<Id, Vec<crate::pack::PackBlob>>,
     batches: &[CondemnedBatch],
@@ -463,6 +463,9 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         let mut sup = ids(&replaced);
         sup.extend(ids(&m0));
         let m1 = write_consolidated(repo, &packs, &batches, sup)?;
+        if let Some(l) = &lock {
+            l.ensure_held()?;
+        }
         for n in replaced.iter().chain(m0.iter()) {
             repo.backend().remove(FileKind::Index, n)?;
         }
@@ -531,6 +534,11 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         .filter(|(id, _)| !delete_set.contains(id))
         .collect();
     // The index without the packs is stored before the packs go.
+    // Deleting is only safe while our lock is certainly live: had it looked stale, another
+    // prune or an index repair could have run meanwhile.
+    if let Some(l) = &lock {
+        l.ensure_held()?;
+    }
     write_consolidated(repo, &kept, &batches2, ids(&names2))?;
     for n in &names2 {
         repo.backend().remove(FileKind::Index, n)?;

@@ -4,7 +4,6 @@
 use crate::backend::FileKind;
 use crate::check::read_pack_header;
 use crate::id::{BlobType, Id};
-use crate::repo::index::{IndexFile, IndexPack};
 use crate::repo::lock::{Lock, LockKind};
 use crate::repo::tree::{NodeKind, Tree};
 use crate::repo::writer::BlobWriter;
@@ -48,52 +47,27 @@ pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepairReport> {
         })
         .collect();
     let mut report = IndexRepairReport::default();
-    let mut file = IndexFile {
-        supersedes: old.iter().filter_map(|n| n.parse().ok()).collect(),
-        ..Default::default()
-    };
-    let mut count = 0usize;
+    let mut packs = std::collections::BTreeMap::new();
     for (name, r) in results {
         match r {
             Ok(blobs) => {
                 report.packs += 1;
                 report.blobs += blobs.len();
-                count += blobs.len();
-                file.packs.push(IndexPack {
-                    id: name.parse().expect("filtered above"),
-                    blobs,
-                });
-                if count >= 500_000 {
-                    write(repo, &mut file)?;
-                    report.index_files_written += 1;
-                    count = 0;
-                }
+                packs.insert(name.parse::<Id>().expect("filtered above"), blobs);
             }
             Err(e) => report.unreadable_packs.push(format!("{name}: {e}")),
         }
     }
-    if !file.packs.is_empty() || !file.supersedes.is_empty() {
-        write(repo, &mut file)?;
-        report.index_files_written += 1;
-    }
+    // Like a prune's consolidation: the superseded list goes in the last file, stored last, so
+    // until then the old index stays in force.
+    let supersedes = old.iter().filter_map(|n| n.parse().ok()).collect();
+    let written = crate::maintenance::prune::write_consolidated(repo, &packs, &[], supersedes)?;
+    report.index_files_written = written.len();
     for n in &old {
         repo.backend().remove(FileKind::Index, n)?;
         report.index_files_removed += 1;
     }
     Ok(report)
-}
-
-fn write(repo: &Repository, file: &mut IndexFile) -> Result<()> {
-    let bytes = file.encode(repo.keys());
-    repo.backend().write(
-        FileKind::Index,
-        &Id::hash_of(&bytes).to_hex(),
-        &bytes,
-        false,
-    )?;
-    // Only the first file of a rebuild needs to carry the superseded list.
-    *file = IndexFile::default();
-    Ok(())
 }
 
 /// What `repair snapshots` did.

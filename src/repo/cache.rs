@@ -159,7 +159,10 @@ impl IndexCache {
             let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(&err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(&err)?
         };
-        let mut rebuild = cached.iter().any(|n| !current.contains(n));
+        // A first fill, or many new files, also takes the streaming path (bounded memory).
+        let mut rebuild = cached.iter().any(|n| !current.contains(n))
+            || (cached.is_empty() && !set.is_empty())
+            || set.len() - cached.len().min(set.len()) > 16;
         let new: Vec<String> = set
             .iter()
             .filter(|n| !cached.contains(*n))
@@ -186,14 +189,25 @@ impl IndexCache {
             .map_err(&err)?;
             // Pass 1: marks and superseded lists (small), one file at a time.
             let mut superseded = HashSet::new();
-            let mut condemned = Vec::new();
+            let mut marks: Vec<(String, Vec<Id>)> = Vec::new();
             for name in &set {
                 let f = repo.read_index_file(name)?;
                 superseded.extend(f.supersedes.iter().copied());
-                condemned.extend(f.condemned.iter().flat_map(|c| c.packs.iter().copied()));
+                let packs = f
+                    .condemned
+                    .iter()
+                    .flat_map(|c| c.packs.iter().copied())
+                    .collect();
+                marks.push((name.clone(), packs));
             }
             let in_force =
                 |name: &String| !name.parse::<Id>().is_ok_and(|id| superseded.contains(&id));
+            // Marks count only from files in force, as for the in-memory index.
+            let condemned: Vec<Id> = marks
+                .into_iter()
+                .filter(|(n, _)| in_force(n))
+                .flat_map(|(_, p)| p)
+                .collect();
             insert_marks(&tx, &condemned).map_err(&err)?;
             // Pass 2: blobs into an unindexed staging table, one file at a time (memory stays
             // at one index file), then into the table in key order, which is far faster than

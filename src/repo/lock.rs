@@ -123,30 +123,35 @@ impl LockInfo {
 /// listing and reading may have a successor the listing missed: the listing is then taken again
 /// until it is stable.
 pub fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
-    let mut attempt = 0;
-    'again: loop {
-        attempt += 1;
+    for _ in 0..20 {
+        let first: std::collections::HashSet<String> = repo
+            .backend()
+            .list(FileKind::Lock)?
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
         let mut out = Vec::new();
-        for f in repo.backend().list(FileKind::Lock)? {
-            let bytes = match repo.backend().read(FileKind::Lock, &f.name) {
+        for name in &first {
+            let bytes = match repo.backend().read(FileKind::Lock, name) {
                 Ok(b) => b,
-                Err(crate::backend::BackendError::NotFound { .. }) if attempt < 20 => {
-                    continue 'again
-                }
-                Err(crate::backend::BackendError::NotFound { .. }) => {
-                    return Err(RepoError::Invalid(
-                        "the lock files keep changing; try again".into(),
-                    ))
-                }
+                Err(crate::backend::BackendError::NotFound { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
-            match LockInfo::decode(repo, &f.name, &bytes) {
-                Ok(info) => out.push((f.name, info)),
+            match LockInfo::decode(repo, name, &bytes) {
+                Ok(info) => out.push((name.clone(), info)),
                 Err(e) => tracing::warn!("ignoring {e}"),
             }
         }
-        return Ok(out);
+        // Listings are not atomic, and a refresh stores its new file before deleting the old:
+        // only when a second listing shows no name the first missed is every live lock known.
+        let second = repo.backend().list(FileKind::Lock)?;
+        if second.iter().all(|f| first.contains(&f.name)) {
+            return Ok(out);
+        }
     }
+    Err(RepoError::Invalid(
+        "the lock files keep changing; try again".into(),
+    ))
 }
 
 /// Locks that are not stale.
@@ -183,8 +188,8 @@ pub struct Lock {
     stop: Arc<(Mutex<bool>, std::sync::Condvar)>,
     refresher: Option<JoinHandle<()>>,
     failed: Arc<AtomicBool>,
-    /// When the lock file was last written successfully.
-    last_written: Arc<Mutex<std::time::Instant>>,
+    /// The `refreshed` time of the last lock file written successfully.
+    last_written: Arc<Mutex<DateTime<Utc>>>,
 }
 
 fn write_lock(repo: &Repository, info: &LockInfo) -> Result<String> {
@@ -213,7 +218,7 @@ impl Lock {
         let held = Arc::new(Mutex::new(Held { info, file }));
         let stop = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
         let failed = Arc::new(AtomicBool::new(false));
-        let last_written = Arc::new(Mutex::new(std::time::Instant::now()));
+        let last_written = Arc::new(Mutex::new(now));
         let refresher = {
             let (repo, held, stop, failed) =
                 (repo.clone(), held.clone(), stop.clone(), failed.clone());
@@ -236,7 +241,7 @@ impl Lock {
                     h.info.refreshed = Utc::now();
                     match write_lock(&repo, &h.info) {
                         Ok(name) => {
-                            *last_written.lock().unwrap() = std::time::Instant::now();
+                            *last_written.lock().unwrap() = h.info.refreshed;
                             let old = std::mem::replace(&mut h.file, name);
                             let _ = repo.backend().remove(FileKind::Lock, &old);
                         }
@@ -286,8 +291,23 @@ impl Lock {
     /// Whether others certainly still see this lock as live: it was written less than
     /// `STALE_AFTER - REFRESH_INTERVAL` ago. A backup must not store a snapshot otherwise,
     /// since a prune may have taken it for dead and deleted data it relies on.
+    ///
+    /// Judged by the wall clock, as other hosts judge it (a monotonic clock would not count
+    /// time spent suspended).
     pub fn still_held(&self) -> bool {
-        self.last_written.lock().unwrap().elapsed() < STALE_AFTER - REFRESH_INTERVAL
+        let age = Utc::now().signed_duration_since(*self.last_written.lock().unwrap());
+        age < ChronoDuration::from_std(STALE_AFTER - REFRESH_INTERVAL).expect("constant fits")
+    }
+
+    /// Fails unless [`Lock::still_held`]: called by destructive operations before each phase.
+    pub fn ensure_held(&self) -> Result<()> {
+        if self.still_held() {
+            Ok(())
+        } else {
+            Err(RepoError::Invalid(
+                "this process's lock could not be refreshed for too long and may look stale to others; stopping".into(),
+            ))
+        }
     }
 }
 

@@ -230,14 +230,30 @@ impl Repository {
     }
 
     /// Names of the index files (names that are not ids are skipped).
+    /// Listings are not atomic, so the listing is repeated until a second one shows no name
+    /// the first missed (see [`Repository::read_all_index_files`]).
     pub fn read_all_index_file_names(&self) -> Result<Vec<String>> {
-        Ok(self
-            .backend
-            .list(FileKind::Index)?
-            .into_iter()
-            .map(|f| f.name)
-            .filter(|n| n.parse::<Id>().is_ok())
-            .collect())
+        let list = || -> Result<Vec<String>> {
+            Ok(self
+                .backend
+                .list(FileKind::Index)?
+                .into_iter()
+                .map(|f| f.name)
+                .filter(|n| n.parse::<Id>().is_ok())
+                .collect())
+        };
+        let mut names = list()?;
+        for _ in 0..20 {
+            let again = list()?;
+            let known: std::collections::HashSet<&String> = names.iter().collect();
+            if again.iter().all(|n| known.contains(n)) {
+                return Ok(names);
+            }
+            names = again;
+        }
+        Err(RepoError::Invalid(
+            "the index keeps changing; try again".into(),
+        ))
     }
 
     /// Reads every index file that no other supersedes, in parallel. A file that a concurrent
@@ -261,9 +277,26 @@ impl Repository {
                 .collect();
             let files = match read {
                 Ok(f) => f,
-                Err(RepoError::Backend(BackendError::NotFound { .. })) if attempt < 5 => continue,
+                Err(RepoError::Backend(BackendError::NotFound { .. })) if attempt < 20 => continue,
                 Err(e) => return Err(e),
             };
+            // Listings are not atomic: a file stored while we listed (a prune's superseding
+            // file) may be missing while the files it replaces are already gone. Only a view
+            // that a second listing adds nothing to is complete.
+            let known: std::collections::HashSet<&str> =
+                names.iter().map(|f| f.name.as_str()).collect();
+            let again = self.backend.list(FileKind::Index)?;
+            if again
+                .iter()
+                .any(|f| !known.contains(f.name.as_str()) && f.name.parse::<Id>().is_ok())
+            {
+                if attempt < 20 {
+                    continue;
+                }
+                return Err(RepoError::Invalid(
+                    "the index keeps changing; try again".into(),
+                ));
+            }
             let superseded: std::collections::HashSet<Id> = files
                 .iter()
                 .flat_map(|(_, f)| f.supersedes.iter().copied())
