@@ -1869,12 +1869,11 @@ fn condemned_section_bounds_are_enforced() {
         &plain[..c],
         "absent when there are no batches"
     );
-    // A section of zero batches is accepted (writers omit it instead).
+    // A section of zero batches is refused: writers omit it, so decoding stays canonical
+    // (every accepted plaintext re-encodes to the same bytes).
     let mut zero = plain[..c].to_vec();
     zero.extend_from_slice(&0u32.to_le_bytes());
-    let z = decode(&zero).unwrap();
-    assert!(z.condemned.is_empty());
-    assert_eq!(z.encode_plaintext(), &plain[..c]);
+    assert!(decode(&zero).is_err());
 
     // Truncated anywhere inside the section, including a partial batch count.
     for cut in [c + 1, c + 3, c + 4, c + 12, c + 13, c + 20, plain.len() - 1] {

@@ -29,7 +29,8 @@ pub struct Cli {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Repository location: a directory path (or local:PATH)
+    /// Repository location: a directory path (or local:PATH), s3:https://HOST[:PORT]/BUCKET[/PREFIX]
+    /// or s3://BUCKET[/PREFIX]
     #[arg(short = 'r', long = "repo", env = "STOWAGE_REPOSITORY", global = true)]
     pub repo: Option<String>,
     /// Read the password from this file (first line)
@@ -53,6 +54,10 @@ pub struct GlobalArgs {
     /// More log output (repeat for more)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Backend option KEY=VALUE, repeatable (s3.region=, s3.path-style=true, s3.ca-bundle=FILE, ...)
+    #[arg(short = 'o', long = "option", value_name = "KEY=VALUE", global = true,
+          value_parser = stowage::backend::parse_option)]
+    pub options: Vec<(String, String)>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -142,6 +142,10 @@ impl IndexFile {
         let mut condemned = Vec::new();
         if r.left() != 0 {
             let nb = r.u32().ok_or_else(|| bad("truncated"))? as usize;
+            // Writers omit an empty section: one with no batch is not canonical.
+            if nb == 0 {
+                return Err(bad("empty condemned section"));
+            }
             if nb.saturating_mul(17) > r.left() {
                 return Err(bad("condemned batch count exceeds the data"));
             }

@@ -23,6 +23,9 @@ const PACKS_PER_INDEX: usize = 64;
 pub const MAX_BLOBS_PER_PACK: usize = 100_000;
 /// Blobs listed in one index file at most, so it stays far below the readers' limit.
 const BLOBS_PER_INDEX: usize = 500_000;
+/// Memory for finished packs beyond two upload threads' worth: caps the number of upload threads
+/// a backend may ask for (`Backend::preferred_uploaders`) when packs are large.
+const UPLOAD_MEMORY: usize = 512 << 20;
 
 /// Counters of what a writer stored.
 #[derive(Debug, Default)]
@@ -118,10 +121,13 @@ pub struct BlobWriter {
 }
 
 impl BlobWriter {
-    /// Starts `uploaders` upload threads.
+    /// Starts `uploaders` upload threads (fewer when packs are so large that their buffers would
+    /// exceed [`UPLOAD_MEMORY`], but never fewer than two unless asked).
     pub fn new(repo: Arc<IndexedRepo>, uploaders: usize) -> BlobWriter {
-        let uploaders = uploaders.max(1);
         let pack_size = repo.repo().config().pack_size as usize;
+        let uploaders = uploaders
+            .min((UPLOAD_MEMORY / (2 * pack_size.max(1))).max(2))
+            .max(1);
         let level = repo.repo().config().compression_level;
         let shared = Arc::new(Shared {
             repo,

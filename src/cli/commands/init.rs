@@ -26,10 +26,13 @@ pub struct InitArgs {
     /// Argon2id passes
     #[arg(long, default_value_t = 3)]
     pub kdf_iterations: u32,
+    /// Create the bucket if it does not exist (S3)
+    #[arg(long)]
+    pub create_bucket: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: InitArgs) -> Result<u8> {
-    let backend = super::backend(g)?;
+    let backend = super::open_backend(g, a.create_bucket)?;
     let pw = password::get_new(g, "enter a password for the new repository: ")?;
     let opts = InitOptions {
         chunker: ChunkerParams {

@@ -43,13 +43,22 @@ pub fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// The backend named by -r/--repo or STOWAGE_REPOSITORY.
+/// The backend named by -r/--repo or STOWAGE_REPOSITORY, with the -o options.
 pub fn backend(g: &GlobalArgs) -> Result<Arc<dyn Backend>> {
+    open_backend(g, false)
+}
+
+/// Like [`backend`]; `create_bucket` lets `init` create a missing bucket.
+pub fn open_backend(g: &GlobalArgs, create_bucket: bool) -> Result<Arc<dyn Backend>> {
     let loc = g
         .repo
         .as_deref()
         .context("no repository given: use -r/--repo or set STOWAGE_REPOSITORY")?;
-    Ok(Arc::from(backend::open_location(loc)?))
+    let opts = backend::OpenOptions {
+        options: g.options.clone(),
+        create_bucket,
+    };
+    Ok(Arc::from(backend::open_location(loc, &opts)?))
 }
 
 /// Opens the repository with the password.
