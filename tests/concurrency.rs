@@ -11,16 +11,7 @@ use std::sync::{Arc, Mutex};
 
 #[test]
 fn backups_and_prune_loop_run_concurrently_without_loss() {
-    let env = Arc::new(Env::init(&[
-        "--pack-size",
-        "1",
-        "--chunk-min",
-        "65536",
-        "--chunk-avg",
-        "131072",
-        "--chunk-max",
-        "524288",
-    ]));
+    let env = Arc::new(Env::init_small());
     let recorded = Arc::new(Mutex::new(HashMap::new()));
     let done = Arc::new(AtomicBool::new(false));
     let shared = random_bytes(400_000, 77);

@@ -94,16 +94,7 @@ fn assert_restorable(env: &Env, recorded: &HashMap<String, BTreeMap<Vec<u8>, Ent
 }
 
 fn setup() -> (Env, std::path::PathBuf) {
-    let env = Env::init(&[
-        "--pack-size",
-        "1",
-        "--chunk-min",
-        "65536",
-        "--chunk-avg",
-        "131072",
-        "--chunk-max",
-        "524288",
-    ]);
+    let env = Env::init_small();
     let src = env.path("src");
     make_source(&src);
     (env, src)

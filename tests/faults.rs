@@ -38,16 +38,7 @@ fn forget_locks(env: &Env) {
 
 /// A repository with forgotten data, so prune has work: repack, condemn and delete.
 fn prepared() -> (Env, std::path::PathBuf) {
-    let env = Env::init(&[
-        "--pack-size",
-        "1",
-        "--chunk-min",
-        "65536",
-        "--chunk-avg",
-        "131072",
-        "--chunk-max",
-        "524288",
-    ]);
+    let env = Env::init_small();
     let src = env.path("src");
     fs::create_dir(&src).unwrap();
     for i in 0..6 {

@@ -36,6 +36,21 @@ impl Env {
         env
     }
 
+    /// A repository with 1 MiB packs and 64/128/512 KiB chunks: small data makes many packs,
+    /// so crashes, faults and concurrent operations meet many files.
+    pub fn init_small() -> Env {
+        Env::init(&[
+            "--pack-size",
+            "1",
+            "--chunk-min",
+            "65536",
+            "--chunk-avg",
+            "131072",
+            "--chunk-max",
+            "524288",
+        ])
+    }
+
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
