@@ -5,7 +5,7 @@ use crate::backend::FileKind;
 use crate::crypto::{open_blob, MasterKeys};
 use crate::id::{BlobType, Id};
 use crate::pack::{decode_header, header_location, PackBlob, TAIL_GUESS};
-use crate::repo::{check_content_name, IndexedRepo, RepoError, Repository};
+use crate::repo::{IndexedRepo, RepoError, Repository};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -230,36 +230,39 @@ pub fn run(
     let mut report = CheckReport::default();
 
     // Index files one by one, so one damaged file is reported and the rest still checked.
+    // Each is read once: the master index is built from the readable ones.
     let index_names = repo.backend().list(FileKind::Index)?;
     let mut listed: HashMap<Id, Vec<PackBlob>> = HashMap::new();
+    let mut files: Vec<(String, crate::repo::index::IndexFile)> = Vec::new();
     for f in &index_names {
         match repo.read_index_file(&f.name) {
             // Consolidated away by a concurrent prune: its content is in the new file.
             Err(RepoError::Backend(crate::backend::BackendError::NotFound { .. })) => {}
             Ok(idx) => {
-                for p in idx.packs {
-                    listed.entry(p.id).or_default().extend(p.blobs);
+                for p in &idx.packs {
+                    listed
+                        .entry(p.id)
+                        .or_default()
+                        .extend(p.blobs.iter().copied());
                 }
+                files.push((f.name.clone(), idx));
             }
             Err(e) => report.errors.push(format!("index {}: {e}", f.name)),
         }
     }
-    let indexed: IndexedRepo = match repo.load_index() {
-        Ok(i) => i,
-        Err(_) => {
-            // Build what we can from the readable index files.
-            let mut tmp = crate::repo::index::IndexFile::default();
-            for (id, blobs) in &listed {
-                tmp.packs.push(crate::repo::index::IndexPack {
-                    id: *id,
-                    blobs: blobs.clone(),
-                });
-            }
-            let mut index = crate::repo::index::MasterIndex::new();
-            index.add_file(&tmp);
-            IndexedRepo::from_parts(repo.clone(), index)
-        }
-    };
+    let superseded: HashSet<Id> = files
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+    let in_force = files
+        .iter()
+        .filter(|(n, _)| !n.parse::<Id>().is_ok_and(|id| superseded.contains(&id)))
+        .map(|(_, f)| f);
+    let indexed = IndexedRepo::from_parts(
+        repo.clone(),
+        crate::repo::index::MasterIndex::from_files(in_force),
+    );
+    drop(files);
 
     // Packs: each listed pack exists, and its header agrees with the index.
     let stored: HashMap<String, u64> = repo
@@ -366,15 +369,6 @@ pub fn run(
         };
         if walk.tree(snap.tree, "/") {
             report.damaged_snapshots.push(f.name.clone());
-        }
-    }
-    for f in index_names {
-        if let Ok(bytes) = repo.backend().read(FileKind::Index, &f.name) {
-            if let Err(e) = check_content_name(FileKind::Index, &f.name, &bytes) {
-                if !report.errors.iter().any(|x| x.contains(&f.name)) {
-                    report.errors.push(e.to_string());
-                }
-            }
         }
     }
     Ok(report)

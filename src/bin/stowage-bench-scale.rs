@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 use stowage::backend::local::LocalBackend;
-use stowage::backend::FileKind;
 use stowage::id::{BlobType, Id};
 use stowage::pack::PackBlob;
 use stowage::repo::index::{IndexFile, IndexPack};
@@ -62,15 +61,7 @@ fn main() {
             file.packs.push(IndexPack { id: id(), blobs });
             left -= k;
         }
-        let bytes = file.encode(repo.keys());
-        repo.backend()
-            .write(
-                FileKind::Index,
-                &Id::hash_of(&bytes).to_hex(),
-                &bytes,
-                false,
-            )
-            .expect("write index");
+        repo.save_index_file(&file).expect("write index");
         written += n;
     }
     eprintln!(

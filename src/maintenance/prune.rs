@@ -134,20 +134,6 @@ fn new_snapshot_trees(repo: &Repository, seen: &mut HashSet<String>) -> Result<V
     Ok(out)
 }
 
-/// Builds the master index from index files, marks first.
-fn build_index(files: &[IndexFile]) -> MasterIndex {
-    let mut index = MasterIndex::new();
-    for f in files {
-        for c in &f.condemned {
-            index.condemn(c.packs.iter().copied());
-        }
-    }
-    for f in files {
-        index.add_file(f);
-    }
-    index
-}
-
 /// Merges index files into one list of packs (each pack once) and one list of batches (each
 /// pack in at most one batch).
 fn merge(
@@ -178,14 +164,6 @@ fn merge(
         }
     }
     (packs, batches)
-}
-
-fn write_index(repo: &Repository, file: &IndexFile) -> Result<String> {
-    let bytes = file.encode(repo.keys());
-    let name = Id::hash_of(&bytes).to_hex();
-    repo.backend()
-        .write(FileKind::Index, &name, &bytes, false)?;
-    Ok(name)
 }
 
 /// Blobs per consolidated index file, far below the readers' size limit.
@@ -220,22 +198,16 @@ pub(crate) fn write_consolidated(
     let last = groups.pop().expect("one group at least");
     let mut names = Vec::new();
     for g in groups {
-        names.push(write_index(
-            repo,
-            &IndexFile {
-                packs: g,
-                ..Default::default()
-            },
-        )?);
+        names.push(repo.save_index_file(&IndexFile {
+            packs: g,
+            ..Default::default()
+        })?);
     }
-    names.push(write_index(
-        repo,
-        &IndexFile {
-            supersedes,
-            packs: last,
-            condemned: batches.to_vec(),
-        },
-    )?);
+    names.push(repo.save_index_file(&IndexFile {
+        supersedes,
+        packs: last,
+        condemned: batches.to_vec(),
+    })?);
     Ok(names)
 }
 
@@ -277,7 +249,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         .chain(lingering.iter())
         .cloned()
         .collect();
-    let index = build_index(&index_files);
+    let index = MasterIndex::from_files(&index_files);
     let stored: HashMap<Id, u64> = repo
         .backend()
         .list(FileKind::Pack)?
@@ -305,15 +277,19 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         .iter()
         .flat_map(|b| b.packs.iter().copied())
         .collect();
+    // The copy of a used blob that the index resolves to; other copies are unused duplicates.
+    let is_used_copy = |pid: &Id, b: &crate::pack::PackBlob| {
+        used.contains(&(b.blob_type, b.id))
+            && idx
+                .index()
+                .get(b.blob_type, &b.id)
+                .is_some_and(|l| l.pack == *pid && l.offset == b.offset)
+    };
     let mut pack_used: HashMap<Id, u64> = HashMap::new();
     let mut pack_unused: HashMap<Id, u64> = HashMap::new();
     for (pid, blobs) in &packs {
         for b in blobs {
-            let chosen = idx
-                .index()
-                .get(b.blob_type, &b.id)
-                .is_some_and(|l| l.pack == *pid && l.offset == b.offset);
-            let target = if chosen && used.contains(&(b.blob_type, b.id)) {
+            let target = if is_used_copy(pid, b) {
                 &mut pack_used
             } else {
                 &mut pack_unused
@@ -398,18 +374,14 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
     // 3. Copy the used blobs of packs to repack; the copies are indexed before the originals
     // are condemned.
     if !repack.is_empty() {
-        let mut index = build_index(&index_files);
+        let mut index = MasterIndex::from_files(&index_files);
         index.condemn(repack.iter().copied());
         let copy_view = Arc::new(IndexedRepo::from_parts(repo.clone(), index));
         let writer = BlobWriter::new(copy_view.clone(), repo.backend().preferred_uploaders());
         for pid in &repack {
             let bytes = repo.backend().read(FileKind::Pack, &pid.to_hex())?;
             for b in &packs[pid] {
-                let chosen = idx
-                    .index()
-                    .get(b.blob_type, &b.id)
-                    .is_some_and(|l| l.pack == *pid && l.offset == b.offset);
-                if !(chosen && used.contains(&(b.blob_type, b.id))) {
+                if !is_used_copy(pid, b) {
                     continue;
                 }
                 let sealed = bytes
@@ -505,7 +477,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         superseded: lingering2,
     } = repo.read_all_index_files()?;
     names2.extend(lingering2);
-    let index2 = build_index(&files2);
+    let index2 = MasterIndex::from_files(&files2);
     let idx2 = IndexedRepo::from_parts(repo.clone(), index2);
     used_blobs(&idx2, new_trees, &mut used)?;
     let (packs2, mut batches2) = merge(&files2);

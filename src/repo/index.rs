@@ -294,6 +294,21 @@ impl MasterIndex {
         }
     }
 
+    /// Builds the master index from index files: every mark first, so that every blob is
+    /// located outside condemned packs where possible.
+    pub fn from_files<'a>(files: impl IntoIterator<Item = &'a IndexFile> + Clone) -> MasterIndex {
+        let mut index = MasterIndex::new();
+        for f in files.clone() {
+            for c in &f.condemned {
+                index.condemn(c.packs.iter().copied());
+            }
+        }
+        for f in files {
+            index.add_file(f);
+        }
+        index
+    }
+
     /// Marks packs as condemned (call before adding the packs, so that blobs stored both in a
     /// condemned pack and elsewhere are located elsewhere).
     pub fn condemn(&mut self, packs: impl IntoIterator<Item = Id>) {

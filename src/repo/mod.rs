@@ -216,17 +216,10 @@ impl Repository {
     /// make those others ignored.
     pub fn load_index(self: &Arc<Self>) -> Result<IndexedRepo> {
         let IndexSet { files, .. } = self.read_all_index_files()?;
-        let mut index = MasterIndex::new();
-        // All marks first, so every blob is located outside condemned packs where possible.
-        for f in &files {
-            for c in &f.condemned {
-                index.condemn(c.packs.iter().copied());
-            }
-        }
-        for f in &files {
-            index.add_file(f);
-        }
-        Ok(IndexedRepo::from_parts(self.clone(), index))
+        Ok(IndexedRepo::from_parts(
+            self.clone(),
+            MasterIndex::from_files(&files),
+        ))
     }
 
     /// Names of the index files (names that are not ids are skipped).
@@ -366,6 +359,14 @@ impl Repository {
             }
             _ => Err(RepoError::AmbiguousSnapshot(spec.into())),
         }
+    }
+
+    /// Stores an index file under the hash of its sealed bytes; returns its name.
+    pub fn save_index_file(&self, file: &IndexFile) -> Result<String> {
+        let bytes = file.encode(&self.keys);
+        let name = Id::hash_of(&bytes).to_hex();
+        self.backend.write(FileKind::Index, &name, &bytes, false)?;
+        Ok(name)
     }
 
     /// Stores a snapshot; returns its id.

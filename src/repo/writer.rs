@@ -70,12 +70,7 @@ impl Shared {
         if file.packs.is_empty() {
             return Ok(());
         }
-        let bytes = file.encode(self.repo.repo().keys());
-        let name = Id::hash_of(&bytes).to_hex();
-        self.repo
-            .repo()
-            .backend()
-            .write(FileKind::Index, &name, &bytes, false)?;
+        self.repo.repo().save_index_file(&file)?;
         self.stats
             .index_files_written
             .fetch_add(1, Ordering::Relaxed);
