@@ -13,11 +13,13 @@
 use crate::backend::{BackendError, FileKind};
 use crate::crypto::open_blob;
 use crate::id::{BlobType, Id};
-use crate::repo::index::{CondemnedBatch, IndexFile, IndexPack, MasterIndex};
+use crate::repo::index::{CondemnedBatch, IndexFile, IndexPack};
+use crate::repo::index_db::{IndexDb, Mark};
 use crate::repo::lock::{live_locks, Lock, LockKind};
 use crate::repo::writer::BlobWriter;
 use crate::repo::{IndexedRepo, RepoError, Repository, Result};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// How much to do.
@@ -29,6 +31,8 @@ pub struct PruneOptions {
     pub max_repack_bytes: Option<u64>,
     /// Only compute and report the plan.
     pub dry_run: bool,
+    /// Where the temporary index database goes (the system's temporary folder if `None`).
+    pub work_dir: Option<PathBuf>,
 }
 
 impl Default for PruneOptions {
@@ -37,6 +41,7 @@ impl Default for PruneOptions {
             max_unused_percent: 5.0,
             max_repack_bytes: None,
             dry_run: false,
+            work_dir: None,
         }
     }
 }
@@ -72,17 +77,21 @@ fn refuse(msg: impl std::fmt::Display) -> RepoError {
     RepoError::Invalid(format!("refusing to prune: {msg}"))
 }
 
-/// Every blob reachable from the given snapshots' trees. Any unreadable tree or blob missing
-/// from the index is an error: deleting with an incomplete picture could lose data.
-fn used_blobs(
-    idx: &IndexedRepo,
-    trees: impl IntoIterator<Item = Id>,
-    used: &mut HashSet<(BlobType, Id)>,
-) -> Result<()> {
+/// Marks every blob reachable from the given snapshots' trees as used. Any unreadable tree or
+/// blob missing from the index is an error: deleting with an incomplete picture could lose
+/// data. Trees already marked are not read again.
+fn mark_used(db: &IndexDb, idx: &IndexedRepo, trees: impl IntoIterator<Item = Id>) -> Result<()> {
     let mut stack: Vec<Id> = trees.into_iter().collect();
     while let Some(t) = stack.pop() {
-        if !used.insert((BlobType::Tree, t)) {
-            continue;
+        match db.mark_used(BlobType::Tree, &t)? {
+            Mark::Already => continue,
+            Mark::New => {}
+            Mark::Missing => {
+                return Err(refuse(format!(
+                    "tree {} is missing from the index; run `stowage check` and `stowage repair`",
+                    t.short()
+                )))
+            }
         }
         let tree = idx.read_tree(&t).map_err(|e| {
             refuse(format!(
@@ -91,19 +100,17 @@ fn used_blobs(
             ))
         })?;
         for n in tree.nodes {
-            for id in n.content {
-                if !idx.index().contains(BlobType::Data, &id) {
-                    return Err(refuse(format!(
-                        "data blob {} is missing from the index; run `stowage check` and `stowage repair`",
-                        id.short()
-                    )));
-                }
-                used.insert((BlobType::Data, id));
-            }
+            db.stage_used(BlobType::Data, &n.content)?;
             if let Some(s) = n.subtree {
                 stack.push(s);
             }
         }
+    }
+    if let Some((_, id)) = db.mark_staged()? {
+        return Err(refuse(format!(
+            "data blob {} is missing from the index; run `stowage check` and `stowage repair`",
+            id.short()
+        )));
     }
     Ok(())
 }
@@ -134,81 +141,71 @@ fn new_snapshot_trees(repo: &Repository, seen: &mut HashSet<String>) -> Result<V
     Ok(out)
 }
 
-/// Merges index files into one list of packs (each pack once) and one list of batches (each
-/// pack in at most one batch).
-fn merge(
-    files: &[IndexFile],
-) -> (
-    BTreeMap<Id, Vec<crate::pack::PackBlob>>,
-    Vec<CondemnedBatch>,
-) {
-    let mut packs: BTreeMap<Id, Vec<crate::pack::PackBlob>> = BTreeMap::new();
-    for f in files {
-        for p in &f.packs {
-            packs.entry(p.id).or_insert_with(|| p.blobs.clone());
-        }
-    }
-    let mut batches = Vec::new();
-    let mut in_batch = HashSet::new();
-    for f in files {
-        for c in &f.condemned {
-            let packs: Vec<Id> = c
-                .packs
-                .iter()
-                .copied()
-                .filter(|p| in_batch.insert(*p))
-                .collect();
-            if !packs.is_empty() {
-                batches.push(CondemnedBatch { packs, ..c.clone() });
-            }
-        }
-    }
-    (packs, batches)
-}
-
 /// Blobs per consolidated index file, far below the readers' size limit.
 const BLOBS_PER_INDEX_FILE: usize = 500_000;
 
-/// Writes a consolidated index: the packs split over files of at most
-/// [`BLOBS_PER_INDEX_FILE`] blobs. Only the last file carries the superseded list and the
-/// condemned batches, so until it is stored the files it replaces stay in force (a crash in
-/// between leaves only duplicate entries). Returns the names written.
-pub(crate) fn write_consolidated(
+/// Writes a consolidated index from packs given one at a time: files of at most
+/// [`BLOBS_PER_INDEX_FILE`] blobs, a pack never split. Only the last file, written by
+/// [`ConsolidatedIndex::finish`], carries the superseded list and the condemned batches, so
+/// until it is stored the files it replaces stay in force (a crash in between leaves only
+/// duplicate entries). Memory: one file's worth of records.
+pub(crate) struct ConsolidatedIndex<'a> {
+    repo: &'a Repository,
+    packs: Vec<IndexPack>,
+    blobs: usize,
+    written: Vec<String>,
+}
+
+impl<'a> ConsolidatedIndex<'a> {
+    pub(crate) fn new(repo: &'a Repository) -> Self {
+        ConsolidatedIndex {
+            repo,
+            packs: Vec::new(),
+            blobs: 0,
+            written: Vec::new(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, pack: IndexPack) -> Result<()> {
+        if self.blobs > 0 && self.blobs + pack.blobs.len() > BLOBS_PER_INDEX_FILE {
+            let packs = std::mem::take(&mut self.packs);
+            self.written.push(self.repo.save_index_file(&IndexFile {
+                packs,
+                ..Default::default()
+            })?);
+            self.blobs = 0;
+        }
+        self.blobs += pack.blobs.len();
+        self.packs.push(pack);
+        Ok(())
+    }
+
+    /// Stores the last file; returns the names of all files written.
+    pub(crate) fn finish(
+        mut self,
+        batches: &[CondemnedBatch],
+        supersedes: Vec<Id>,
+    ) -> Result<Vec<String>> {
+        self.written.push(self.repo.save_index_file(&IndexFile {
+            supersedes,
+            packs: self.packs,
+            condemned: batches.to_vec(),
+        })?);
+        Ok(self.written)
+    }
+}
+
+/// Writes the packs of the view, except `skip`, as a consolidated index.
+fn write_consolidated(
     repo: &Repository,
-    packs: &BTreeMap<Id, Vec<crate::pack::PackBlob>>,
+    db: &IndexDb,
+    skip: &HashSet<Id>,
     batches: &[CondemnedBatch],
     supersedes: Vec<Id>,
 ) -> Result<Vec<String>> {
-    let mut groups: Vec<Vec<IndexPack>> = vec![Vec::new()];
-    let mut count = 0;
-    for (id, blobs) in packs {
-        if count > 0 && count + blobs.len() > BLOBS_PER_INDEX_FILE {
-            groups.push(Vec::new());
-            count = 0;
-        }
-        count += blobs.len();
-        groups
-            .last_mut()
-            .expect("one group at least")
-            .push(IndexPack {
-                id: *id,
-                blobs: blobs.clone(),
-            });
-    }
-    let last = groups.pop().expect("one group at least");
-    let mut names = Vec::new();
-    for g in groups {
-        names.push(repo.save_index_file(&IndexFile {
-            packs: g,
-            ..Default::default()
-        })?);
-    }
-    names.push(repo.save_index_file(&IndexFile {
-        supersedes,
-        packs: last,
-        condemned: batches.to_vec(),
-    })?);
-    Ok(names)
+    let mut out = ConsolidatedIndex::new(repo);
+    db.for_each_pack(skip, |p| out.add(p))?;
+    out.finish(batches, supersedes)
 }
 
 fn ids(names: &[String]) -> Vec<Id> {
@@ -227,102 +224,87 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    let started = std::time::Instant::now();
+    // The whole index and the used set live in a temporary database, not in memory.
+    let db = Arc::new(IndexDb::create(opts.work_dir.as_deref())?);
+    let idx = IndexedRepo::with_index(repo.clone(), Box::new(db.clone()));
 
     // 1. The current state, verified: nothing is deleted on a partial picture. Snapshots are
     // listed before the index is read: a snapshot is stored after the index files listing its
     // blobs, so every snapshot listed finds its blobs in the index read after.
     let mut seen_snapshots = HashSet::new();
     let trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
-    let crate::repo::IndexSet {
-        names: index_names,
-        files: index_files,
-        superseded: lingering,
-    } = repo.read_all_index_files().map_err(|e| {
+    let loaded = db.load(repo).map_err(|e| {
         refuse(format!(
             "the index is unreadable ({e}); run `stowage repair index`"
         ))
     })?;
-    report.index_files_before = index_names.len();
+    tracing::info!("prune: index loaded in {:.1?}", started.elapsed());
+    let mut batches = loaded.batches;
+    report.index_files_before = loaded.names.len();
     // The files a consolidated index replaces: those read, and superseded ones still present.
-    let replaced: Vec<String> = index_names
+    let replaced: Vec<String> = loaded
+        .names
         .iter()
-        .chain(lingering.iter())
+        .chain(loaded.superseded.iter())
         .cloned()
         .collect();
-    let index = MasterIndex::from_files(&index_files);
     let stored: HashMap<Id, u64> = repo
         .backend()
         .list(FileKind::Pack)?
         .into_iter()
         .filter_map(|f| f.name.parse::<Id>().ok().map(|id| (id, f.size)))
         .collect();
-    for p in index.packs() {
-        if !stored.contains_key(p) {
+    for p in db.packs()? {
+        if !stored.contains_key(&p) {
             return Err(refuse(format!(
                 "pack {} is listed in the index but missing; run `stowage repair index` and `stowage repair snapshots`",
                 p.short()
             )));
         }
     }
-    let idx = Arc::new(IndexedRepo::from_parts(repo.clone(), index));
     report.snapshots = trees.len();
-    let mut used = HashSet::new();
-    used_blobs(&idx, trees, &mut used)?;
-    report.used_blobs = used.len();
+    mark_used(&db, &idx, trees)?;
+    report.used_blobs = db.used_count()? as usize;
+    tracing::info!("prune: used blobs marked at {:.1?}", started.elapsed());
 
     // 2. Classify packs by their used and unused bytes. A blob counts as used only at the
     // location the index resolves it to; other copies are unused duplicates.
-    let (packs, mut batches) = merge(&index_files);
     let condemned_before: HashSet<Id> = batches
         .iter()
         .flat_map(|b| b.packs.iter().copied())
         .collect();
-    // The copy of a used blob that the index resolves to; other copies are unused duplicates.
-    let is_used_copy = |pid: &Id, b: &crate::pack::PackBlob| {
-        used.contains(&(b.blob_type, b.id))
-            && idx
-                .index()
-                .get(b.blob_type, &b.id)
-                .is_some_and(|l| l.pack == *pid && l.offset == b.offset)
-    };
-    let mut pack_used: HashMap<Id, u64> = HashMap::new();
-    let mut pack_unused: HashMap<Id, u64> = HashMap::new();
-    for (pid, blobs) in &packs {
-        for b in blobs {
-            let target = if is_used_copy(pid, b) {
-                &mut pack_used
-            } else {
-                &mut pack_unused
-            };
-            *target.entry(*pid).or_default() += b.length as u64;
-        }
-    }
+    let usage = db.pack_usage()?;
+    tracing::info!("prune: packs classified at {:.1?}", started.elapsed());
     report.packs = stored.len();
     report.pack_bytes = stored.values().sum();
-    report.used_bytes = pack_used.values().sum();
-    report.unused_bytes = pack_unused.values().sum();
+    report.used_bytes = usage.iter().map(|u| u.used_bytes).sum();
+    report.unused_bytes = usage.iter().map(|u| u.total_bytes - u.used_bytes).sum();
 
     let mut condemn: Vec<Id> = Vec::new();
     let mut partly: Vec<(Id, u64, u64)> = Vec::new();
-    for pid in packs.keys() {
-        if condemned_before.contains(pid) {
+    let mut indexed: HashSet<Id> = HashSet::with_capacity(usage.len());
+    for u in &usage {
+        indexed.insert(u.pack);
+        if condemned_before.contains(&u.pack) {
             continue;
         }
-        let u = pack_used.get(pid).copied().unwrap_or(0);
-        let n = pack_unused.get(pid).copied().unwrap_or(0);
-        if u == 0 {
-            condemn.push(*pid);
-        } else if n > 0 {
-            partly.push((*pid, u, n));
+        let unused = u.total_bytes - u.used_bytes;
+        if u.used_bytes == 0 {
+            condemn.push(u.pack);
+        } else if unused > 0 {
+            partly.push((u.pack, u.used_bytes, unused));
         }
     }
     // Packs no index lists: left by interrupted backups (or being written right now; the lock
     // protocol keeps those until their backup is done).
-    let unindexed: Vec<Id> = stored
+    let mut unindexed: Vec<Id> = stored
         .keys()
-        .filter(|p| !packs.contains_key(p) && !condemned_before.contains(p))
+        .filter(|p| !indexed.contains(p) && !condemned_before.contains(p))
         .copied()
         .collect();
+    unindexed.sort();
+    drop(indexed);
     if !unindexed.is_empty() {
         report
             .notes
@@ -332,8 +314,8 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
 
     // Repack the emptiest partly used packs until unused space is within the limit.
     partly.sort_by(|a, b| {
-        (b.2 as f64 / (a.1 + a.2) as f64)
-            .total_cmp(&(a.2 as f64 / (b.1 + b.2) as f64))
+        (b.2 as f64 / (b.1 + b.2) as f64)
+            .total_cmp(&(a.2 as f64 / (a.1 + a.2) as f64))
             .then(a.0.cmp(&b.0))
     });
     let limit = (report.used_bytes as f64 * opts.max_unused_percent / 100.0) as u64;
@@ -372,18 +354,19 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
     }
 
     // 3. Copy the used blobs of packs to repack; the copies are indexed before the originals
-    // are condemned.
+    // are condemned. The view condemns the packs to repack, so that a used blob is copied
+    // unless a live copy exists elsewhere.
     if !repack.is_empty() {
-        let mut index = MasterIndex::from_files(&index_files);
-        index.condemn(repack.iter().copied());
-        let copy_view = Arc::new(IndexedRepo::from_parts(repo.clone(), index));
-        let writer = BlobWriter::new(copy_view.clone(), repo.backend().preferred_uploaders());
-        for pid in &repack {
+        let used_copies: Vec<Vec<crate::pack::PackBlob>> = repack
+            .iter()
+            .map(|p| db.used_copies(p))
+            .collect::<Result<_>>()?;
+        db.condemn(&repack)?;
+        let copy_view = Arc::new(IndexedRepo::with_index(repo.clone(), Box::new(db.clone())));
+        let writer = BlobWriter::new(copy_view, repo.backend().preferred_uploaders());
+        for (pid, blobs) in repack.iter().zip(used_copies) {
             let bytes = repo.backend().read(FileKind::Pack, &pid.to_hex())?;
-            for b in &packs[pid] {
-                if !is_used_copy(pid, b) {
-                    continue;
-                }
+            for b in blobs {
                 let sealed = bytes
                     .get(b.offset as usize..b.end() as usize)
                     .ok_or_else(|| {
@@ -419,10 +402,10 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
             packs: condemn.clone(),
         });
     }
-    let mut written: Vec<String> = Vec::new();
     let needs_mark = !condemn.is_empty() || batches.iter().any(|b| !b.determined);
     if needs_mark {
-        let m0 = write_consolidated(repo, &packs, &batches, ids(&replaced))?;
+        let none = HashSet::new();
+        let m0 = write_consolidated(repo, &db, &none, &batches, ids(&replaced))?;
         let live: Vec<Id> = live_locks(repo)?
             .into_iter()
             .map(|(_, l)| l.lock_id)
@@ -434,14 +417,12 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         }
         let mut sup = ids(&replaced);
         sup.extend(ids(&m0));
-        let m1 = write_consolidated(repo, &packs, &batches, sup)?;
+        write_consolidated(repo, &db, &none, &batches, sup)?;
         if let Some(l) = &lock {
             l.ensure_held()?;
         }
-        for n in replaced.iter().chain(m0.iter()) {
-            repo.backend().remove(FileKind::Index, n)?;
-        }
-        written.extend(m1);
+        let old: Vec<String> = replaced.iter().chain(m0.iter()).cloned().collect();
+        repo.backend().remove_many(FileKind::Index, &old)?;
     }
 
     // 5. Delete the batches no live lock blocks any more.
@@ -469,59 +450,49 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         return Ok(report);
     }
     // Everything written since step 1: new snapshots (listed first, as above), then the index
-    // files of concurrent backups.
+    // files of concurrent backups. The used set carries over; only new trees are walked.
     let new_trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
-    let crate::repo::IndexSet {
-        names: mut names2,
-        files: files2,
-        superseded: lingering2,
-    } = repo.read_all_index_files()?;
-    names2.extend(lingering2);
-    let index2 = MasterIndex::from_files(&files2);
-    let idx2 = IndexedRepo::from_parts(repo.clone(), index2);
-    used_blobs(&idx2, new_trees, &mut used)?;
-    let (packs2, mut batches2) = merge(&files2);
+    let loaded2 = db.load(repo)?;
+    let replaced2: Vec<String> = loaded2
+        .names
+        .iter()
+        .chain(loaded2.superseded.iter())
+        .cloned()
+        .collect();
+    mark_used(&db, &idx, new_trees)?;
     let mut delete: Vec<Id> = Vec::new();
+    let mut eligible: Vec<Id> = eligible.into_iter().collect();
+    eligible.sort();
     for pid in eligible.iter().copied() {
-        let needed = packs2.get(&pid).is_some_and(|blobs| {
-            blobs.iter().any(|b| {
-                used.contains(&(b.blob_type, b.id))
-                    && !idx2.index().contains_live(b.blob_type, &b.id)
-            })
-        });
-        if needed {
+        if db.holds_needed_blob(&pid)? {
             report.rescued_packs += 1;
         } else {
             delete.push(pid);
         }
     }
     let gone: HashSet<Id> = eligible.iter().copied().collect();
+    let mut batches2 = loaded2.batches;
     for b in batches2.iter_mut() {
         b.packs.retain(|p| !gone.contains(p));
     }
     batches2.retain(|b| !b.packs.is_empty());
     let delete_set: HashSet<Id> = delete.iter().copied().collect();
-    let kept: BTreeMap<Id, Vec<crate::pack::PackBlob>> = packs2
-        .into_iter()
-        .filter(|(id, _)| !delete_set.contains(id))
-        .collect();
     // The index without the packs is stored before the packs go.
     // Deleting is only safe while our lock is certainly live: had it looked stale, another
     // prune or an index repair could have run meanwhile.
     if let Some(l) = &lock {
         l.ensure_held()?;
     }
-    write_consolidated(repo, &kept, &batches2, ids(&names2))?;
-    for n in &names2 {
-        repo.backend().remove(FileKind::Index, n)?;
-    }
-    for pid in &delete {
-        report.deleted_bytes += stored.get(pid).copied().unwrap_or(0);
-        repo.backend().remove(FileKind::Pack, &pid.to_hex())?;
-    }
+    write_consolidated(repo, &db, &delete_set, &batches2, ids(&replaced2))?;
+    repo.backend().remove_many(FileKind::Index, &replaced2)?;
+    report.deleted_bytes = delete
+        .iter()
+        .map(|p| stored.get(p).copied().unwrap_or(0))
+        .sum();
+    let names: Vec<String> = delete.iter().map(Id::to_hex).collect();
+    repo.backend().remove_many(FileKind::Pack, &names)?;
     report.deleted_packs = delete.len();
     report.waiting_packs = batches2.iter().map(|b| b.packs.len()).sum();
     drop(lock);
-    let _ = written;
     Ok(report)
 }

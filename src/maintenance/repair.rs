@@ -61,7 +61,11 @@ pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepairReport> {
     // Like a prune's consolidation: the superseded list goes in the last file, stored last, so
     // until then the old index stays in force.
     let supersedes = old.iter().filter_map(|n| n.parse().ok()).collect();
-    let written = crate::maintenance::prune::write_consolidated(repo, &packs, &[], supersedes)?;
+    let mut out = crate::maintenance::prune::ConsolidatedIndex::new(repo);
+    for (id, blobs) in packs {
+        out.add(crate::repo::index::IndexPack { id, blobs })?;
+    }
+    let written = out.finish(&[], supersedes)?;
     report.index_files_written = written.len();
     for n in &old {
         repo.backend().remove(FileKind::Index, n)?;

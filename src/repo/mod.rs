@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod index;
+pub mod index_db;
 pub mod keyfile;
 pub mod lock;
 pub mod snapshot;

@@ -28,6 +28,15 @@ pub fn run_on(g: &GlobalArgs, repo: &Arc<Repository>, a: &PruneArgs) -> Result<u
         max_unused_percent: a.max_unused,
         max_repack_bytes: a.max_repack_size.map(|m| m << 20),
         dry_run: a.plan,
+        // Prune's temporary index database goes beside the cache (it can be as large as the
+        // cache); with --no-cache, into the system's temporary folder ($TMPDIR).
+        work_dir: if g.no_cache {
+            None
+        } else {
+            g.cache_dir
+                .clone()
+                .or_else(stowage::repo::cache::default_cache_dir)
+        },
     };
     let r = prune::run(repo, &opts)?;
     if g.json {
