@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// Bumped whenever the schema changes: an older cache is rebuilt.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> RepoError + '_ {
     move |e| RepoError::Invalid(format!("cache {}: {e}", path.display()))
@@ -63,7 +63,8 @@ fn open_db(path: &Path, repo_id: &Id) -> rusqlite::Result<Connection> {
                                            pack INTEGER NOT NULL, offset INTEGER NOT NULL,
                                            length INTEGER NOT NULL, raw_length INTEGER NOT NULL,
                                            PRIMARY KEY (type, id)) WITHOUT ROWID;
-         CREATE TABLE IF NOT EXISTS snapshots (name TEXT PRIMARY KEY, json BLOB NOT NULL);",
+         CREATE TABLE IF NOT EXISTS snapshots (name TEXT PRIMARY KEY, json BLOB NOT NULL);
+         CREATE TABLE IF NOT EXISTS tree_blobs (id BLOB PRIMARY KEY, sealed BLOB NOT NULL);",
     )?;
     let version: Option<i64> = conn
         .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
@@ -91,7 +92,8 @@ fn open_db(path: &Path, repo_id: &Id) -> rusqlite::Result<Connection> {
 
 fn clear(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
-        "DELETE FROM index_files; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots;",
+        "DELETE FROM index_files; DELETE FROM packs; DELETE FROM blobs; DELETE FROM snapshots;
+         DELETE FROM tree_blobs;",
     )
 }
 
@@ -233,7 +235,9 @@ impl IndexCache {
                      raw_length = excluded.raw_length
                  WHERE (SELECT condemned FROM packs WHERE num = blobs.pack) = 1
                    AND (SELECT condemned FROM packs WHERE num = excluded.pack) = 0;
-                 DELETE FROM stage;",
+                 DELETE FROM stage;
+                 DELETE FROM tree_blobs WHERE NOT EXISTS (
+                     SELECT 1 FROM blobs b WHERE b.type = 1 AND b.id = tree_blobs.id);",
             )
             .map_err(&err)?;
         } else {
@@ -410,7 +414,37 @@ fn read_files(
         .collect()
 }
 
+/// Largest sealed tree kept in the cache (larger ones are read from their pack each time).
+const MAX_CACHED_TREE: usize = 4 << 20;
+
 impl BlobIndex for IndexCache {
+    fn cached_blob(&self, blob_type: BlobType, id: &Id) -> Option<Vec<u8>> {
+        if blob_type != BlobType::Tree {
+            return None;
+        }
+        let conn = self.conn.lock().unwrap();
+        conn.prepare_cached("SELECT sealed FROM tree_blobs WHERE id = ?1")
+            .and_then(|mut st| {
+                st.query_row([id.as_bytes().as_slice()], |r| r.get(0))
+                    .optional()
+            })
+            .unwrap_or_else(|e| {
+                tracing::warn!("cache lookup failed: {e}");
+                None
+            })
+    }
+    fn cache_blob(&self, blob_type: BlobType, id: &Id, sealed: &[u8]) {
+        if blob_type != BlobType::Tree || sealed.len() > MAX_CACHED_TREE {
+            return;
+        }
+        let conn = self.conn.lock().unwrap();
+        if let Err(e) = conn
+            .prepare_cached("INSERT OR REPLACE INTO tree_blobs (id, sealed) VALUES (?1, ?2)")
+            .and_then(|mut st| st.execute(params![id.as_bytes().as_slice(), sealed]))
+        {
+            tracing::warn!("cache: could not keep tree {}: {e}", id.short());
+        }
+    }
     fn get(&self, blob_type: BlobType, id: &Id) -> Option<BlobLocation> {
         self.lookup(blob_type, id).map(|(l, _)| l)
     }

@@ -249,6 +249,13 @@ pub trait BlobIndex: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// A locally kept copy of a sealed blob (still encrypted, verified again when opened), if
+    /// the index has a local store for them (the cache keeps tree blobs).
+    fn cached_blob(&self, _blob_type: BlobType, _id: &Id) -> Option<Vec<u8>> {
+        None
+    }
+    /// Offers a sealed blob to the local store (read from, or just written to, a pack).
+    fn cache_blob(&self, _blob_type: BlobType, _id: &Id, _sealed: &[u8]) {}
 }
 
 impl BlobIndex for MasterIndex {

@@ -439,22 +439,41 @@ impl IndexedRepo {
             .ok_or_else(|| RepoError::BlobNotFound(format!("{blob_type} {}", id.to_hex())))
     }
 
-    /// Reads, verifies and decrypts one blob.
+    /// Reads, verifies and decrypts one blob: from the index's local store of sealed blobs
+    /// when it has it (the cache keeps trees, so re-backups and listings do not fetch them
+    /// again), else from its pack.
     pub fn read_blob(&self, blob_type: BlobType, id: &Id) -> Result<Vec<u8>> {
         let loc = self.locate(blob_type, id)?;
+        if let Some(sealed) = self.index.cached_blob(blob_type, id) {
+            match open_blob(
+                &self.repo.keys,
+                blob_type,
+                id,
+                &sealed,
+                loc.raw_length as usize,
+            ) {
+                Ok(data) => return Ok(data),
+                Err(e) => tracing::warn!(
+                    "cached copy of {blob_type} blob {} is unusable ({e}); reading the pack",
+                    id.short()
+                ),
+            }
+        }
         let sealed = self.repo.backend.read_range(
             FileKind::Pack,
             &loc.pack.to_hex(),
             loc.offset as u64,
             loc.length as u64,
         )?;
-        Ok(open_blob(
+        let data = open_blob(
             &self.repo.keys,
             blob_type,
             id,
             &sealed,
             loc.raw_length as usize,
-        )?)
+        )?;
+        self.index.cache_blob(blob_type, id, &sealed);
+        Ok(data)
     }
 
     /// Reads and validates a tree.
