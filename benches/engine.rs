@@ -2,8 +2,10 @@
 //!
 //! - `chunker`: FastCDC over 64 MiB of pseudo-random data with the default parameters;
 //! - `blob_id`: keyed BLAKE3 of 1 MiB;
-//! - `seal_blob` / `open_blob`: 1 MiB of text-like (compressible) and random (incompressible)
-//!   data at zstd level 3 and 0;
+//! - `seal_blob` / `open_blob`: 1 MiB of text-like (compressible), random (incompressible) and
+//!   mixed (half random, half text) data at zstd level 3 and 0, and 64 KiB of text and random
+//!   data (a small file's blob);
+//! - `compressibility`: the sample that decides whether a blob is worth compressing;
 //! - `pack`: writing a pack of 16 sealed 1 MiB blobs, and locating + decoding its header;
 //! - `index`: lookups in a master index of 1,000,000 blobs, present and absent ids.
 //!
@@ -13,7 +15,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
 use stowage::chunker::{Chunker, ChunkerParams, ChunkerSpec};
-use stowage::crypto::{open_blob, seal_blob, MasterKeys};
+use stowage::crypto::{open_blob, seal_blob, seal_blob_into, worth_compressing, MasterKeys};
 use stowage::id::{BlobType, Id};
 use stowage::pack::{decode_header, header_location, PackBlob, PackWriter};
 use stowage::repo::index::{IndexPack, MasterIndex};
@@ -112,22 +114,28 @@ fn blob_id(c: &mut Criterion) {
 
 fn seal_open(c: &mut Criterion) {
     let k = keys();
+    let mut mixed = random_bytes(MIB / 2, 8);
+    mixed.extend_from_slice(&text_bytes(MIB / 2, 9));
     let inputs = [
         ("text", text_bytes(MIB, 3)),
         ("random", random_bytes(MIB, 4)),
+        ("mixed", mixed),
+        ("text_64KiB", text_bytes(64 << 10, 10)),
+        ("random_64KiB", random_bytes(64 << 10, 11)),
     ];
     for (name, data) in &inputs {
         let id = k.blob_id(data);
         let sealed = seal_blob(&k, BlobType::Data, &id, data, 3);
         eprintln!(
-            "seal_blob: 1 MiB of {name} data seals to {} bytes at level 3",
+            "seal_blob: {} bytes of {name} data seal to {} bytes at level 3",
+            data.len(),
             sealed.len()
         );
     }
     let mut g = c.benchmark_group("seal_blob");
-    g.throughput(Throughput::Bytes(MIB as u64));
     g.sample_size(20);
     for (name, data) in &inputs {
+        g.throughput(Throughput::Bytes(data.len() as u64));
         let id = k.blob_id(data);
         for level in [3, 0] {
             g.bench_with_input(
@@ -136,13 +144,30 @@ fn seal_open(c: &mut Criterion) {
                 |b, data| b.iter(|| seal_blob(&k, BlobType::Data, &id, black_box(data), level)),
             );
         }
+        // What the blob writer does: seal into a buffer reused from blob to blob.
+        let mut out = Vec::new();
+        g.bench_with_input(BenchmarkId::new(*name, "level3_reused"), data, |b, data| {
+            b.iter(|| {
+                out.clear();
+                seal_blob_into(&k, BlobType::Data, &id, black_box(data), 3, &mut out)
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("compressibility");
+    for (name, data) in &inputs {
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        g.bench_with_input(BenchmarkId::new("sample", *name), data, |b, data| {
+            b.iter(|| worth_compressing(black_box(data)))
+        });
     }
     g.finish();
 
     let mut g = c.benchmark_group("open_blob");
-    g.throughput(Throughput::Bytes(MIB as u64));
     g.sample_size(20);
     for (name, data) in &inputs {
+        g.throughput(Throughput::Bytes(data.len() as u64));
         let id = k.blob_id(data);
         for level in [3, 0] {
             let sealed = seal_blob(&k, BlobType::Data, &id, data, level);
@@ -150,7 +175,9 @@ fn seal_open(c: &mut Criterion) {
                 BenchmarkId::new(*name, format!("level{level}")),
                 &sealed,
                 |b, sealed| {
-                    b.iter(|| open_blob(&k, BlobType::Data, &id, black_box(sealed), MIB).unwrap())
+                    b.iter(|| {
+                        open_blob(&k, BlobType::Data, &id, black_box(sealed), data.len()).unwrap()
+                    })
                 },
             );
         }
@@ -184,6 +211,19 @@ fn pack(c: &mut Criterion) {
     g.sample_size(20);
     g.throughput(Throughput::Bytes(bytes.len() as u64));
     g.bench_function("encode_16x1MiB", |b| b.iter(|| black_box(write())));
+    // What the blob writer does: reuse the buffer of the previous pack, sized for a whole pack.
+    let mut buffer = Vec::with_capacity(bytes.len() + MIB);
+    g.bench_function("encode_16x1MiB_reused_buffer", |b| {
+        b.iter(|| {
+            let mut w = PackWriter::with_buffer(std::mem::take(&mut buffer));
+            for (id, sealed) in &blobs {
+                w.add(BlobType::Data, *id, sealed, MIB);
+            }
+            let (bytes, id, _) = w.finish(&k);
+            buffer = bytes;
+            id
+        })
+    });
     g.throughput(Throughput::Elements(16));
     g.bench_function("decode_header_16", |b| {
         b.iter(|| {

@@ -158,6 +158,15 @@ impl Chunker {
     /// Returns the next chunk of the stream `r`, or `None` at its end. The same reader must be
     /// passed until `None` is returned (or [`Chunker::reset`] is called).
     pub fn next_chunk<R: Read + ?Sized>(&mut self, r: &mut R) -> io::Result<Option<Vec<u8>>> {
+        Ok(self.next_chunk_ref(r)?.map(|c| c.data.to_vec()))
+    }
+
+    /// Like [`Chunker::next_chunk`], lending the chunk from the chunker's buffer instead of
+    /// copying it out, and telling whether it is certainly the stream's last.
+    pub fn next_chunk_ref<R: Read + ?Sized>(
+        &mut self,
+        r: &mut R,
+    ) -> io::Result<Option<ChunkRef<'_>>> {
         let max = self.spec.params.max_size as usize;
         if self.buf.is_empty() {
             self.buf = vec![0u8; 2 * max];
@@ -179,14 +188,26 @@ impl Chunker {
             return Ok(None);
         }
         let n = self.spec.cut(&self.buf[self.start..self.end]);
-        let chunk = self.buf[self.start..self.start + n].to_vec();
+        let at = self.start;
         self.start += n;
+        let last = self.eof && self.start == self.end;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
-        Ok(Some(chunk))
+        Ok(Some(ChunkRef {
+            data: &self.buf[at..at + n],
+            last,
+        }))
     }
+}
+
+/// A chunk lent by [`Chunker::next_chunk_ref`].
+pub struct ChunkRef<'a> {
+    pub data: &'a [u8],
+    /// The stream ended with this chunk (when `false` it may still have, which the next call
+    /// tells by returning `None`).
+    pub last: bool,
 }
 
 #[cfg(test)]
@@ -253,6 +274,36 @@ mod tests {
     fn small_input_is_one_chunk() {
         let spec = ChunkerSpec::new(small_params(), 7);
         assert_eq!(stream_lengths(&spec, &[1u8; 200], vec![1000]), vec![200]);
+    }
+
+    #[test]
+    fn lent_chunks_match_copied_ones_and_only_the_final_one_is_marked_last() {
+        let spec = ChunkerSpec::new(small_params(), 7);
+        for len in [0, 1, 200, 4096, 4097, 50_000] {
+            let data = pseudo_random(len, 13);
+            let mut c = Chunker::new(spec.clone());
+            let mut r = ChoppyReader {
+                data: &data,
+                sizes: vec![777, 5000],
+                i: 0,
+            };
+            let mut lent = Vec::new();
+            let mut lasts = Vec::new();
+            while let Some(ch) = c.next_chunk_ref(&mut r).unwrap() {
+                lent.extend_from_slice(ch.data);
+                lasts.push(ch.last);
+            }
+            assert_eq!(lent, data);
+            let n = lasts.len();
+            assert!(lasts.iter().take(n.saturating_sub(1)).all(|l| !l));
+            if len > 0 && len < 4096 {
+                assert_eq!(
+                    lasts,
+                    vec![true],
+                    "a stream shorter than a chunk is one last chunk"
+                );
+            }
+        }
     }
 
     #[test]

@@ -229,6 +229,12 @@ impl Backend for LocalBackend {
         f.seek(SeekFrom::End(0))
             .map_err(|e| Self::io("stat", &p, e))
     }
+
+    /// One: a pack reaches the page cache far faster than a backup fills the next one, so a
+    /// second upload thread would only keep a second pack in memory.
+    fn preferred_uploaders(&self) -> usize {
+        1
+    }
 }
 
 #[cfg(test)]

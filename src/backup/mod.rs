@@ -231,50 +231,51 @@ impl Ctx<'_> {
     }
 
     /// Chunks a stream and stores its chunks. A stream of one chunk (most files) is stored
-    /// inline; longer streams keep a window of chunks in flight on the rayon pool while this
-    /// thread reads and cuts the next ones, so a single huge file still uses every core and
-    /// memory stays at `window * max chunk size`.
+    /// straight from the chunker's buffer; longer streams keep `threads + 1` chunks in flight on
+    /// the rayon pool while this thread reads and cuts the next ones, so a single huge file still
+    /// uses every core, in buffers reused from chunk to chunk: memory stays at
+    /// `threads + 2` chunks per stream.
     fn store_stream<R: Read + ?Sized>(
         &self,
-        chunker: &mut Chunker,
+        reader: &mut StreamReader,
         r: &mut R,
         out: &mut Vec<Id>,
     ) -> Result<u64, StreamError> {
+        let StreamReader { chunker, spare } = reader;
         chunker.reset();
-        let Some(first) = chunker.next_chunk(r).map_err(StreamError::Io)? else {
+        let Some(first) = chunker.next_chunk_ref(r).map_err(StreamError::Io)? else {
             return Ok(0);
         };
-        let mut total = first.len() as u64;
-        let Some(second) = chunker.next_chunk(r).map_err(StreamError::Io)? else {
-            out.push(self.store_chunk(&first).map_err(StreamError::Repo)?);
+        let mut total = first.data.len() as u64;
+        if first.last {
+            out.push(self.store_chunk(first.data).map_err(StreamError::Repo)?);
             return Ok(total);
-        };
-        total += second.len() as u64;
-        let window = 2 * self.threads.max(1) + 2;
+        }
+        let first = copy_to_spare(spare, first.data);
+        let window = self.threads.max(1) + 1;
+        type Done = (Result<Id, RepoError>, Vec<u8>);
         rayon::in_place_scope(|scope| {
-            let mut pending: VecDeque<Receiver<Result<Id, RepoError>>> =
-                VecDeque::with_capacity(window);
+            let mut pending: VecDeque<Receiver<Done>> = VecDeque::with_capacity(window);
             let submit = |chunk: Vec<u8>, pending: &mut VecDeque<_>| {
                 let (tx, rx) = bounded(1);
                 scope.spawn(move |_| {
-                    let _ = tx.send(self.store_chunk(&chunk));
+                    let stored = self.store_chunk(&chunk);
+                    let _ = tx.send((stored, chunk));
                 });
                 pending.push_back(rx);
             };
-            let collect = |rx: Receiver<Result<Id, RepoError>>,
-                           out: &mut Vec<Id>|
+            let collect = |rx: Receiver<Done>,
+                           out: &mut Vec<Id>,
+                           spare: &mut Vec<Vec<u8>>|
              -> Result<(), StreamError> {
-                let id = rx
-                    .recv()
-                    .expect("chunk task always answers")
-                    .map_err(StreamError::Repo)?;
-                out.push(id);
+                let (stored, buffer) = rx.recv().expect("chunk task always answers");
+                spare.push(buffer);
+                out.push(stored.map_err(StreamError::Repo)?);
                 Ok(())
             };
             submit(first, &mut pending);
-            submit(second, &mut pending);
             loop {
-                let next = match chunker.next_chunk(r) {
+                let next = match chunker.next_chunk_ref(r) {
                     Ok(n) => n,
                     Err(e) => {
                         // Let the tasks in flight finish before reporting.
@@ -283,14 +284,15 @@ impl Ctx<'_> {
                     }
                 };
                 let Some(chunk) = next else { break };
-                total += chunk.len() as u64;
+                total += chunk.data.len() as u64;
+                let chunk = copy_to_spare(spare, chunk.data);
                 while pending.len() >= window {
-                    collect(pending.pop_front().unwrap(), out)?;
+                    collect(pending.pop_front().unwrap(), out, spare)?;
                 }
                 submit(chunk, &mut pending);
             }
             while let Some(rx) = pending.pop_front() {
-                collect(rx, out)?;
+                collect(rx, out, spare)?;
             }
             Ok(total)
         })
@@ -299,7 +301,7 @@ impl Ctx<'_> {
     /// Reads a file's content into its node.
     fn read_file(
         &self,
-        chunker: &mut Chunker,
+        reader: &mut StreamReader,
         path: &Path,
         node: &mut Node,
     ) -> Result<(), StreamError> {
@@ -333,7 +335,7 @@ impl Ctx<'_> {
                 Region::Data { offset, len } => {
                     f.seek(SeekFrom::Start(offset)).map_err(StreamError::Io)?;
                     let mut limited = (&mut f).take(len);
-                    let read = self.store_stream(chunker, &mut limited, &mut content)?;
+                    let read = self.store_stream(reader, &mut limited, &mut content)?;
                     // A file that shrank while we read it is recorded as what we read.
                     size = offset + read;
                     if read < len {
@@ -353,6 +355,33 @@ impl Ctx<'_> {
 enum StreamError {
     Io(io::Error),
     Repo(RepoError),
+}
+
+/// What a thread that reads streams keeps from one stream to the next: its chunker and the
+/// buffers of chunks it handed to other threads.
+struct StreamReader {
+    chunker: Chunker,
+    spare: Vec<Vec<u8>>,
+}
+
+impl StreamReader {
+    fn new(repo: &IndexedRepo) -> Self {
+        StreamReader {
+            chunker: Chunker::new(repo.repo().chunker().clone()),
+            spare: Vec::new(),
+        }
+    }
+}
+
+/// Copies a chunk into a spare buffer (one of exactly its size when none is large enough).
+fn copy_to_spare(spare: &mut Vec<Vec<u8>>, chunk: &[u8]) -> Vec<u8> {
+    let mut buffer = match spare.pop() {
+        Some(b) if b.capacity() >= chunk.len() => b,
+        _ => Vec::with_capacity(chunk.len()),
+    };
+    buffer.clear();
+    buffer.extend_from_slice(chunk);
+    buffer
 }
 
 fn file_unchanged(old: &Node, new: &Node) -> bool {
@@ -515,10 +544,10 @@ fn run_inner(
         node.mtime = ts;
         node.ctime = ts;
         node.atime = ts;
-        let mut chunker = Chunker::new(repo.repo().chunker().clone());
+        let mut reader = StreamReader::new(&repo);
         let mut stdin = io::stdin().lock();
         let mut content = Vec::new();
-        match ctx.store_stream(&mut chunker, &mut stdin, &mut content) {
+        match ctx.store_stream(&mut reader, &mut stdin, &mut content) {
             Ok(n) => node.size = n,
             Err(StreamError::Repo(e)) => return Err(e.into()),
             Err(StreamError::Io(e)) => {
@@ -539,13 +568,13 @@ fn run_inner(
                 let rx = rx.clone();
                 let ctx = &ctx;
                 scope.spawn(move || {
-                    let mut chunker = Chunker::new(ctx.repo.repo().chunker().clone());
+                    let mut reader = StreamReader::new(&ctx.repo);
                     for mut job in rx {
                         if ctx.failed() {
                             ctx.complete(&job.dir, job.slot, None);
                             continue;
                         }
-                        match ctx.read_file(&mut chunker, &job.path, &mut job.node) {
+                        match ctx.read_file(&mut reader, &job.path, &mut job.node) {
                             Ok(()) => {
                                 ctx.count_file(job.novelty, job.node.size);
                                 ctx.complete(&job.dir, job.slot, Some(job.node));

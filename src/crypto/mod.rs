@@ -8,9 +8,10 @@
 pub mod kdf;
 
 use crate::id::{BlobType, Id};
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
+use std::cell::RefCell;
 use zeroize::Zeroize;
 
 /// Bytes of nonce in front of every ciphertext.
@@ -194,11 +195,122 @@ const PAYLOAD_ZSTD: u8 = 1;
 /// Largest plaintext a blob may have; bounds decompression of untrusted data.
 pub const MAX_BLOB_LEN: usize = 128 << 20;
 
+/// Bytes a sealed blob is longer than its plaintext when stored raw: the flag byte, the nonce
+/// and the tag. A sealed blob is never longer than its plaintext plus this.
+pub const BLOB_OVERHEAD: usize = 1 + SEAL_OVERHEAD;
+
+/// Blobs at least this long are sampled before compression (see [`worth_compressing`]);
+/// shorter ones are simply compressed.
+const SAMPLE_MIN_BLOB: usize = 64 * 1024;
+/// Bytes taken from each of [`SAMPLES`] evenly spaced places of a blob for the sample.
+const SAMPLE_LEN: usize = 4 * 1024;
+const SAMPLES: usize = 4;
+/// zstd level used on the sample: the cheapest one that still finds what level 3 finds.
+const SAMPLE_LEVEL: i32 = 1;
+
+thread_local! {
+    /// One compression context per thread and level, reused for every blob: creating a zstd
+    /// context costs more than compressing a small blob.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static SAMPLER: RefCell<Option<SampleCompressor>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+/// The sample of a blob and the context that compresses it, kept per thread.
+struct SampleCompressor {
+    zstd: zstd::bulk::Compressor<'static>,
+    sample: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// Whether compressing `data` is worth trying: `false` when a sample of it (four 4 KiB pieces
+/// from evenly spaced places) does not shrink by at least 3% at zstd level 1, which is what
+/// random or already compressed data does. The answer depends only on `data`. Blobs shorter than
+/// 64 KiB are always worth trying (the sample would cost as much as the attempt).
+pub fn worth_compressing(data: &[u8]) -> bool {
+    if data.len() < SAMPLE_MIN_BLOB {
+        return true;
+    }
+    SAMPLER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            match zstd::bulk::Compressor::new(SAMPLE_LEVEL) {
+                Ok(zstd) => {
+                    *slot = Some(SampleCompressor {
+                        zstd,
+                        sample: Vec::with_capacity(SAMPLES * SAMPLE_LEN),
+                        out: Vec::with_capacity(zstd::zstd_safe::compress_bound(
+                            SAMPLES * SAMPLE_LEN,
+                        )),
+                    })
+                }
+                // No context (out of memory): let the real attempt decide.
+                Err(_) => return true,
+            }
+        }
+        let s = slot.as_mut().expect("set above");
+        s.sample.clear();
+        let step = (data.len() - SAMPLE_LEN) / (SAMPLES - 1);
+        for i in 0..SAMPLES {
+            s.sample
+                .extend_from_slice(&data[i * step..i * step + SAMPLE_LEN]);
+        }
+        s.out.clear();
+        match s.zstd.compress_to_buffer(&s.sample, &mut s.out) {
+            // Saves at least 3%.
+            Ok(n) => n * 100 <= s.sample.len() * 97,
+            Err(_) => true,
+        }
+    })
+}
+
+/// Compresses `data` at `level` onto the end of `out` if that saves at least 1/32 of its
+/// length, and returns whether it did; `out` is left as it was otherwise. Writes into `out`'s
+/// spare capacity, so the caller reserves `data.len()` bytes first.
+fn compress_onto(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    // zstd fails when the frame does not fit below the limit, which is also our answer.
+    let limit = data.len() - data.len() / 32;
+    if out.capacity() - start < limit {
+        return false;
+    }
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match slot.as_mut() {
+            Some((l, c)) if *l != level => {
+                if c.set_compression_level(level).is_err() {
+                    *slot = None;
+                    return false;
+                }
+                *l = level;
+            }
+            Some(_) => {}
+            None => match zstd::bulk::Compressor::new(level) {
+                Ok(c) => *slot = Some((level, c)),
+                Err(_) => return false,
+            },
+        }
+        let (_, c) = slot.as_mut().expect("set above");
+        let mut cursor = std::io::Cursor::new(&mut *out);
+        cursor.set_position(start as u64);
+        match c.compress_to_buffer(data, &mut cursor) {
+            Ok(n) if n < limit => true,
+            _ => {
+                out.truncate(start);
+                false
+            }
+        }
+    })
+}
+
 /// Compresses (when it pays) and encrypts a blob. Returns the sealed bytes:
 /// `nonce || AES-GCM(flag || payload) || tag`, where `flag` 0 = raw, 1 = zstd frame.
 ///
-/// `level` 0 disables compression. Data that does not shrink by at least 1/32 is stored raw,
-/// so incompressible data costs one failed attempt and no decompression on restore.
+/// `level` 0 disables compression. Data that [`worth_compressing`] rejects, or that does not
+/// shrink by at least 1/32, is stored raw, so incompressible data costs little and needs no
+/// decompression on restore.
 pub fn seal_blob(
     keys: &MasterKeys,
     blob_type: BlobType,
@@ -206,29 +318,46 @@ pub fn seal_blob(
     data: &[u8],
     level: i32,
 ) -> Vec<u8> {
-    let mut plain = Vec::with_capacity(data.len() + 1);
-    plain.push(PAYLOAD_RAW);
-    let mut compressed = false;
-    if level != 0 && data.len() >= 64 {
-        // zstd never writes more than the bound; cap at what we accept, else keep it raw.
-        let limit = data.len() - data.len() / 32;
-        plain.resize(1 + zstd::zstd_safe::compress_bound(data.len()), 0);
-        if let Ok(n) = zstd::bulk::compress_to_buffer(data, &mut plain[1..], level) {
-            if n < limit {
-                plain.truncate(1 + n);
-                plain[0] = PAYLOAD_ZSTD;
-                compressed = true;
-            }
-        }
-    }
+    let mut out = Vec::new();
+    seal_blob_into(keys, blob_type, id, data, level, &mut out);
+    out
+}
+
+/// Like [`seal_blob`], appending the sealed blob to `out` (a buffer reused from blob to blob)
+/// and returning its length. `out` grows by at most the raw form's length (reserved exactly), and
+/// what is appended is ciphertext only.
+pub fn seal_blob_into(
+    keys: &MasterKeys,
+    blob_type: BlobType,
+    id: &Id,
+    data: &[u8],
+    level: i32,
+    out: &mut Vec<u8>,
+) -> usize {
+    let start = out.len();
+    out.reserve_exact(data.len() + BLOB_OVERHEAD);
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    out.extend_from_slice(&nonce);
+    out.push(PAYLOAD_ZSTD);
+    let compressed = level != 0
+        && data.len() >= 64
+        && worth_compressing(data)
+        && compress_onto(data, level, out);
     if !compressed {
-        plain.clear();
-        plain.push(PAYLOAD_RAW);
-        plain.extend_from_slice(data);
+        out[start + NONCE_LEN] = PAYLOAD_RAW;
+        out.extend_from_slice(data);
     }
-    let sealed = keys.seal(&blob_aad(blob_type, id), &plain);
-    plain.zeroize();
-    sealed
+    let tag = keys
+        .cipher
+        .encrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
+            &blob_aad(blob_type, id),
+            &mut out[start + NONCE_LEN..],
+        )
+        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+    out.extend_from_slice(&tag);
+    out.len() - start
 }
 
 /// Verifies and decrypts a blob, decompresses it, and checks that its content hashes to `id`.
@@ -255,7 +384,7 @@ pub fn open_blob(
         }
         Some(&PAYLOAD_ZSTD) => {
             // The capacity bounds the output: a frame that inflates past raw_len is an error.
-            zstd::bulk::decompress(&plain[1..], raw_len).map_err(|e| CryptoError::Invalid {
+            decompress(&plain[1..], raw_len).map_err(|e| CryptoError::Invalid {
                 what: what(),
                 msg: format!("decompression failed: {e}"),
             })?
@@ -280,6 +409,24 @@ pub fn open_blob(
         });
     }
     Ok(data)
+}
+
+/// Decompresses one zstd frame into a buffer of at most `limit` bytes (never allocating more),
+/// with this thread's reused context.
+fn decompress(frame: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        let d = slot.as_mut().expect("set above");
+        let r = d.decompress(frame, limit);
+        if r.is_err() {
+            // A failed frame can leave the context mid-frame: start the next one afresh.
+            *slot = None;
+        }
+        r
+    })
 }
 
 #[cfg(test)]
@@ -332,6 +479,92 @@ mod tests {
         assert_eq!(
             seal_blob(&k, BlobType::Data, &id, &random, 3).len(),
             random.len() + 1 + SEAL_OVERHEAD
+        );
+    }
+
+    fn random_bytes(len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        rand::rngs::OsRng.fill_bytes(&mut v);
+        v
+    }
+
+    #[test]
+    fn large_incompressible_blob_is_stored_raw_and_round_trips() {
+        let k = MasterKeys::generate();
+        let data = random_bytes(1 << 20);
+        let id = k.blob_id(&data);
+        let s = seal_blob(&k, BlobType::Data, &id, &data, 3);
+        assert_eq!(s.len(), data.len() + BLOB_OVERHEAD);
+        assert_eq!(
+            open_blob(&k, BlobType::Data, &id, &s, data.len()).unwrap(),
+            data
+        );
+    }
+
+    #[test]
+    fn compressibility_guess_is_deterministic_and_tells_text_from_random() {
+        let text = b"INFO request completed in 13 ms for user 42\n".repeat(5000);
+        let random = random_bytes(300_000);
+        for _ in 0..2 {
+            assert!(worth_compressing(&text));
+            assert!(!worth_compressing(&random));
+        }
+        // Short blobs are always tried.
+        assert!(worth_compressing(&random[..SAMPLE_MIN_BLOB - 1]));
+    }
+
+    #[test]
+    fn blob_half_random_half_text_is_still_compressed() {
+        let k = MasterKeys::generate();
+        let mut data = random_bytes(512 * 1024);
+        data.extend_from_slice(&b"the backup of the snapshot and the index\n".repeat(12_000));
+        let id = k.blob_id(&data);
+        let s = seal_blob(&k, BlobType::Data, &id, &data, 3);
+        assert!(s.len() < data.len() * 3 / 4);
+        assert_eq!(
+            open_blob(&k, BlobType::Data, &id, &s, data.len()).unwrap(),
+            data
+        );
+    }
+
+    #[test]
+    fn seal_blob_into_appends_and_reuses_the_buffer() {
+        let k = MasterKeys::generate();
+        let text = b"hello hello hello hello ".repeat(4000);
+        let random = random_bytes(100_000);
+        let mut out = b"prefix".to_vec();
+        let mut spans = Vec::new();
+        for data in [&text[..], &random[..], &text[..], b"x"] {
+            let id = k.blob_id(data);
+            let start = out.len();
+            let n = seal_blob_into(&k, BlobType::Data, &id, data, 3, &mut out);
+            assert_eq!(out.len(), start + n);
+            spans.push((id, start, n, data));
+        }
+        assert_eq!(&out[..6], b"prefix");
+        for (id, start, n, data) in spans {
+            let sealed = &out[start..start + n];
+            assert_eq!(
+                open_blob(&k, BlobType::Data, &id, sealed, data.len()).unwrap(),
+                data
+            );
+        }
+    }
+
+    #[test]
+    fn compressed_blob_inflating_past_its_claimed_length_is_rejected() {
+        let k = MasterKeys::generate();
+        let text = b"hello hello hello hello ".repeat(4000);
+        let id = k.blob_id(&text);
+        let s = seal_blob(&k, BlobType::Data, &id, &text, 3);
+        assert!(matches!(
+            open_blob(&k, BlobType::Data, &id, &s, text.len() - 1),
+            Err(CryptoError::Invalid { .. })
+        ));
+        // The context is still good for the next blob.
+        assert_eq!(
+            open_blob(&k, BlobType::Data, &id, &s, text.len()).unwrap(),
+            text
         );
     }
 

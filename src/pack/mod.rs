@@ -107,10 +107,23 @@ impl Default for PackWriter {
 
 impl PackWriter {
     pub fn new() -> Self {
+        Self::with_buffer(Vec::new())
+    }
+
+    /// A writer that assembles the pack in `buffer` (cleared first), so a caller can reuse the
+    /// buffer of a pack it finished and stored, and size it once for a whole pack: the pack is
+    /// copied only if it outgrows the buffer's capacity.
+    pub fn with_buffer(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
         PackWriter {
-            data: Vec::new(),
+            data: buffer,
             blobs: Vec::new(),
         }
+    }
+
+    /// Bytes of header and trailer that [`PackWriter::finish`] appends to a pack of `blobs` blobs.
+    pub fn header_len(blobs: usize) -> usize {
+        4 + blobs * ENTRY_LEN + SEAL_OVERHEAD + TRAILER_LEN
     }
 
     /// Appends a sealed blob.
@@ -148,6 +161,7 @@ impl PackWriter {
             b.encode(&mut header);
         }
         let sealed = keys.seal_file(FileAad::PackHeader, &header);
+        self.data.reserve_exact(sealed.len() + TRAILER_LEN);
         self.data.extend_from_slice(&sealed);
         self.data
             .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
@@ -257,6 +271,20 @@ mod tests {
         assert_eq!(id, Id::hash_of(&bytes));
         assert!(blobs.is_empty());
         assert!(read_back(&k, &bytes).is_empty());
+    }
+
+    #[test]
+    fn reused_buffer_gives_the_same_pack_layout() {
+        let k = MasterKeys::generate();
+        let id = k.blob_id(b"abc");
+        let sealed = seal_blob(&k, BlobType::Data, &id, b"abc", 0);
+        let mut w = PackWriter::with_buffer(b"old pack bytes".to_vec());
+        w.add(BlobType::Data, id, &sealed, 3);
+        let (bytes, pack_id, blobs) = w.finish(&k);
+        assert_eq!(blobs[0].offset, 0);
+        assert_eq!(bytes.len(), sealed.len() + PackWriter::header_len(1));
+        assert_eq!(pack_id, Id::hash_of(&bytes));
+        assert_eq!(read_back(&k, &bytes), blobs);
     }
 
     #[test]

@@ -6,10 +6,11 @@ use super::error::{RepoError, Result};
 use super::index::{IndexFile, IndexPack};
 use super::IndexedRepo;
 use crate::backend::FileKind;
-use crate::crypto::{seal_blob, MAX_BLOB_LEN};
+use crate::crypto::{seal_blob_into, BLOB_OVERHEAD, MAX_BLOB_LEN};
 use crate::id::{BlobType, Id};
 use crate::pack::PackWriter;
 use crossbeam_channel::{bounded, Receiver, Sender};
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,15 @@ const BLOBS_PER_INDEX: usize = 500_000;
 /// Memory for finished packs beyond two upload threads' worth: caps the number of upload threads
 /// a backend may ask for (`Backend::preferred_uploaders`) when packs are large.
 const UPLOAD_MEMORY: usize = 512 << 20;
+/// Room for a pack's header beyond its target size that a pack buffer reserves up front (a pack
+/// of 16 MiB holds a few hundred blobs, whose header takes ~46 bytes each).
+const HEADER_ROOM: usize = 64 << 10;
+
+thread_local! {
+    /// Where each thread seals its blobs before copying them into a pack; reused, so sealing
+    /// allocates nothing once the buffer has grown to the largest blob.
+    static SEALED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Counters of what a writer stored.
 #[derive(Debug, Default)]
@@ -45,6 +55,14 @@ struct FinishedPack {
 
 struct Shared {
     repo: Arc<IndexedRepo>,
+    /// Buffers of stored packs, kept for the next data packs (at most [`Shared::spare_max`]).
+    spare: Mutex<Vec<Vec<u8>>>,
+    spare_max: usize,
+    /// Capacity of a data pack's buffer: the target size, one more blob of the largest size and
+    /// the header, so a pack is never copied to grow.
+    pack_capacity: usize,
+    /// The chunker's largest chunk: what a thread's sealing buffer may keep.
+    max_chunk: usize,
     pending: Mutex<IndexFile>,
     error: Mutex<Option<RepoError>>,
     stats: WriterStats,
@@ -77,12 +95,34 @@ impl Shared {
         Ok(())
     }
 
+    /// Keeps a stored pack's buffer for a later pack if it is a full-size one and few are kept.
+    fn recycle(&self, buffer: Vec<u8>) {
+        if buffer.capacity() < self.pack_capacity {
+            return;
+        }
+        let mut spare = self.spare.lock().unwrap();
+        if spare.len() < self.spare_max {
+            spare.push(buffer);
+        }
+    }
+
+    /// A writer for a new pack of `blob_type`. Data packs get a buffer of a whole pack's
+    /// capacity (a stored pack's when one is spare); tree packs, usually small, start empty.
+    fn new_pack(&self, blob_type: BlobType) -> PackWriter {
+        if blob_type != BlobType::Data {
+            return PackWriter::new();
+        }
+        let buffer = self.spare.lock().unwrap().pop();
+        PackWriter::with_buffer(buffer.unwrap_or_else(|| Vec::with_capacity(self.pack_capacity)))
+    }
+
     fn upload(&self, p: FinishedPack) -> Result<()> {
         self.repo
             .repo()
             .backend()
             .write(FileKind::Pack, &p.id.to_hex(), &p.bytes, false)?;
         self.stats.packs_written.fetch_add(1, Ordering::Relaxed);
+        self.recycle(p.bytes);
         let full = {
             let mut pending = self.pending.lock().unwrap();
             pending.packs.push(IndexPack {
@@ -104,10 +144,12 @@ impl Shared {
 }
 
 /// Stores blobs into a repository from many threads at once. Memory is bounded: at most one open
-/// pack per blob type plus `2 * uploaders` finished packs waiting for upload.
+/// pack per blob type, one finished pack per upload thread, and one per thread waiting to hand
+/// its finished pack over (a thread that fills a pack waits for an idle upload thread), plus
+/// one sealing buffer per thread.
 pub struct BlobWriter {
     shared: Arc<Shared>,
-    open: [Mutex<PackWriter>; 2],
+    open: [Mutex<Option<PackWriter>>; 2],
     seen: Mutex<HashSet<(BlobType, Id)>>,
     tx: Option<Sender<FinishedPack>>,
     uploaders: Vec<JoinHandle<()>>,
@@ -124,13 +166,20 @@ impl BlobWriter {
             .min((UPLOAD_MEMORY / (2 * pack_size.max(1))).max(2))
             .max(1);
         let level = repo.repo().config().compression_level;
+        let max_chunk = repo.repo().config().chunker.max_size as usize;
         let shared = Arc::new(Shared {
             repo,
+            spare: Mutex::new(Vec::new()),
+            spare_max: uploaders,
+            pack_capacity: pack_size + max_chunk + BLOB_OVERHEAD + HEADER_ROOM,
+            max_chunk,
             pending: Mutex::new(IndexFile::default()),
             error: Mutex::new(None),
             stats: WriterStats::default(),
         });
-        let (tx, rx): (Sender<FinishedPack>, Receiver<FinishedPack>) = bounded(uploaders);
+        // No queue: a finished pack goes straight to an idle upload thread, so no more packs
+        // wait in memory than there are threads producing them.
+        let (tx, rx): (Sender<FinishedPack>, Receiver<FinishedPack>) = bounded(0);
         let threads = (0..uploaders)
             .map(|i| {
                 let rx = rx.clone();
@@ -152,7 +201,7 @@ impl BlobWriter {
             .collect();
         BlobWriter {
             shared,
-            open: [Mutex::new(PackWriter::new()), Mutex::new(PackWriter::new())],
+            open: [Mutex::new(None), Mutex::new(None)],
             seen: Mutex::new(HashSet::new()),
             tx: Some(tx),
             uploaders: threads,
@@ -199,31 +248,40 @@ impl BlobWriter {
         {
             return Ok(false);
         }
-        let sealed = seal_blob(
-            self.shared.repo.repo().keys(),
-            blob_type,
-            &id,
-            data,
-            self.level,
-        );
-        let stats = &self.shared.stats;
-        stats.blobs_added.fetch_add(1, Ordering::Relaxed);
-        stats
-            .bytes_added
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        stats
-            .bytes_stored
-            .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-        let slot = &self.open[blob_type.code() as usize];
-        let full = {
-            let mut w = slot.lock().unwrap();
+        let full = SEALED.with(|cell| {
+            let mut sealed = cell.borrow_mut();
+            sealed.clear();
+            seal_blob_into(
+                self.shared.repo.repo().keys(),
+                blob_type,
+                &id,
+                data,
+                self.level,
+                &mut sealed,
+            );
+            let stats = &self.shared.stats;
+            stats.blobs_added.fetch_add(1, Ordering::Relaxed);
+            stats
+                .bytes_added
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            stats
+                .bytes_stored
+                .fetch_add(sealed.len() as u64, Ordering::Relaxed);
+            let mut slot = self.open[blob_type.code() as usize].lock().unwrap();
+            let w = slot.get_or_insert_with(|| self.shared.new_pack(blob_type));
             w.add(blob_type, id, &sealed, data.len());
-            if w.size() >= self.pack_size || w.count() >= MAX_BLOBS_PER_PACK {
-                Some(std::mem::take(&mut *w))
+            let full = if w.size() >= self.pack_size || w.count() >= MAX_BLOBS_PER_PACK {
+                slot.take()
             } else {
                 None
+            };
+            drop(slot);
+            // A huge tree blob must not pin its buffer for the rest of the backup.
+            if sealed.capacity() > self.shared.max_chunk + BLOB_OVERHEAD {
+                *sealed = Vec::new();
             }
-        };
+            full
+        });
         if let Some(w) = full {
             self.send(w)?;
         }
@@ -243,8 +301,8 @@ impl BlobWriter {
     /// this returns `Ok` may a snapshot refer to the blobs.
     pub fn finish(mut self) -> Result<WriterSummary> {
         for slot in &self.open {
-            let w = std::mem::take(&mut *slot.lock().unwrap());
-            if !w.is_empty() {
+            let w = slot.lock().unwrap().take();
+            if let Some(w) = w.filter(|w| !w.is_empty()) {
                 self.send(w)?;
             }
         }
