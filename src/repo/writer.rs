@@ -259,6 +259,10 @@ impl BlobWriter {
                 self.level,
                 &mut sealed,
             );
+            if blob_type == BlobType::Tree {
+                // The next backup reads this tree as its parent: keep it locally (sealed).
+                self.shared.repo.index().cache_blob(blob_type, &id, &sealed);
+            }
             let stats = &self.shared.stats;
             stats.blobs_added.fetch_add(1, Ordering::Relaxed);
             stats
