@@ -123,20 +123,27 @@ pub fn read_pack_header(
     Ok(decode_header(repo.keys(), pack, &header, off)?)
 }
 
-/// Verifies a whole pack already in memory: its name, its header and every blob. Returns the
-/// number of blobs and the ids of those that are damaged.
+/// What verifying one whole pack found.
+struct PackVerdict {
+    /// The pack's header as decoded from its bytes; `None` if it could not be decoded (the
+    /// reason is among the errors).
+    header: Option<Vec<PackBlob>>,
+    /// Blobs that failed to open or whose content does not match their id.
+    damaged: Vec<Id>,
+}
+
+/// Verifies a whole pack already in memory: its name, its header and every blob.
+///
+/// Both hashes are required: the pack's name covers the stored (sealed) bytes, a blob's id its
+/// plaintext. They are computed in one walk in offset order, so each blob's sealed bytes are
+/// still in cache when they are opened, and the header comes from the bytes in hand.
 fn verify_pack_bytes(
     keys: &MasterKeys,
     pack: &str,
     bytes: &[u8],
     errors: &mut Vec<String>,
-) -> (usize, Vec<Id>) {
-    if Id::hash_of(bytes).to_hex() != pack {
-        errors.push(format!(
-            "pack {pack}: content does not match its name (corrupted)"
-        ));
-    }
-    let blobs = match header_location(pack, bytes, bytes.len() as u64)
+) -> PackVerdict {
+    let header = header_location(pack, bytes, bytes.len() as u64)
         .map_err(RepoError::from)
         .and_then(|(off, len)| {
             Ok(decode_header(
@@ -145,22 +152,57 @@ fn verify_pack_bytes(
                 &bytes[off as usize..off as usize + len],
                 off,
             )?)
-        }) {
-        Ok(b) => b,
-        Err(e) => {
-            errors.push(format!("pack {pack}: {e}"));
-            return (0, Vec::new());
-        }
-    };
+        });
+    let mut name_hash = blake3::Hasher::new();
+    let mut hashed = 0usize;
     let mut damaged = Vec::new();
-    for b in &blobs {
-        let sealed = &bytes[b.offset as usize..b.end() as usize];
-        if let Err(e) = open_blob(keys, b.blob_type, &b.id, sealed, b.raw_length as usize) {
-            errors.push(format!("pack {pack}: {e}"));
-            damaged.push(b.id);
+    let mut blob_errors = Vec::new();
+    if let Ok(blobs) = &header {
+        let mut in_order: Vec<&PackBlob> = blobs.iter().collect();
+        in_order.sort_by_key(|b| b.offset);
+        for b in in_order {
+            // decode_header checked that every blob lies before the header, inside `bytes`.
+            let (start, end) = (b.offset as usize, b.end() as usize);
+            if end > hashed {
+                name_hash.update(&bytes[hashed..end]);
+                hashed = end;
+            }
+            let sealed = &bytes[start..end];
+            if let Err(e) = open_blob(keys, b.blob_type, &b.id, sealed, b.raw_length as usize) {
+                blob_errors.push(format!("pack {pack}: {e}"));
+                damaged.push(b.id);
+            }
         }
     }
-    (blobs.len(), damaged)
+    name_hash.update(&bytes[hashed..]);
+    if Id(*name_hash.finalize().as_bytes()).to_hex() != pack {
+        errors.push(format!(
+            "pack {pack}: content does not match its name (corrupted)"
+        ));
+    }
+    let header = match header {
+        Ok(h) => Some(h),
+        Err(e) => {
+            errors.push(format!("pack {pack}: {e}"));
+            None
+        }
+    };
+    errors.extend(blob_errors);
+    PackVerdict { header, damaged }
+}
+
+/// Reports blobs the index lists in a pack that its header does not.
+fn compare_listing(pack: &str, listed: &[PackBlob], header: &[PackBlob], errors: &mut Vec<String>) {
+    let in_pack: HashSet<&PackBlob> = header.iter().collect();
+    for b in listed {
+        if !in_pack.contains(b) {
+            errors.push(format!(
+                "pack {pack}: index lists {} blob {} that the pack header does not",
+                b.blob_type,
+                b.id.short()
+            ));
+        }
+    }
 }
 
 /// Walks trees once each, reporting missing or damaged data with the path that needs it.
@@ -300,37 +342,41 @@ pub fn run(
                 lose_all();
             }
             Some(&size) => {
+                // A pack that was read is checked against its own bytes; the others by their
+                // header alone.
+                let mut header = None;
+                let mut read_failed = false;
                 if to_read.contains(id) {
                     match repo.backend().read(FileKind::Pack, &name) {
                         Ok(bytes) => {
-                            progress.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                            let (n, bad) = verify_pack_bytes(repo.keys(), &name, &bytes, &mut errs);
+                            progress
+                                .bytes_read
+                                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                            let verdict = verify_pack_bytes(repo.keys(), &name, &bytes, &mut errs);
+                            drop(bytes);
+                            let n = verdict.header.as_ref().map_or(0, Vec::len);
                             if n == 0 && !blobs.is_empty() {
                                 lose_all();
                             }
-                            damaged.lock().unwrap().extend(bad);
+                            damaged.lock().unwrap().extend(verdict.damaged);
                             blob_count.fetch_add(n as u64, Ordering::Relaxed);
+                            header = verdict.header;
                         }
                         Err(e) => {
                             errs.push(format!("pack {name}: {e}"));
                             lose_all();
+                            read_failed = true;
                         }
                     }
                 }
-                match read_pack_header(repo, &name, size) {
-                    Ok(header) => {
-                        let in_pack: HashSet<&PackBlob> = header.iter().collect();
-                        for b in blobs.iter() {
-                            if !in_pack.contains(b) {
-                                errs.push(format!(
-                                    "pack {name}: index lists {} blob {} that the pack header does not",
-                                    b.blob_type,
-                                    b.id.short()
-                                ));
-                            }
-                        }
+                if !to_read.contains(id) || read_failed {
+                    match read_pack_header(repo, &name, size) {
+                        Ok(h) => header = Some(h),
+                        Err(e) => errs.push(format!("pack {name}: {e}")),
                     }
-                    Err(e) => errs.push(format!("pack {name}: {e}")),
+                }
+                if let Some(header) = header {
+                    compare_listing(&name, blobs, &header, &mut errs);
                 }
             }
         }
@@ -372,4 +418,88 @@ pub fn run(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::seal_blob;
+    use crate::pack::PackWriter;
+
+    /// A pack of three data blobs (one compressible, one not, one tiny) and its name.
+    fn pack(keys: &MasterKeys) -> (Vec<u8>, String, Vec<PackBlob>) {
+        let mut w = PackWriter::new();
+        let random: Vec<u8> = (0..50_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        for data in [vec![7u8; 100_000], random, b"hi".to_vec()] {
+            let id = keys.blob_id(&data);
+            let sealed = seal_blob(keys, BlobType::Data, &id, &data, 3);
+            w.add(BlobType::Data, id, &sealed, data.len());
+        }
+        let (bytes, id, blobs) = w.finish(keys);
+        (bytes, id.to_hex(), blobs)
+    }
+
+    #[test]
+    fn intact_pack_verifies_and_yields_its_header() {
+        let keys = MasterKeys::generate();
+        let (bytes, name, blobs) = pack(&keys);
+        let mut errors = Vec::new();
+        let v = verify_pack_bytes(&keys, &name, &bytes, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(v.damaged.is_empty());
+        assert_eq!(v.header.unwrap(), blobs);
+    }
+
+    #[test]
+    fn flipped_blob_byte_breaks_the_name_and_that_blob_only() {
+        let keys = MasterKeys::generate();
+        let (mut bytes, name, blobs) = pack(&keys);
+        bytes[blobs[1].offset as usize + 20] ^= 1;
+        let mut errors = Vec::new();
+        let v = verify_pack_bytes(&keys, &name, &bytes, &mut errors);
+        assert_eq!(v.damaged, vec![blobs[1].id]);
+        assert!(errors[0].contains("does not match its name"), "{errors:?}");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(v.header.unwrap(), blobs);
+    }
+
+    #[test]
+    fn damaged_trailer_breaks_the_name_and_the_header() {
+        // Bytes no blob covers are still part of the pack's name.
+        let keys = MasterKeys::generate();
+        let (mut bytes, name, _) = pack(&keys);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x20;
+        let mut errors = Vec::new();
+        let v = verify_pack_bytes(&keys, &name, &bytes, &mut errors);
+        assert!(v.header.is_none());
+        assert!(errors.iter().any(|e| e.contains("does not match its name")));
+    }
+
+    #[test]
+    fn truncated_pack_is_reported_without_panicking() {
+        let keys = MasterKeys::generate();
+        let (bytes, name, _) = pack(&keys);
+        for len in [0, 5, 11, 12, bytes.len() / 2, bytes.len() - 1] {
+            let mut errors = Vec::new();
+            let v = verify_pack_bytes(&keys, &name, &bytes[..len], &mut errors);
+            assert!(v.header.is_none() || !errors.is_empty());
+            assert!(!errors.is_empty(), "truncated to {len}");
+        }
+    }
+
+    #[test]
+    fn index_entry_missing_from_the_header_is_reported() {
+        let keys = MasterKeys::generate();
+        let (_, name, blobs) = pack(&keys);
+        let mut listed = blobs.clone();
+        listed[0].raw_length += 1;
+        let mut errors = Vec::new();
+        compare_listing(&name, &listed, &blobs, &mut errors);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        compare_listing(&name, &blobs, &blobs, &mut errors);
+        assert_eq!(errors.len(), 1);
+    }
 }

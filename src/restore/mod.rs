@@ -1,10 +1,11 @@
 //! Restore: recreate a snapshot (or part of it) under a target directory.
 //!
-//! Three phases. Plan: walk the trees, create directories, empty files of the right length
-//! (holes stay holes), symlinks, hard links and special files, and note where every content blob
-//! goes. Content: fetch each pack once, in parallel, with neighbouring blobs read in one request,
-//! and write every blob with positioned writes. Metadata: ownership, mode, xattrs and times, files
-//! first and directories last (deepest first) so their times stick.
+//! Three phases. Plan: walk the trees, create directories, symlinks and special files, and note
+//! where every content blob goes; then create the files, empty and of the right length (holes
+//! stay holes), in parallel, and the hard links. Content: fetch each pack once, in parallel,
+//! with neighbouring blobs read in one request, and write every blob with positioned writes into
+//! files kept open between writes (a bounded set). Metadata: ownership, mode, xattrs and times,
+//! files first and directories last (deepest first) so their times stick.
 //!
 //! Names come from the repository and are untrusted: trees are validated on decode (no `/`,
 //! `..` or NUL), nothing is created through an existing symlink, and files are opened with
@@ -26,8 +27,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Errors that stop a restore before or while it runs. Failures on single entries are warnings.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +140,10 @@ struct Plan {
     packs: HashMap<Id, HashMap<Id, PlannedBlob>>,
     /// Snapshot-relative path of each restored regular file -> its index in `files`.
     restored: HashMap<Vec<u8>, u32>,
+    /// Number of blob writes each file in `files` receives (its closing point).
+    writes: Vec<u32>,
+    /// Hard links to make once the files exist: (index in `files` of the first name, path).
+    links: Vec<(u32, PathBuf)>,
     total_bytes: u64,
 }
 
@@ -261,7 +266,7 @@ impl Restorer<'_> {
                     .as_ref()
                     .and_then(|t| plan.restored.get(&t.0).copied());
                 if let Some(first) = first {
-                    fs::hard_link(&plan.files[first as usize].path, path).map_err(io_err)?;
+                    plan.links.push((first, path.to_path_buf()));
                     return Ok(());
                 }
                 // The first name was not restored: this one carries the content.
@@ -311,40 +316,15 @@ impl Restorer<'_> {
         path: &Path,
         rel: Vec<u8>,
     ) -> Result<(), RestoreError> {
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| RestoreError::Target {
-                path: path.display().to_string(),
-                source: e,
-            })?;
-        // Setting the length first makes every unwritten range a hole.
-        f.set_len(node.size).map_err(|e| RestoreError::Target {
-            path: path.display().to_string(),
-            source: e,
-        })?;
         let file = plan.files.len() as u32;
+        // Locate everything and check the layout before the plan refers to this file.
+        let mut placed = Vec::with_capacity(node.content.len());
         let mut holes = node.holes.iter().peekable();
         let mut pos = 0u64;
         for id in &node.content {
             pos = skip_holes(&mut holes, pos);
             let loc = self.repo.locate(BlobType::Data, id)?;
-            let blob = plan
-                .packs
-                .entry(loc.pack)
-                .or_default()
-                .entry(*id)
-                .or_insert_with(|| PlannedBlob {
-                    id: *id,
-                    offset: loc.offset,
-                    length: loc.length,
-                    raw_length: loc.raw_length,
-                    uses: Vec::new(),
-                });
-            blob.uses.push(BlobUse { file, offset: pos });
+            placed.push((id, loc, pos));
             pos += loc.raw_length as u64;
         }
         for &(off, len) in holes {
@@ -359,6 +339,22 @@ impl Restorer<'_> {
                 ),
             )));
         }
+        for (id, loc, offset) in placed {
+            let blob = plan
+                .packs
+                .entry(loc.pack)
+                .or_default()
+                .entry(*id)
+                .or_insert_with(|| PlannedBlob {
+                    id: *id,
+                    offset: loc.offset,
+                    length: loc.length,
+                    raw_length: loc.raw_length,
+                    uses: Vec::new(),
+                });
+            blob.uses.push(BlobUse { file, offset });
+        }
+        plan.writes.push(node.content.len() as u32);
         plan.total_bytes += node.size;
         plan.restored.insert(rel, file);
         plan.files.push(PlannedFile {
@@ -368,15 +364,55 @@ impl Restorer<'_> {
         Ok(())
     }
 
-    /// Fetches one pack's needed blobs (neighbours in one read) and writes them.
+    /// Creates every planned file, empty and of its final length (so whatever is not written
+    /// stays a hole), then the hard links to them. Files are created in parallel: this is one
+    /// `open` per file, the bulk of the planning time for trees of small files. Returns which
+    /// files exist.
+    fn create_files(&self, plan: &Plan) -> Vec<bool> {
+        let created: Vec<bool> = plan
+            .files
+            .par_iter()
+            .map(|f| {
+                let r = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&f.path)
+                    .and_then(|file| file.set_len(f.node.size));
+                if let Err(e) = &r {
+                    self.warn(format!("{}: {e}", f.path.display()));
+                }
+                r.is_ok()
+            })
+            .collect();
+        for (first, path) in &plan.links {
+            let target = &plan.files[*first as usize].path;
+            if !created[*first as usize] {
+                self.warn(format!(
+                    "{}: not linked: {} could not be restored",
+                    path.display(),
+                    target.display()
+                ));
+            } else if let Err(e) = fs::hard_link(target, path) {
+                self.warn(format!("{}: {e}", path.display()));
+            }
+        }
+        created
+    }
+
+    /// Fetches one pack's needed blobs (neighbours in one read), opens each (which checks its
+    /// tag and its id) and writes it wherever it goes.
     fn restore_pack(
         &self,
-        plan: &Plan,
         pack: &Id,
         blobs: &HashMap<Id, PlannedBlob>,
+        targets: &TargetFiles<'_>,
     ) -> Result<(), RestoreError> {
+        // Reads stay small enough that a range is still in cache when its blobs are opened, and
+        // sequential so that the kernel reads ahead while they are.
         const MAX_GAP: u64 = 256 * 1024;
-        const MAX_READ: u64 = 32 << 20;
+        const MAX_READ: u64 = 2 << 20;
         let mut list: Vec<&PlannedBlob> = blobs.values().collect();
         list.sort_by_key(|b| b.offset);
         let name = pack.to_hex();
@@ -414,13 +450,16 @@ impl Restorer<'_> {
                     RepoError::malformed(format!("pack {}", crate::util::short_name(&name)), e)
                 })?;
                 for u in &b.uses {
-                    let f = &plan.files[u.file as usize];
-                    if let Err(e) = write_at(&f.path, &plain, u.offset) {
-                        self.warn(format!("{}: {e}", f.path.display()));
-                    } else {
-                        self.progress
-                            .bytes_written
-                            .fetch_add(plain.len() as u64, Ordering::Relaxed);
+                    match targets.write(u.file, &plain, u.offset) {
+                        Ok(true) => {
+                            self.progress
+                                .bytes_written
+                                .fetch_add(plain.len() as u64, Ordering::Relaxed);
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            self.warn(format!("{}: {e}", targets.paths[u.file as usize].display()))
+                        }
                     }
                 }
             }
@@ -507,12 +546,107 @@ impl Restorer<'_> {
     }
 }
 
-fn write_at(path: &Path, data: &[u8], offset: u64) -> io::Result<()> {
-    let f = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    f.write_all_at(data, offset)
+/// Most target files open at once during the content phase.
+const MAX_OPEN_FILES: usize = 128;
+
+/// The restored files during the content phase, shared by the threads that write them. A
+/// file is opened (never through a symlink) at its first write, kept open while more writes
+/// are due, and closed after its last one, or earlier, least recently used first, when more
+/// than `cap` are open. A file that fails once is reported once and skipped from then on.
+struct TargetFiles<'p> {
+    paths: Vec<&'p Path>,
+    /// Writes still due per file.
+    pending: Vec<AtomicU32>,
+    /// Files not to write: not created, or a write failed.
+    skip: Vec<AtomicBool>,
+    open: Mutex<OpenSet>,
+    cap: usize,
+}
+
+#[derive(Default)]
+struct OpenSet {
+    tick: u64,
+    files: HashMap<u32, (Arc<File>, u64)>,
+}
+
+impl<'p> TargetFiles<'p> {
+    /// `paths[i]` is file `i`, `writes[i]` the number of writes it will get; files with `created[i]` false are
+    /// skipped.
+    fn new(paths: Vec<&'p Path>, writes: &[u32], created: &[bool], cap: usize) -> Self {
+        TargetFiles {
+            paths,
+            pending: writes.iter().map(|&n| AtomicU32::new(n)).collect(),
+            skip: created.iter().map(|&c| AtomicBool::new(!c)).collect(),
+            open: Mutex::new(OpenSet::default()),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Writes `data` at `offset` of file `file`. `Ok(false)`: the file is skipped; `Err`: this
+    /// write failed and the file will be skipped from now on.
+    fn write(&self, file: u32, data: &[u8], offset: u64) -> io::Result<bool> {
+        let i = file as usize;
+        let r = if self.skip[i].load(Ordering::Relaxed) {
+            Ok(false)
+        } else {
+            match self.handle(file).and_then(|f| f.write_all_at(data, offset)) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    // Only the first failing write reports.
+                    match self.skip[i].swap(true, Ordering::Relaxed) {
+                        false => Err(e),
+                        true => Ok(false),
+                    }
+                }
+            }
+        };
+        let was = self.pending[i].fetch_sub(1, Ordering::AcqRel);
+        if was <= 1 || self.skip[i].load(Ordering::Relaxed) {
+            self.open.lock().unwrap().files.remove(&file);
+        }
+        r
+    }
+
+    fn handle(&self, file: u32) -> io::Result<Arc<File>> {
+        {
+            let mut open = self.open.lock().unwrap();
+            open.tick += 1;
+            let tick = open.tick;
+            if let Some((f, used)) = open.files.get_mut(&file) {
+                *used = tick;
+                return Ok(f.clone());
+            }
+        }
+        // Open without holding the lock; if another thread opened it meanwhile, keep theirs.
+        let f = Arc::new(
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(self.paths[file as usize])?,
+        );
+        let mut open = self.open.lock().unwrap();
+        if self.pending[file as usize].load(Ordering::Acquire) <= 1 {
+            // The last write: no need to keep it.
+            return Ok(f);
+        }
+        if !open.files.contains_key(&file) && open.files.len() >= self.cap {
+            let oldest = open
+                .files
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(&k, _)| k);
+            if let Some(k) = oldest {
+                open.files.remove(&k);
+            }
+        }
+        let tick = open.tick;
+        Ok(open.files.entry(file).or_insert((f, tick)).0.clone())
+    }
+
+    #[cfg(test)]
+    fn open_count(&self) -> usize {
+        self.open.lock().unwrap().files.len()
+    }
 }
 
 /// Moves `pos` past the holes that start at or before it: content blobs fill the file in order,
@@ -600,6 +734,7 @@ pub fn run(
         progress,
         is_root: nix::unistd::geteuid().is_root(),
     };
+    let started = std::time::Instant::now();
     let mut plan = Plan::default();
     let sub_parts: Vec<&str> = opts
         .subpath
@@ -632,16 +767,46 @@ pub fn run(
     progress
         .total_bytes
         .store(plan.total_bytes, Ordering::Relaxed);
+    tracing::debug!(
+        files = plan.files.len(),
+        packs = plan.packs.len(),
+        secs = started.elapsed().as_secs_f64(),
+        "restore planned"
+    );
+
+    let created = restorer.create_files(&plan);
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        "restore files created"
+    );
 
     // Content: packs in parallel; within a pack, blobs in offset order.
+    let targets = TargetFiles::new(
+        plan.files.iter().map(|f| f.path.as_path()).collect(),
+        &plan.writes,
+        &created,
+        MAX_OPEN_FILES,
+    );
     let packs: Vec<(&Id, &HashMap<Id, PlannedBlob>)> = plan.packs.iter().collect();
     packs
         .par_iter()
-        .map(|(pack, blobs)| restorer.restore_pack(&plan, pack, blobs))
+        .map(|(pack, blobs)| restorer.restore_pack(pack, blobs, &targets))
         .collect::<Result<Vec<()>, RestoreError>>()?;
+    drop(targets);
+    tracing::debug!(
+        secs = started.elapsed().as_secs_f64(),
+        "restore content written"
+    );
 
     // Metadata: files and others first, then directories deepest first.
-    plan.files.par_iter().for_each(|f| {
+    let restored: Vec<&PlannedFile> = plan
+        .files
+        .iter()
+        .zip(&created)
+        .filter(|(_, &c)| c)
+        .map(|(f, _)| f)
+        .collect();
+    restored.par_iter().for_each(|f| {
         restorer.apply_metadata(&f.path, &f.node);
         progress.files_done.fetch_add(1, Ordering::Relaxed);
     });
@@ -653,15 +818,14 @@ pub fn run(
     }
 
     let mut report = RestoreReport {
-        files: plan.files.len() as u64,
+        files: restored.len() as u64,
         dirs: plan.dirs.len() as u64,
         other: plan.others.len() as u64,
-        bytes: plan.total_bytes,
+        bytes: restored.iter().map(|f| f.node.size).sum(),
         ..Default::default()
     };
     if opts.verify {
-        let failures: Vec<String> = plan
-            .files
+        let failures: Vec<String> = restored
             .par_iter()
             .filter_map(|f| {
                 restorer
@@ -670,11 +834,99 @@ pub fn run(
                     .map(|e| format!("verify {}: {e}", f.path.display()))
             })
             .collect();
-        report.verified_files = plan.files.len() as u64 - failures.len() as u64;
+        report.verified_files = restored.len() as u64 - failures.len() as u64;
         for f in failures {
             restorer.warn(f);
         }
     }
     report.warnings = restorer.warnings.into_inner().unwrap();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn created(dir: &Path, names: &[&str]) -> Vec<PathBuf> {
+        names
+            .iter()
+            .map(|n| {
+                let path = dir.join(n);
+                File::create(&path).unwrap();
+                path
+            })
+            .collect()
+    }
+
+    fn refs(paths: &[PathBuf]) -> Vec<&Path> {
+        paths.iter().map(PathBuf::as_path).collect()
+    }
+
+    #[test]
+    fn target_file_is_closed_after_its_last_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = created(dir.path(), &["a"]);
+        let t = TargetFiles::new(refs(&files), &[3], &[true], 8);
+        assert!(t.write(0, b"xx", 0).unwrap());
+        assert!(t.write(0, b"yy", 4).unwrap());
+        assert_eq!(t.open_count(), 1, "kept open while writes are due");
+        assert!(t.write(0, b"zz", 2).unwrap());
+        assert_eq!(t.open_count(), 0, "closed after the last write");
+        assert_eq!(fs::read(&files[0]).unwrap(), b"xxzzyy");
+    }
+
+    #[test]
+    fn open_target_files_stay_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let files = created(dir.path(), &names);
+        let t = TargetFiles::new(refs(&files), &[2; 10], &[true; 10], 3);
+        for i in 0..10u32 {
+            t.write(i, b"a", 0).unwrap();
+            assert!(t.open_count() <= 3);
+        }
+        // Evicted files reopen for their last write, and nothing stays open at the end.
+        for i in 0..10u32 {
+            t.write(i, b"b", 1).unwrap();
+        }
+        assert_eq!(t.open_count(), 0);
+        for f in &files {
+            assert_eq!(fs::read(f).unwrap(), b"ab");
+        }
+    }
+
+    #[test]
+    fn failing_target_file_is_reported_once_then_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = created(dir.path(), &["a"]);
+        files[0] = dir.path().join("missing");
+        let t = TargetFiles::new(refs(&files), &[3], &[true], 8);
+        assert!(t.write(0, b"x", 0).is_err());
+        assert!(!t.write(0, b"x", 1).unwrap());
+        assert!(!t.write(0, b"x", 2).unwrap());
+        assert_eq!(t.open_count(), 0);
+    }
+
+    #[test]
+    fn target_file_that_was_not_created_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = created(dir.path(), &["a"]);
+        let t = TargetFiles::new(refs(&files), &[1], &[false], 8);
+        assert!(!t.write(0, b"x", 0).unwrap());
+        assert_eq!(fs::read(&files[0]).unwrap(), b"");
+    }
+
+    #[test]
+    fn target_files_are_not_opened_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        File::create(&outside).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let files = vec![link];
+        let t = TargetFiles::new(refs(&files), &[1], &[true], 8);
+        assert!(t.write(0, b"x", 0).is_err());
+        assert_eq!(fs::read(&outside).unwrap(), b"");
+    }
 }
