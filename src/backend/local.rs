@@ -5,7 +5,6 @@
 use super::{Backend, BackendError, FileInfo, FileKind, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A repository rooted at a directory of the local file system.
@@ -146,7 +145,7 @@ impl Backend for LocalBackend {
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
         let p = self.path(kind, name);
-        let f = File::open(&p).map_err(Self::not_found_or(kind, name, "open", &p))?;
+        let mut f = File::open(&p).map_err(Self::not_found_or(kind, name, "open", &p))?;
         let size = f.metadata().map_err(|e| Self::io("stat", &p, e))?.len();
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(BackendError::ShortRead {
@@ -156,9 +155,23 @@ impl Backend for LocalBackend {
                 len,
             });
         }
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact_at(&mut buf, offset)
+        // Read into spare capacity: no zero-fill of a buffer about to be overwritten.
+        use std::io::{Seek, SeekFrom};
+        let mut buf = Vec::with_capacity(len as usize);
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| Self::io("seek", &p, e))?;
+        (&mut f)
+            .take(len)
+            .read_to_end(&mut buf)
             .map_err(|e| Self::io("read", &p, e))?;
+        if buf.len() as u64 != len {
+            return Err(BackendError::ShortRead {
+                kind,
+                name: name.to_string(),
+                offset,
+                len,
+            });
+        }
         Ok(buf)
     }
 
