@@ -146,6 +146,13 @@ pub trait Backend: Send + Sync {
         2
     }
 
+    /// How many bytes of a pack a reader should fetch at once when it needs many of its blobs:
+    /// small for disks (the bytes are still in CPU cache when opened), large for object stores
+    /// (each read is a request).
+    fn preferred_read_size(&self) -> u64 {
+        2 << 20
+    }
+
     /// Removes several files of one kind; files that do not exist are not an error. Stores
     /// with a batch delete (S3: 1,000 keys a request) override this.
     fn remove_many(&self, kind: FileKind, names: &[String]) -> Result<()> {

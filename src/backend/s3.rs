@@ -1676,6 +1676,11 @@ impl Backend for S3Backend {
     fn preferred_uploaders(&self) -> usize {
         self.opts.connections
     }
+
+    fn preferred_read_size(&self) -> u64 {
+        // A whole 16 MiB pack (and then some) in one GET.
+        32 << 20
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -409,10 +409,12 @@ impl Restorer<'_> {
         blobs: &HashMap<Id, PlannedBlob>,
         targets: &TargetFiles<'_>,
     ) -> Result<(), RestoreError> {
-        // Reads stay small enough that a range is still in cache when its blobs are opened, and
-        // sequential so that the kernel reads ahead while they are.
-        const MAX_GAP: u64 = 256 * 1024;
-        const MAX_READ: u64 = 2 << 20;
+        // On disks, reads stay small enough that a range is still in cache when its blobs are
+        // opened, and sequential so that the kernel reads ahead while they are; on object
+        // stores, where each read is a request, they cover up to a whole pack. A gap is read
+        // through when it is smaller than an eighth of a read.
+        let max_read = self.repo.repo().backend().preferred_read_size().max(1);
+        let max_gap = max_read / 8;
         let mut list: Vec<&PlannedBlob> = blobs.values().collect();
         list.sort_by_key(|b| b.offset);
         let name = pack.to_hex();
@@ -424,7 +426,7 @@ impl Restorer<'_> {
             while j < list.len() {
                 let b = list[j];
                 let b_end = b.offset as u64 + b.length as u64;
-                if (b.offset as u64) > end + MAX_GAP || b_end - start > MAX_READ {
+                if (b.offset as u64) > end + max_gap || b_end - start > max_read {
                     break;
                 }
                 end = end.max(b_end);
