@@ -103,6 +103,16 @@ impl CheckReport {
 }
 
 /// Reads a pack's header, fetching the tail first and the rest of the header if needed.
+/// "pack NAME: error", without naming the pack twice when the error already does.
+fn pack_error(name: &str, e: &dyn std::fmt::Display) -> String {
+    let msg = e.to_string();
+    if msg.starts_with(&format!("pack {name}")) {
+        msg
+    } else {
+        format!("pack {name}: {msg}")
+    }
+}
+
 pub fn read_pack_header(
     repo: &Repository,
     pack: &str,
@@ -169,7 +179,7 @@ fn verify_pack_bytes(
             }
             let sealed = &bytes[start..end];
             if let Err(e) = open_blob(keys, b.blob_type, &b.id, sealed, b.raw_length as usize) {
-                blob_errors.push(format!("pack {pack}: {e}"));
+                blob_errors.push(pack_error(pack, &e));
                 damaged.push(b.id);
             }
         }
@@ -183,7 +193,7 @@ fn verify_pack_bytes(
     let header = match header {
         Ok(h) => Some(h),
         Err(e) => {
-            errors.push(format!("pack {pack}: {e}"));
+            errors.push(pack_error(pack, &e));
             None
         }
     };
@@ -363,7 +373,7 @@ pub fn run(
                             header = verdict.header;
                         }
                         Err(e) => {
-                            errs.push(format!("pack {name}: {e}"));
+                            errs.push(pack_error(&name, &e));
                             lose_all();
                             read_failed = true;
                         }
@@ -372,7 +382,7 @@ pub fn run(
                 if !to_read.contains(id) || read_failed {
                     match read_pack_header(repo, &name, size) {
                         Ok(h) => header = Some(h),
-                        Err(e) => errs.push(format!("pack {name}: {e}")),
+                        Err(e) => errs.push(pack_error(&name, &e)),
                     }
                 }
                 if let Some(header) = header {
