@@ -25,13 +25,7 @@ pub struct IndexRepairReport {
 /// Rebuilds the index from the headers of every pack, replacing all index files.
 pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepairReport> {
     let _lock = Lock::acquire(repo, LockKind::Prune)?;
-    let old: Vec<String> = repo
-        .backend()
-        .list(FileKind::Index)?
-        .into_iter()
-        .map(|f| f.name)
-        .filter(|n| n.parse::<Id>().is_ok())
-        .collect();
+    let old = repo.read_all_index_file_names()?;
     let packs = repo.backend().list(FileKind::Pack)?;
     let results: Vec<(
         String,

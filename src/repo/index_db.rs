@@ -151,13 +151,7 @@ impl IndexDb {
 
     fn load_once(&self, repo: &Repository) -> Result<Option<LoadedIndex>> {
         use rayon::prelude::*;
-        let mut names: Vec<String> = repo
-            .backend()
-            .list(FileKind::Index)?
-            .into_iter()
-            .map(|f| f.name)
-            .filter(|n| n.parse::<Id>().is_ok())
-            .collect();
+        let mut names = repo.read_all_index_file_names()?;
         names.sort();
         let mut conn = self.conn.lock().unwrap();
         if !conn.is_autocommit() {
