@@ -234,21 +234,16 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
     // blobs, so every snapshot listed finds its blobs in the index read after.
     let mut seen_snapshots = HashSet::new();
     let trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
-    let loaded = db.load(repo).map_err(|e| {
+    let mut loaded = db.load(repo).map_err(|e| {
         refuse(format!(
             "the index is unreadable ({e}); run `stowage repair index`"
         ))
     })?;
     tracing::info!("prune: index loaded in {:.1?}", started.elapsed());
-    let mut batches = loaded.batches;
+    let mut batches = std::mem::take(&mut loaded.batches);
     report.index_files_before = loaded.names.len();
     // The files a consolidated index replaces: those read, and superseded ones still present.
-    let replaced: Vec<String> = loaded
-        .names
-        .iter()
-        .chain(loaded.superseded.iter())
-        .cloned()
-        .collect();
+    let replaced = loaded.present_names();
     let stored: HashMap<Id, u64> = repo
         .backend()
         .list(FileKind::Pack)?
@@ -453,12 +448,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
     // files of concurrent backups. The used set carries over; only new trees are walked.
     let new_trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
     let loaded2 = db.load(repo)?;
-    let replaced2: Vec<String> = loaded2
-        .names
-        .iter()
-        .chain(loaded2.superseded.iter())
-        .cloned()
-        .collect();
+    let replaced2 = loaded2.present_names();
     mark_used(&db, &idx, new_trees)?;
     let mut delete: Vec<Id> = Vec::new();
     let mut eligible: Vec<Id> = eligible.into_iter().collect();

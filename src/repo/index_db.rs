@@ -40,6 +40,13 @@ pub struct LoadedIndex {
     pub batches: Vec<CondemnedBatch>,
 }
 
+impl LoadedIndex {
+    /// Every index file present, in force or superseded: what a consolidation replaces.
+    pub fn present_names(&self) -> Vec<String> {
+        self.names.iter().chain(&self.superseded).cloned().collect()
+    }
+}
+
 /// How marking a blob as used went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mark {
