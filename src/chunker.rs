@@ -128,10 +128,22 @@ impl ChunkerSpec {
     }
 }
 
+/// Alignment of the chunker's reads: the buffer offset of every read is a multiple of this
+/// whenever the stream position is, so a reader may use direct I/O (`O_DIRECT` needs buffer
+/// address, file offset and length aligned to the device's logical block, at most 4 KiB).
+pub const READ_ALIGN: usize = 4096;
+
 /// A streaming chunker with a reusable buffer of twice the maximum chunk size.
+///
+/// Reads go to buffer offsets congruent to the stream position modulo [`READ_ALIGN`] and are
+/// whole multiples of it until the end of the stream (data is only ever moved by multiples of
+/// the alignment), so a reader that starts at an aligned file offset sees aligned requests.
 pub struct Chunker {
     spec: Arc<ChunkerSpec>,
+    /// Backing store; `buf[base..base + cap]` is the aligned window in use.
     buf: Vec<u8>,
+    base: usize,
+    cap: usize,
     start: usize,
     end: usize,
     eof: bool,
@@ -142,6 +154,8 @@ impl Chunker {
         Chunker {
             spec,
             buf: Vec::new(),
+            base: 0,
+            cap: 0,
             start: 0,
             end: 0,
             eof: false,
@@ -169,15 +183,25 @@ impl Chunker {
     ) -> io::Result<Option<ChunkRef<'_>>> {
         let max = self.spec.params.max_size as usize;
         if self.buf.is_empty() {
-            self.buf = vec![0u8; 2 * max];
+            // Room for two maximal chunks plus two alignment units of slack, on an aligned base:
+            // after moving the unread bytes (< max, starting below READ_ALIGN) down, at least
+            // one whole aligned unit is free.
+            self.cap = (2 * max).div_ceil(READ_ALIGN) * READ_ALIGN + 2 * READ_ALIGN;
+            self.buf = vec![0u8; self.cap + READ_ALIGN];
+            self.base = self.buf.as_ptr().align_offset(READ_ALIGN).min(READ_ALIGN);
         }
         while !self.eof && self.end - self.start < max {
-            if self.end == self.buf.len() {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
+            if self.cap - self.end < READ_ALIGN {
+                // Move the unread bytes down by a multiple of the alignment.
+                let shift = self.start - self.start % READ_ALIGN;
+                let window = &mut self.buf[self.base..self.base + self.cap];
+                window.copy_within(self.start..self.end, self.start - shift);
+                self.start -= shift;
+                self.end -= shift;
             }
-            match r.read(&mut self.buf[self.end..]) {
+            let room = (self.cap - self.end) / READ_ALIGN * READ_ALIGN;
+            let at = self.base + self.end;
+            match r.read(&mut self.buf[at..at + room]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -187,16 +211,19 @@ impl Chunker {
         if self.start == self.end {
             return Ok(None);
         }
-        let n = self.spec.cut(&self.buf[self.start..self.end]);
+        let window = &self.buf[self.base..self.base + self.cap];
+        let n = self.spec.cut(&window[self.start..self.end]);
         let at = self.start;
         self.start += n;
         let last = self.eof && self.start == self.end;
         if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
+            // Everything read was consumed: start over at the same offset modulo the alignment.
+            let keep = self.end % READ_ALIGN;
+            self.start = keep;
+            self.end = keep;
         }
         Ok(Some(ChunkRef {
-            data: &self.buf[at..at + n],
+            data: &self.buf[self.base + at..self.base + at + n],
             last,
         }))
     }
@@ -358,6 +385,65 @@ mod tests {
         };
         assert!(p.validate().is_err());
         assert!(ChunkerParams::default().validate().is_ok());
+    }
+
+    /// A reader like a file: fills each request as far as the data goes, and records whether
+    /// every request before the end of the data was aligned (address and length) as direct I/O
+    /// needs. (The request after a short read only finds the end.)
+    struct AlignCheckingReader<'a> {
+        data: &'a [u8],
+        misaligned: usize,
+        requests: usize,
+    }
+
+    impl Read for AlignCheckingReader<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.requests += 1;
+            let aligned = (buf.as_ptr() as usize).is_multiple_of(READ_ALIGN)
+                && buf.len().is_multiple_of(READ_ALIGN);
+            if !aligned && !self.data.is_empty() {
+                self.misaligned += 1;
+            }
+            let n = buf.len().min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn reads_stay_aligned_for_direct_io() {
+        for (params, len) in [
+            (small_params(), 100_000),
+            (ChunkerParams::default(), 9_000_000),
+            (
+                ChunkerParams {
+                    min_size: 64,
+                    avg_size: 256,
+                    max_size: 1024,
+                    normalization: 1,
+                },
+                50_000,
+            ),
+        ] {
+            let spec = ChunkerSpec::new(params, 3);
+            let data = pseudo_random(len, 5);
+            let mut c = Chunker::new(spec.clone());
+            for _ in 0..2 {
+                c.reset();
+                let mut r = AlignCheckingReader {
+                    data: &data,
+                    misaligned: 0,
+                    requests: 0,
+                };
+                let mut lens = Vec::new();
+                while let Some(ch) = c.next_chunk_ref(&mut r).unwrap() {
+                    lens.push(ch.data.len());
+                }
+                assert_eq!(lens, spec.chunk_lengths(&data));
+                assert_eq!(r.misaligned, 0, "of {} reads", r.requests);
+            }
+        }
     }
 
     proptest! {

@@ -17,9 +17,9 @@ use crate::repo::tree::{ByteString, Node, NodeKind, Timestamp, Tree};
 use crate::repo::writer::BlobWriter;
 use crate::repo::{IndexedRepo, RepoError};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use source::{node_from_metadata, regions, Excludes, OwnerNames, Region};
+use source::{node_from_metadata, read_mode, regions, ContentReader, Excludes, OwnerNames, Region};
 use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -69,6 +69,9 @@ pub struct BackupOptions {
     pub force_read: bool,
     /// Reader threads (default: number of cores).
     pub threads: usize,
+    /// Read every file through the page cache, never with direct I/O (see
+    /// [`source::read_mode`]).
+    pub no_direct_io: bool,
 }
 
 /// Live counters for a progress display.
@@ -141,6 +144,7 @@ struct Ctx<'a> {
     hardlinks: Mutex<HashMap<(u64, u64), Vec<u8>>>,
     threads: usize,
     force_read: bool,
+    allow_direct: bool,
 }
 
 impl Ctx<'_> {
@@ -312,7 +316,7 @@ impl Ctx<'_> {
                 .open(path)
         };
         // O_NOATIME is refused (EPERM) on files we do not own unless we are root.
-        let mut f = match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
+        let f = match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
             r => r,
         }
@@ -326,6 +330,7 @@ impl Ctx<'_> {
         let mut content = Vec::new();
         let mut holes = Vec::new();
         let mut size = 0;
+        let mut source = ContentReader::new(&f, read_mode(&f, meta.len(), self.allow_direct));
         for region in regions(&f, &meta) {
             match region {
                 Region::Hole { offset, len } => {
@@ -333,9 +338,8 @@ impl Ctx<'_> {
                     size = offset + len;
                 }
                 Region::Data { offset, len } => {
-                    f.seek(SeekFrom::Start(offset)).map_err(StreamError::Io)?;
-                    let mut limited = (&mut f).take(len);
-                    let read = self.store_stream(reader, &mut limited, &mut content)?;
+                    source.set_region(offset, len);
+                    let read = self.store_stream(reader, &mut source, &mut content)?;
                     // A file that shrank while we read it is recorded as what we read.
                     size = offset + read;
                     if read < len {
@@ -520,6 +524,7 @@ fn run_inner(
         hardlinks: Mutex::new(HashMap::new()),
         threads,
         force_read: opts.force_read,
+        allow_direct: !opts.no_direct_io,
     };
 
     let n_top = if opts.stdin_filename.is_some() {

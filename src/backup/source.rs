@@ -245,6 +245,190 @@ pub fn regions(file: &File, meta: &Metadata) -> Vec<Region> {
     out
 }
 
+/// How a file's content is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Through the page cache, as ordinary reads.
+    Buffered,
+    /// Bypassing the page cache (`O_DIRECT`) where the request allows it.
+    Direct,
+}
+
+/// Files smaller than this are always read through the page cache: direct I/O would save
+/// little copying and cost two system calls more per file.
+const DIRECT_MIN_SIZE: u64 = 16 * 1024;
+/// Alignment of direct reads (buffer address, file offset, length): 4 KiB covers every
+/// logical block size in use.
+const DIRECT_ALIGN: usize = crate::chunker::READ_ALIGN;
+
+/// Chooses how to read an open file of `size` bytes: directly when direct reads are allowed,
+/// the file is not small, and less than half of it is in the page cache (so the data comes off
+/// the disk anyway). Direct reads move the data from the disk straight into our buffers
+/// instead of through a kernel copy (a fifth of a backup's CPU time in profiles), and they do
+/// not fill the page cache, which on a Kubernetes node is charged to the agent's memory
+/// cgroup and evicts the workload's own cache. Without the `cachestat` system call
+/// (Linux < 6.5) the page cache cannot be asked cheaply and files are read buffered.
+pub fn read_mode(file: &File, size: u64, allow_direct: bool) -> ReadMode {
+    if !allow_direct || size < DIRECT_MIN_SIZE {
+        return ReadMode::Buffered;
+    }
+    match cached_pages(file) {
+        Some(cached) if cached.saturating_mul(4096) < size / 2 => ReadMode::Direct,
+        _ => ReadMode::Buffered,
+    }
+}
+
+/// Pages of the file in the page cache, by `cachestat(2)`; `None` when it is not available.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+fn cached_pages(file: &File) -> Option<u64> {
+    #[repr(C)]
+    struct Range {
+        off: u64,
+        len: u64,
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct Stat {
+        nr_cache: u64,
+        nr_dirty: u64,
+        nr_writeback: u64,
+        nr_evicted: u64,
+        nr_recently_evicted: u64,
+    }
+    // The same number on both architectures (the generic system call table).
+    const SYS_CACHESTAT: libc::c_long = 451;
+    let range = Range { off: 0, len: 0 };
+    let mut stat = Stat::default();
+    // SAFETY: cachestat reads `range` and writes `stat`, both live, correctly laid out
+    // structures; a kernel without it returns ENOSYS.
+    let rc = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file.as_raw_fd(),
+            &range as *const Range,
+            &mut stat as *mut Stat,
+            0,
+        )
+    };
+    (rc == 0).then_some(stat.nr_cache)
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+fn cached_pages(_file: &File) -> Option<u64> {
+    None
+}
+
+/// Reads `len` bytes of a file from `offset` with positioned reads, directly (`O_DIRECT`) when
+/// its mode says so and the request is aligned, through the page cache otherwise. A direct
+/// read refused by the file system (`EINVAL`) switches the reader to buffered reads for good.
+/// Reading never goes past the region, even when a direct read had to fetch whole blocks.
+pub struct ContentReader<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+    mode: ReadMode,
+    /// Whether the descriptor currently has `O_DIRECT` set.
+    fd_direct: bool,
+}
+
+impl<'a> ContentReader<'a> {
+    pub fn new(file: &'a File, mode: ReadMode) -> Self {
+        ContentReader {
+            file,
+            pos: 0,
+            end: 0,
+            mode,
+            fd_direct: false,
+        }
+    }
+
+    /// Limits the next reads to `len` bytes from `offset`.
+    pub fn set_region(&mut self, offset: u64, len: u64) {
+        self.pos = offset;
+        self.end = offset.saturating_add(len);
+    }
+
+    /// Sets or clears `O_DIRECT` on the descriptor.
+    fn set_direct(&mut self, on: bool) -> io::Result<()> {
+        if self.fd_direct == on {
+            return Ok(());
+        }
+        let fd = self.file.as_raw_fd();
+        // SAFETY: fcntl on a valid descriptor with integer arguments.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let flags = if on {
+            flags | libc::O_DIRECT
+        } else {
+            flags & !libc::O_DIRECT
+        };
+        // SAFETY: as above.
+        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.fd_direct = on;
+        Ok(())
+    }
+}
+
+impl Drop for ContentReader<'_> {
+    /// Leaves the descriptor as it was found, for whoever reads it next.
+    fn drop(&mut self) {
+        let _ = self.set_direct(false);
+    }
+}
+
+impl io::Read for ContentReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = (self.end.saturating_sub(self.pos)).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let aligned = self.pos.is_multiple_of(DIRECT_ALIGN as u64)
+            && (buf.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
+            && buf.len() >= DIRECT_ALIGN;
+        if self.mode == ReadMode::Direct && aligned {
+            // Whole blocks: round the request up (the end of the file cuts it short) when the
+            // buffer has room, down otherwise.
+            let up = want.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+            let len = if up <= buf.len() {
+                up
+            } else {
+                want / DIRECT_ALIGN * DIRECT_ALIGN
+            };
+            // (`len` is at least one block: `want` is non-zero and the buffer holds a block.)
+            let direct = self
+                .set_direct(true)
+                .and_then(|()| self.file.read_at(&mut buf[..len], self.pos));
+            match direct {
+                Ok(n) => {
+                    let n = n.min(want);
+                    self.pos += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    tracing::debug!("direct read refused, reading through the page cache: {e}");
+                    self.mode = ReadMode::Buffered;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.set_direct(false)?;
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +447,62 @@ mod tests {
         assert!(e.is_excluded(Path::new("/src/node_modules")));
         assert!(!e.is_excluded(Path::new("/data/other")));
         assert!(!e.is_excluded(Path::new("/x/a.tmpx")));
+    }
+
+    /// Reads everything a reader gives into a 4 KiB-aligned buffer of `chunk` bytes at a time
+    /// (`skew` bytes off alignment when non-zero).
+    fn read_all(r: &mut ContentReader, chunk: usize, skew: usize) -> Vec<u8> {
+        use std::io::Read;
+        let mut backing = vec![0u8; chunk + 2 * DIRECT_ALIGN];
+        let base = backing.as_ptr().align_offset(DIRECT_ALIGN) + skew;
+        let mut out = Vec::new();
+        loop {
+            let n = r
+                .read(&mut backing[base..base + chunk])
+                .unwrap_or_else(|e| panic!("{e} at {} mode {:?}", r.pos, r.mode));
+            if n == 0 {
+                return out;
+            }
+            out.extend_from_slice(&backing[base..base + n]);
+        }
+    }
+
+    #[test]
+    fn content_reader_returns_exactly_the_region_in_every_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..300_001u32).map(|i| (i * 7 + i / 5000) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let f = File::open(&p).unwrap();
+        for mode in [ReadMode::Direct, ReadMode::Buffered] {
+            for (offset, len) in [(0, 300_001), (4096, 10_000), (8192, 1 << 20), (100, 5000)] {
+                for (chunk, skew) in [(65536, 0), (4096, 0), (65536, 3), (1 << 20, 0)] {
+                    let mut r = ContentReader::new(&f, mode);
+                    r.set_region(offset, len);
+                    let got = read_all(&mut r, chunk, skew);
+                    let end = (offset + len).min(data.len() as u64) as usize;
+                    assert_eq!(
+                        got,
+                        &data[offset as usize..end],
+                        "{mode:?} region {offset}+{len} chunk {chunk} skew {skew}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_or_cached_files_are_read_buffered() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, vec![7u8; 1 << 20]).unwrap();
+        let f = File::open(&p).unwrap();
+        assert_eq!(read_mode(&f, 100, true), ReadMode::Buffered);
+        assert_eq!(read_mode(&f, 1 << 20, false), ReadMode::Buffered);
+        // Just written, so in the page cache (when the kernel can tell us).
+        if cached_pages(&f).is_some() {
+            assert_eq!(read_mode(&f, 1 << 20, true), ReadMode::Buffered);
+        }
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub struct BackupArgs {
     /// Reader threads (default: number of cores)
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Read files through the page cache only. By default files larger than 16 KiB that are
+    /// not already cached are read with direct I/O: less CPU, and the page cache (charged to
+    /// the node agent's memory cgroup on Kubernetes) is left to the workloads
+    #[arg(long)]
+    pub no_direct_io: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
@@ -75,6 +80,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
         parent,
         force_read: a.force,
         threads: a.threads,
+        no_direct_io: a.no_direct_io,
     };
     let progress = Arc::new(BackupProgress::default());
     let bar = {
