@@ -13,7 +13,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 /// Packs listed in one index file written during a backup (a crash loses at most this many
@@ -49,15 +49,28 @@ pub struct WriterStats {
 
 struct FinishedPack {
     bytes: Vec<u8>,
+    /// A data pack, whose buffer is counted in [`Shared::buffers`].
+    data: bool,
     id: Id,
     blobs: Vec<crate::pack::PackBlob>,
 }
 
+#[derive(Default)]
+struct PackBuffers {
+    /// Buffers of stored packs, kept for the next data packs.
+    spare: Vec<Vec<u8>>,
+    /// Buffers that exist: spare, open, finished or being stored.
+    live: usize,
+}
+
 struct Shared {
     repo: Arc<IndexedRepo>,
-    /// Buffers of stored packs, kept for the next data packs (at most [`Shared::spare_max`]).
-    spare: Mutex<Vec<Vec<u8>>>,
-    spare_max: usize,
+    /// Data pack buffers; at most [`Shared::max_buffers`] exist at once, so a burst of packs
+    /// filled faster than they are stored makes the threads filling them wait instead of
+    /// allocating more.
+    buffers: Mutex<PackBuffers>,
+    buffer_freed: Condvar,
+    max_buffers: usize,
     /// Capacity of a data pack's buffer: the target size, one more blob of the largest size and
     /// the header, so a pack is never copied to grow.
     pack_capacity: usize,
@@ -95,34 +108,55 @@ impl Shared {
         Ok(())
     }
 
-    /// Keeps a stored pack's buffer for a later pack if it is a full-size one and few are kept.
+    /// Gives back the buffer of a data pack that was stored (or dropped after an error), for
+    /// the next pack.
     fn recycle(&self, buffer: Vec<u8>) {
-        if buffer.capacity() < self.pack_capacity {
-            return;
+        let mut b = self.buffers.lock().unwrap();
+        if buffer.capacity() >= self.pack_capacity {
+            b.spare.push(buffer);
+        } else {
+            b.live -= 1;
         }
-        let mut spare = self.spare.lock().unwrap();
-        if spare.len() < self.spare_max {
-            spare.push(buffer);
-        }
+        drop(b);
+        self.buffer_freed.notify_one();
     }
 
     /// A writer for a new pack of `blob_type`. Data packs get a buffer of a whole pack's
-    /// capacity (a stored pack's when one is spare); tree packs, usually small, start empty.
+    /// capacity, a stored pack's when one is spare, waiting for one when as many as allowed
+    /// exist; tree packs, usually small, start empty.
     fn new_pack(&self, blob_type: BlobType) -> PackWriter {
         if blob_type != BlobType::Data {
             return PackWriter::new();
         }
-        let buffer = self.spare.lock().unwrap().pop();
-        PackWriter::with_buffer(buffer.unwrap_or_else(|| Vec::with_capacity(self.pack_capacity)))
+        let mut b = self.buffers.lock().unwrap();
+        loop {
+            if let Some(buffer) = b.spare.pop() {
+                return PackWriter::with_buffer(buffer);
+            }
+            // After an error nothing may be given back; the writer is failing anyway.
+            if b.live < self.max_buffers || self.has_error() {
+                b.live += 1;
+                return PackWriter::with_buffer(Vec::with_capacity(self.pack_capacity));
+            }
+            b = self
+                .buffer_freed
+                .wait_timeout(b, std::time::Duration::from_millis(100))
+                .unwrap()
+                .0;
+        }
     }
 
     fn upload(&self, p: FinishedPack) -> Result<()> {
-        self.repo
-            .repo()
-            .backend()
-            .write(FileKind::Pack, &p.id.to_hex(), &p.bytes, false)?;
+        let written =
+            self.repo
+                .repo()
+                .backend()
+                .write(FileKind::Pack, &p.id.to_hex(), &p.bytes, false);
+        if p.data {
+            self.recycle(p.bytes);
+        }
+        written?;
         self.stats.packs_written.fetch_add(1, Ordering::Relaxed);
-        self.recycle(p.bytes);
         let full = {
             let mut pending = self.pending.lock().unwrap();
             pending.packs.push(IndexPack {
@@ -143,10 +177,11 @@ impl Shared {
     }
 }
 
-/// Stores blobs into a repository from many threads at once. Memory is bounded: at most one open
-/// pack per blob type, one finished pack per upload thread, and one per thread waiting to hand
-/// its finished pack over (a thread that fills a pack waits for an idle upload thread), plus
-/// one sealing buffer per thread.
+/// Stores blobs into a repository from many threads at once. Memory is bounded whatever the
+/// number of threads: at most two data pack buffers beyond one per upload thread (the open
+/// pack and a finished one waiting for an idle upload thread; a thread that needs a new pack
+/// beyond that waits for a stored one's buffer), the open tree pack, and one sealing buffer
+/// per thread.
 pub struct BlobWriter {
     shared: Arc<Shared>,
     open: [Mutex<Option<PackWriter>>; 2],
@@ -169,8 +204,10 @@ impl BlobWriter {
         let max_chunk = repo.repo().config().chunker.max_size as usize;
         let shared = Arc::new(Shared {
             repo,
-            spare: Mutex::new(Vec::new()),
-            spare_max: uploaders,
+            buffers: Mutex::new(PackBuffers::default()),
+            buffer_freed: Condvar::new(),
+            // One open, one finished and waiting for an upload thread, one per upload thread.
+            max_buffers: uploaders + 2,
             pack_capacity: pack_size + max_chunk + BLOB_OVERHEAD + HEADER_ROOM,
             max_chunk,
             pending: Mutex::new(IndexFile::default()),
@@ -189,6 +226,9 @@ impl BlobWriter {
                     .spawn(move || {
                         for p in rx {
                             if shared.has_error() {
+                                if p.data {
+                                    shared.recycle(p.bytes);
+                                }
                                 continue;
                             }
                             if let Err(e) = shared.upload(p) {
@@ -287,27 +327,33 @@ impl BlobWriter {
             full
         });
         if let Some(w) = full {
-            self.send(w)?;
+            self.send(w, blob_type == BlobType::Data)?;
         }
         Ok(true)
     }
 
-    fn send(&self, w: PackWriter) -> Result<()> {
+    fn send(&self, w: PackWriter, data: bool) -> Result<()> {
         let (bytes, id, blobs) = w.finish(self.shared.repo.repo().keys());
+        let pack = FinishedPack {
+            bytes,
+            data,
+            id,
+            blobs,
+        };
         self.tx
             .as_ref()
             .expect("writer is open")
-            .send(FinishedPack { bytes, id, blobs })
+            .send(pack)
             .map_err(|_| RepoError::Invalid("upload threads stopped".into()))
     }
 
     /// Uploads what is left, waits for every upload and writes the final index file. Only after
     /// this returns `Ok` may a snapshot refer to the blobs.
     pub fn finish(mut self) -> Result<WriterSummary> {
-        for slot in &self.open {
+        for (code, slot) in self.open.iter().enumerate() {
             let w = slot.lock().unwrap().take();
             if let Some(w) = w.filter(|w| !w.is_empty()) {
-                self.send(w)?;
+                self.send(w, code == BlobType::Data.code() as usize)?;
             }
         }
         drop(self.tx.take());
