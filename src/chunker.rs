@@ -162,6 +162,23 @@ impl Chunker {
         }
     }
 
+    pub fn params(&self) -> ChunkerParams {
+        self.spec.params
+    }
+
+    /// Gives the buffer `cap` usable bytes on an aligned base, keeping the buffered bytes at
+    /// the same offsets.
+    fn resize(&mut self, cap: usize) {
+        let mut buf = vec![0u8; cap + READ_ALIGN];
+        let base = buf.as_ptr().align_offset(READ_ALIGN).min(READ_ALIGN);
+        if self.end > 0 {
+            buf[base..base + self.end].copy_from_slice(&self.buf[self.base..self.base + self.end]);
+        }
+        self.buf = buf;
+        self.base = base;
+        self.cap = cap;
+    }
+
     /// Forgets any buffered data so the next call starts a new stream.
     pub fn reset(&mut self) {
         self.start = 0;
@@ -182,13 +199,15 @@ impl Chunker {
         r: &mut R,
     ) -> io::Result<Option<ChunkRef<'_>>> {
         let max = self.spec.params.max_size as usize;
+        // The full buffer: room for two maximal chunks plus two alignment units of slack, so
+        // that after moving the unread bytes (< max, starting below READ_ALIGN) down, at least
+        // one whole aligned unit is free.
+        let full = (2 * max).div_ceil(READ_ALIGN) * READ_ALIGN + 2 * READ_ALIGN;
         if self.buf.is_empty() {
-            // Room for two maximal chunks plus two alignment units of slack, on an aligned base:
-            // after moving the unread bytes (< max, starting below READ_ALIGN) down, at least
-            // one whole aligned unit is free.
-            self.cap = (2 * max).div_ceil(READ_ALIGN) * READ_ALIGN + 2 * READ_ALIGN;
-            self.buf = vec![0u8; self.cap + READ_ALIGN];
-            self.base = self.buf.as_ptr().align_offset(READ_ALIGN).min(READ_ALIGN);
+            // Start with room for a file of the smallest chunk size; most files are smaller,
+            // and a chunker that only ever sees small files stays small.
+            let min = self.spec.params.min_size as usize;
+            self.resize(full.min(min.div_ceil(READ_ALIGN) * READ_ALIGN + 2 * READ_ALIGN));
         }
         while !self.eof && self.end - self.start < max {
             if self.cap - self.end < READ_ALIGN {
@@ -198,6 +217,9 @@ impl Chunker {
                 window.copy_within(self.start..self.end, self.start - shift);
                 self.start -= shift;
                 self.end -= shift;
+                if self.cap - self.end < READ_ALIGN {
+                    self.resize(full);
+                }
             }
             let room = (self.cap - self.end) / READ_ALIGN * READ_ALIGN;
             let at = self.base + self.end;

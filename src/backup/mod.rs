@@ -2,11 +2,13 @@
 //!
 //! The pipeline: one walker thread lists directories in sorted order and decides, per file,
 //! whether the parent snapshot's content can be reused (same size, mtime, ctime and inode). Files
-//! that must be read go through a bounded queue to reader threads that chunk, hash, compress and
-//! encrypt them (large files fan their chunks out over all cores). A directory's tree blob is
-//! written by whichever thread completes its last entry, so no thread waits on another and the
-//! walker is never more than the queue length ahead. The snapshot is written only after every
-//! pack and index file is stored.
+//! that must be read go through a bounded queue to reader threads (two per core, so that one
+//! waiting for the disk leaves its core to another) that chunk, hash, compress and encrypt them.
+//! A file longer than the smallest chunk needs one of the `threads` full-size chunkers, so at
+//! most that many large files are read at once, and fans its chunks out over all cores. A
+//! directory's tree blob is written by whichever thread completes its last entry, so no thread
+//! waits on another and the walker is never more than the queue length ahead. The snapshot is
+//! written only after every pack and index file is stored.
 
 pub mod source;
 
@@ -25,6 +27,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// Reader threads per worker thread (see `--threads`).
+const READERS_PER_THREAD: usize = 2;
 
 /// Errors that stop a backup. (Unreadable entries below the given paths do not: they are
 /// warnings and make the snapshot incomplete.)
@@ -67,7 +72,7 @@ pub struct BackupOptions {
     pub parent: ParentChoice,
     /// Read every file even when the parent snapshot says it is unchanged.
     pub force_read: bool,
-    /// Reader threads (default: number of cores).
+    /// Worker threads (default: number of cores); twice as many threads read files.
     pub threads: usize,
     /// Read every file through the page cache, never with direct I/O (see
     /// [`source::read_mode`]).
@@ -145,6 +150,13 @@ struct Ctx<'a> {
     threads: usize,
     force_read: bool,
     allow_direct: bool,
+    /// Chunkers for files that may span several chunks, `threads` of them: a reader takes one
+    /// for such a file, so however many readers there are, at most `threads` large streams run
+    /// at once and only their chunkers grow to full size (readers' own chunkers, used for
+    /// files that fit in the smallest chunk, stay small).
+    stream_chunkers: (Sender<Chunker>, Receiver<Chunker>),
+    /// Buffers of chunks handed to other threads, shared by the streams that hold a permit.
+    chunk_buffers: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Ctx<'_> {
@@ -235,30 +247,43 @@ impl Ctx<'_> {
     }
 
     /// Chunks a stream and stores its chunks. A stream of one chunk (most files) is stored
-    /// straight from the chunker's buffer; longer streams keep `threads + 1` chunks in flight on
+    /// straight from the chunker's buffer; longer streams keep `threads` chunks in flight on
     /// the rayon pool while this thread reads and cuts the next ones, so a single huge file still
-    /// uses every core, in buffers reused from chunk to chunk: memory stays at
-    /// `threads + 2` chunks per stream.
+    /// uses every core, in buffers reused from chunk to chunk and stream to stream.
     fn store_stream<R: Read + ?Sized>(
         &self,
-        reader: &mut StreamReader,
+        chunker: &mut Chunker,
         r: &mut R,
         out: &mut Vec<Id>,
     ) -> Result<u64, StreamError> {
-        let StreamReader { chunker, spare } = reader;
         chunker.reset();
+        let min = chunker.params().min_size as usize;
         let Some(first) = chunker.next_chunk_ref(r).map_err(StreamError::Io)? else {
             return Ok(0);
         };
         let mut total = first.data.len() as u64;
         if first.last {
-            out.push(self.store_chunk(first.data).map_err(StreamError::Repo)?);
+            let stored = if first.data.len() <= min {
+                self.store_chunk(first.data)
+            } else {
+                // Sealed on a worker: only the `threads` workers then keep a sealing buffer of
+                // the largest chunk size, not every reader.
+                rayon::scope(|_| self.store_chunk(first.data))
+            };
+            out.push(stored.map_err(StreamError::Repo)?);
             return Ok(total);
         }
-        let first = copy_to_spare(spare, first.data);
-        let window = self.threads.max(1) + 1;
+        let window = self.threads.max(2);
+        // In flight at once: `window` chunks, and the one just cut.
+        let buffers = window + 1;
+        let mut spare: Vec<Vec<u8>> = {
+            let mut pool = self.chunk_buffers.lock().unwrap();
+            let keep = pool.len().saturating_sub(buffers);
+            pool.split_off(keep)
+        };
+        let first = copy_to_spare(&mut spare, first.data);
         type Done = (Result<Id, RepoError>, Vec<u8>);
-        rayon::in_place_scope(|scope| {
+        let result = rayon::in_place_scope(|scope| {
             let mut pending: VecDeque<Receiver<Done>> = VecDeque::with_capacity(window);
             let submit = |chunk: Vec<u8>, pending: &mut VecDeque<_>| {
                 let (tx, rx) = bounded(1);
@@ -289,23 +314,34 @@ impl Ctx<'_> {
                 };
                 let Some(chunk) = next else { break };
                 total += chunk.data.len() as u64;
-                let chunk = copy_to_spare(spare, chunk.data);
+                let chunk = copy_to_spare(&mut spare, chunk.data);
                 while pending.len() >= window {
-                    collect(pending.pop_front().unwrap(), out, spare)?;
+                    if let Err(e) = collect(pending.pop_front().unwrap(), out, &mut spare) {
+                        pending.drain(..).for_each(|rx| drop(rx.recv()));
+                        return Err(e);
+                    }
                 }
                 submit(chunk, &mut pending);
             }
+            let mut result = Ok(total);
             while let Some(rx) = pending.pop_front() {
-                collect(rx, out, spare)?;
+                if let Err(e) = collect(rx, out, &mut spare) {
+                    result = result.and(Err(e));
+                }
             }
-            Ok(total)
-        })
+            result
+        });
+        let mut pool = self.chunk_buffers.lock().unwrap();
+        pool.append(&mut spare);
+        // Streams with a permit never need more than this between them.
+        pool.truncate(self.threads.max(1) * buffers);
+        result
     }
 
     /// Reads a file's content into its node.
     fn read_file(
         &self,
-        reader: &mut StreamReader,
+        chunker: &mut Chunker,
         path: &Path,
         node: &mut Node,
     ) -> Result<(), StreamError> {
@@ -327,6 +363,19 @@ impl Ctx<'_> {
                 "is no longer a regular file",
             )));
         }
+        // A file longer than the smallest chunk may become several chunks in flight at once.
+        let mut lent = (meta.len() > u64::from(chunker.params().min_size)).then(|| {
+            let chunker = self
+                .stream_chunkers
+                .1
+                .recv()
+                .expect("never closed while used");
+            Lent(Some(chunker), &self.stream_chunkers.0)
+        });
+        let chunker = match &mut lent {
+            Some(l) => l.0.as_mut().expect("held until dropped"),
+            None => chunker,
+        };
         let mut content = Vec::new();
         let mut holes = Vec::new();
         let mut size = 0;
@@ -339,7 +388,7 @@ impl Ctx<'_> {
                 }
                 Region::Data { offset, len } => {
                     source.set_region(offset, len);
-                    let read = self.store_stream(reader, &mut source, &mut content)?;
+                    let read = self.store_stream(chunker, &mut source, &mut content)?;
                     // A file that shrank while we read it is recorded as what we read.
                     size = offset + read;
                     if read < len {
@@ -361,20 +410,19 @@ enum StreamError {
     Repo(RepoError),
 }
 
-/// What a thread that reads streams keeps from one stream to the next: its chunker and the
-/// buffers of chunks it handed to other threads.
-struct StreamReader {
-    chunker: Chunker,
-    spare: Vec<Vec<u8>>,
-}
+/// A chunker taken from [`Ctx::stream_chunkers`], given back when dropped.
+struct Lent<'a>(Option<Chunker>, &'a Sender<Chunker>);
 
-impl StreamReader {
-    fn new(repo: &IndexedRepo) -> Self {
-        StreamReader {
-            chunker: Chunker::new(repo.repo().chunker().clone()),
-            spare: Vec::new(),
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            let _ = self.1.send(c);
         }
     }
+}
+
+fn new_chunker(repo: &IndexedRepo) -> Chunker {
+    Chunker::new(repo.repo().chunker().clone())
 }
 
 /// Copies a chunk into a spare buffer (one of exactly its size when none is large enough).
@@ -525,6 +573,14 @@ fn run_inner(
         threads,
         force_read: opts.force_read,
         allow_direct: !opts.no_direct_io,
+        stream_chunkers: {
+            let (tx, rx) = bounded(threads);
+            for _ in 0..threads {
+                tx.send(new_chunker(&repo)).expect("room for every chunker");
+            }
+            (tx, rx)
+        },
+        chunk_buffers: Mutex::new(Vec::new()),
     };
 
     let n_top = if opts.stdin_filename.is_some() {
@@ -549,10 +605,10 @@ fn run_inner(
         node.mtime = ts;
         node.ctime = ts;
         node.atime = ts;
-        let mut reader = StreamReader::new(&repo);
+        let mut chunker = new_chunker(&repo);
         let mut stdin = io::stdin().lock();
         let mut content = Vec::new();
-        match ctx.store_stream(&mut reader, &mut stdin, &mut content) {
+        match ctx.store_stream(&mut chunker, &mut stdin, &mut content) {
             Ok(n) => node.size = n,
             Err(StreamError::Repo(e)) => return Err(e.into()),
             Err(StreamError::Io(e)) => {
@@ -569,17 +625,19 @@ fn run_inner(
     } else {
         let (tx, rx) = bounded::<Job>(threads * 64);
         std::thread::scope(|scope| {
-            for _ in 0..threads {
+            // Twice as many readers as cores: a reader waiting for the disk (small files on a
+            // cold cache, direct reads) leaves its core to another.
+            for _ in 0..threads * READERS_PER_THREAD {
                 let rx = rx.clone();
                 let ctx = &ctx;
                 scope.spawn(move || {
-                    let mut reader = StreamReader::new(&ctx.repo);
+                    let mut chunker = new_chunker(&ctx.repo);
                     for mut job in rx {
                         if ctx.failed() {
                             ctx.complete(&job.dir, job.slot, None);
                             continue;
                         }
-                        match ctx.read_file(&mut reader, &job.path, &mut job.node) {
+                        match ctx.read_file(&mut chunker, &job.path, &mut job.node) {
                             Ok(()) => {
                                 ctx.count_file(job.novelty, job.node.size);
                                 ctx.complete(&job.dir, job.slot, Some(job.node));

@@ -39,7 +39,7 @@ pub struct BackupArgs {
     /// Read every file even if the parent says it is unchanged
     #[arg(long)]
     pub force: bool,
-    /// Reader threads (default: number of cores)
+    /// Worker threads (default: number of cores); twice as many threads read files
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Read files through the page cache only. By default files larger than 16 KiB that are
