@@ -9,8 +9,9 @@ use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Exclude patterns. A pattern with a `/` matches the whole absolute path; one without matches
 /// the entry's name anywhere in the tree. `*`, `?`, `[...]` and `**` work as in shells.
@@ -243,6 +244,84 @@ pub fn regions(file: &File, meta: &Metadata) -> Vec<Region> {
         pos = end;
     }
     out
+}
+
+/// Reads the metadata of every entry below some paths on a thread of its own, ahead of the
+/// backup's walk: directory listings and inodes then come from the kernel's caches when the
+/// walk asks for them. Started before the repository is opened, the disk reads overlap the
+/// password's key derivation and the index load, which need the CPU only. Stops when dropped.
+pub struct MetadataPrefetch {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl MetadataPrefetch {
+    /// Starts walking `paths`, skipping what `excludes` (patterns as for [`Excludes`]) skips
+    /// and, with `one_file_system`, other file systems.
+    pub fn start(paths: Vec<PathBuf>, excludes: &[String], one_file_system: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let excludes = Excludes::new(excludes).ok();
+        let spawned = std::thread::Builder::new()
+            .name("prefetch".into())
+            .spawn(move || {
+                let mut read = 0;
+                for p in paths {
+                    let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                        continue;
+                    };
+                    if meta.is_dir() {
+                        let dev = one_file_system.then(|| meta.dev());
+                        read += prefetch_dir(&p, dev, excludes.as_ref(), &flag);
+                    }
+                }
+                read
+            });
+        let handle = spawned
+            .inspect_err(|e| tracing::debug!("no metadata prefetch: {e}"))
+            .ok();
+        MetadataPrefetch { stop, handle }
+    }
+
+    /// Waits for the walk to end; returns how many entries' metadata it read.
+    pub fn wait(mut self) -> u64 {
+        self.handle.take().and_then(|h| h.join().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for MetadataPrefetch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Reads the metadata of everything below `dir`; returns how many entries it read.
+fn prefetch_dir(
+    dir: &Path,
+    dev: Option<u64>,
+    excludes: Option<&Excludes>,
+    stop: &AtomicBool,
+) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut read = 0;
+    for entry in entries.flatten() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let path = entry.path();
+        if excludes.is_some_and(|e| e.is_excluded(&path)) {
+            continue;
+        }
+        // The inode read is the point; the answer is not needed.
+        let Ok(meta) = entry.metadata() else { continue };
+        read += 1;
+        if meta.is_dir() && dev.is_none_or(|d| d == meta.dev()) {
+            read += prefetch_dir(&path, dev, excludes, stop);
+        }
+    }
+    read
 }
 
 /// How a file's content is read.
@@ -503,6 +582,25 @@ mod tests {
         if cached_pages(&f).is_some() {
             assert_eq!(read_mode(&f, 1 << 20, true), ReadMode::Buffered);
         }
+    }
+
+    #[test]
+    fn metadata_prefetch_reads_every_entry_not_excluded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        std::fs::create_dir_all(root.join("a/b")).unwrap();
+        std::fs::create_dir_all(root.join("skip/deep")).unwrap();
+        for f in ["x", "a/y", "a/b/z", "skip/1", "skip/deep/2", "a/b/w.tmp"] {
+            std::fs::write(root.join(f), b"-").unwrap();
+        }
+        std::os::unix::fs::symlink("a", root.join("link")).unwrap();
+        let p = MetadataPrefetch::start(
+            vec![root.clone(), dir.path().join("missing")],
+            &["skip".into(), "*.tmp".into()],
+            false,
+        );
+        // x, a, a/y, a/b, a/b/z, link (not followed).
+        assert_eq!(p.wait(), 6);
     }
 
     #[test]

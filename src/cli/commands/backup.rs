@@ -3,7 +3,8 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use stowage::backup::{self, source::Excludes, BackupOptions, BackupProgress, ParentChoice};
+use stowage::backup::source::{Excludes, MetadataPrefetch};
+use stowage::backup::{self, BackupOptions, BackupProgress, ParentChoice};
 use stowage::repo::lock::{Lock, LockKind};
 use stowage::util::human_bytes;
 
@@ -61,6 +62,10 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
     for p in &a.paths {
         std::fs::symlink_metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
     }
+    // The file system's metadata is read while the password's key is derived and the index
+    // loaded; the walk then finds it cached.
+    let _prefetch =
+        (!a.stdin).then(|| MetadataPrefetch::start(a.paths.clone(), &excludes, a.one_file_system));
     let opened = super::open(g)?;
     // The lock comes before the index is read: prune relies on that order (see repo-format/).
     let lock = Lock::acquire(&opened, LockKind::Backup)?;
