@@ -131,7 +131,7 @@ impl ChunkerSpec {
 /// Alignment of the chunker's reads: the buffer offset of every read is a multiple of this
 /// whenever the stream position is, so a reader may use direct I/O (`O_DIRECT` needs buffer
 /// address, file offset and length aligned to the device's logical block, at most 4 KiB).
-pub const READ_ALIGN: usize = 4096;
+pub const READ_ALIGN: usize = crate::util::DIRECT_IO_ALIGN;
 
 /// A streaming chunker with a reusable buffer of twice the maximum chunk size.
 ///

@@ -338,7 +338,7 @@ pub enum ReadMode {
 const DIRECT_MIN_SIZE: u64 = 16 * 1024;
 /// Alignment of direct reads (buffer address, file offset, length): 4 KiB covers every
 /// logical block size in use.
-const DIRECT_ALIGN: usize = crate::chunker::READ_ALIGN;
+const DIRECT_ALIGN: usize = crate::util::DIRECT_IO_ALIGN;
 
 /// Chooses how to read an open file of `size` bytes: directly when direct reads are allowed,
 /// the file is not small, and less than half of it is in the page cache (so the data comes off
@@ -435,25 +435,10 @@ impl<'a> ContentReader<'a> {
 
     /// Sets or clears `O_DIRECT` on the descriptor.
     fn set_direct(&mut self, on: bool) -> io::Result<()> {
-        if self.fd_direct == on {
-            return Ok(());
+        if self.fd_direct != on {
+            crate::util::set_direct_io(self.file, on)?;
+            self.fd_direct = on;
         }
-        let fd = self.file.as_raw_fd();
-        // SAFETY: fcntl on a valid descriptor with integer arguments.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let flags = if on {
-            flags | libc::O_DIRECT
-        } else {
-            flags & !libc::O_DIRECT
-        };
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        self.fd_direct = on;
         Ok(())
     }
 }
