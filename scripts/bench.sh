@@ -18,7 +18,7 @@
 #   BENCH_SEED=1             data-set seed
 #   BENCH_DIR=/tmp/stowage-bench   working directory (data, repositories, logs); wiped first
 #   BENCH_OUT=$BENCH_DIR/bench-results.md   where the markdown report goes (also on stdout)
-#   BENCH_TOOLS="stowage stowage-64k stowage-64k-z1 restic"   configurations to run, in order
+#   BENCH_TOOLS="stowage stowage-256k stowage-64k stowage-64k-z1 restic"   configurations to run
 #   BENCH_STOWAGE_CONFIGS    the Stowage configurations: NAME=INIT OPTIONS, separated by ';'
 #                            (default: the three below)
 #   BENCH_DROP_CACHES=1      drop the page cache before each step (needs root; failure ignored)
@@ -30,12 +30,13 @@
 #   RESTIC_BIN=restic
 #
 # Configurations: `stowage` is `stowage init` with its defaults (FastCDC 256 KiB / 1 MiB /
-# 4 MiB, zstd level 3, 16 MiB packs, Argon2id 64 MiB x 3); `stowage-64k` differs only in the
-# chunk sizes (16 KiB / 64 KiB / 256 KiB), to show the speed / bytes-added trade-off on the
-# 8 KiB-page volume image; `stowage-64k-z1` also uses zstd level 1 (`--compression 1`), the
-# level closest to restic's `auto` (zstd "fastest"); `restic` is `restic init
-# --repository-version 2` with `--compression auto` (its defaults otherwise: 512 KiB / 1 MiB /
-# 8 MiB Rabin chunks). The report prints the chunker and compression each repository records.
+# 4 MiB, zstd level 3, 16 MiB packs, Argon2id 64 MiB x 3); `stowage-256k` and `stowage-64k`
+# differ only in the chunk sizes (64 KiB / 256 KiB / 1 MiB and 16 KiB / 64 KiB / 256 KiB), to
+# show the speed / bytes-added trade-off on the 8 KiB-page volume image; `stowage-64k-z1` also
+# uses zstd level 1 (`--compression 1`), a faster setting than restic's `auto` (its zstd
+# encoder's default level, comparable to zstd level 3 like Stowage's default); `restic` is
+# `restic init --repository-version 2` with `--compression auto` (its defaults otherwise:
+# 512 KiB / 1 MiB / 8 MiB Rabin chunks). The report prints the chunker and compression each repository records.
 # Both tools take the password from the environment (STOWAGE_PASSWORD / RESTIC_PASSWORD) and
 # keep their local caches under $BENCH_DIR (not counted in the repository sizes).
 set -euo pipefail
@@ -45,9 +46,10 @@ SCALE=${BENCH_SCALE:-1}
 SEED=${BENCH_SEED:-1}
 WORK=${BENCH_DIR:-/tmp/stowage-bench}
 OUT=${BENCH_OUT:-$WORK/bench-results.md}
-TOOLS=${BENCH_TOOLS:-"stowage stowage-64k stowage-64k-z1 restic"}
+TOOLS=${BENCH_TOOLS:-"stowage stowage-256k stowage-64k stowage-64k-z1 restic"}
 SMALL_CHUNKS="--chunk-min 16384 --chunk-avg 65536 --chunk-max 262144"
-CONFIGS=${BENCH_STOWAGE_CONFIGS:-"stowage=;stowage-64k=$SMALL_CHUNKS;stowage-64k-z1=--compression 1 $SMALL_CHUNKS"}
+MEDIUM_CHUNKS="--chunk-min 65536 --chunk-avg 262144 --chunk-max 1048576"
+CONFIGS=${BENCH_STOWAGE_CONFIGS:-"stowage=;stowage-256k=$MEDIUM_CHUNKS;stowage-64k=$SMALL_CHUNKS;stowage-64k-z1=--compression 1 $SMALL_CHUNKS"}
 DROP=${BENCH_DROP_CACHES:-1}
 VERIFY=${BENCH_VERIFY:-1}
 INSTALL=${BENCH_INSTALL:-1}
