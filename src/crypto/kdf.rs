@@ -1,7 +1,6 @@
 //! Password-based wrapping of the master keys with Argon2id.
 
-use super::{CryptoError, MasterKeys};
-use aes_gcm::{Aes256Gcm, KeyInit};
+use super::{Cipher, CryptoError, MasterKeys};
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -95,7 +94,7 @@ pub fn wrap_master_keys(
     password: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
     let mut wrapping = params.derive(password)?;
-    let cipher = Aes256Gcm::new_from_slice(&wrapping).expect("32-byte key");
+    let cipher = Cipher::new(&wrapping);
     wrapping.zeroize();
     let mut json = serde_json::to_vec(&MasterKeysJson {
         encryption: B64.encode(keys.encryption),
@@ -103,7 +102,7 @@ pub fn wrap_master_keys(
         chunker_seed: keys.chunker_seed,
     })
     .expect("serializing keys cannot fail");
-    let sealed = super::seal_with(&cipher, KEY_AAD, &json);
+    let sealed = cipher.seal(KEY_AAD, &json);
     json.zeroize();
     Ok(sealed)
 }
@@ -115,9 +114,9 @@ pub fn unwrap_master_keys(
     password: &[u8],
 ) -> Result<MasterKeys, CryptoError> {
     let mut wrapping = params.derive(password)?;
-    let cipher = Aes256Gcm::new_from_slice(&wrapping).expect("32-byte key");
+    let cipher = Cipher::new(&wrapping);
     wrapping.zeroize();
-    let mut json = super::open_with(&cipher, "key file", KEY_AAD, sealed)?;
+    let mut json = cipher.open("key file", KEY_AAD, sealed)?;
     let parsed: Result<MasterKeysJson, _> = serde_json::from_slice(&json);
     json.zeroize();
     let invalid = |msg: &str| CryptoError::Invalid {

@@ -4,13 +4,16 @@
 //! Every ciphertext is `nonce (12) || AES-256-GCM ciphertext || tag (16)` with a fresh random
 //! nonce. The associated data binds each ciphertext to what it is (a blob of a given type and id,
 //! an index file, a snapshot...), so nothing can be swapped for something else undetected.
+//!
+//! AES-256-GCM is `ring`'s (AES-NI/VAES with carry-less multiplication, ~9 GB/s per core on the
+//! benchmark machine, against ~1 GB/s for the portable RustCrypto crate used before; the bytes
+//! are the same, see `gcm_matches_a_published_test_vector`).
 
 pub mod kdf;
 
 use crate::id::{BlobType, Id};
-use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 use std::cell::RefCell;
 use zeroize::Zeroize;
 
@@ -43,7 +46,7 @@ pub struct MasterKeys {
     pub id_key: [u8; 32],
     /// Seed of the chunker's gear table.
     pub chunker_seed: u64,
-    cipher: Aes256Gcm,
+    cipher: Cipher,
 }
 
 impl Drop for MasterKeys {
@@ -62,7 +65,7 @@ impl std::fmt::Debug for MasterKeys {
 
 impl MasterKeys {
     pub fn new(encryption: [u8; 32], id_key: [u8; 32], chunker_seed: u64) -> Self {
-        let cipher = Aes256Gcm::new_from_slice(&encryption).expect("32-byte key");
+        let cipher = Cipher::new(&encryption);
         MasterKeys {
             encryption,
             id_key,
@@ -100,12 +103,12 @@ impl MasterKeys {
 
     /// Encrypts `plaintext` with a fresh nonce, binding `aad`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        seal_with(&self.cipher, aad, plaintext)
+        self.cipher.seal(aad, plaintext)
     }
 
     /// Checks the tag and decrypts. `what` names the object in the error.
     pub fn open(&self, what: &str, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        open_with(&self.cipher, what, aad, sealed)
+        self.cipher.open(what, aad, sealed)
     }
 
     /// Seals a repository file (index, snapshot...) whose kind is bound as associated data.
@@ -155,37 +158,76 @@ pub fn blob_aad(blob_type: BlobType, id: &Id) -> [u8; 49] {
     aad
 }
 
-pub(crate) fn seal_with(cipher: &Aes256Gcm, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let ct = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    out
-}
+/// An AES-256-GCM key, ready to seal and open `nonce || ciphertext || tag` objects.
+#[derive(Clone)]
+pub(crate) struct Cipher(LessSafeKey);
 
-pub(crate) fn open_with(
-    cipher: &Aes256Gcm,
-    what: &str,
-    aad: &[u8],
-    sealed: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
-    if sealed.len() < SEAL_OVERHEAD {
-        return Err(CryptoError::TooShort(what.to_string()));
+impl Cipher {
+    pub(crate) fn new(key: &[u8; 32]) -> Self {
+        Cipher(LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, key).expect("AES-256-GCM takes a 32-byte key"),
+        ))
     }
-    let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    cipher
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
-        .map_err(|_| CryptoError::Mac(what.to_string()))
+
+    /// Encrypts `plaintext` with a fresh random nonce, binding `aad`.
+    pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        out.extend_from_slice(&[0; NONCE_LEN]);
+        out.extend_from_slice(plaintext);
+        let tag = self.seal_in_place(aad, &mut out);
+        out.extend_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Draws a nonce into `buf[..NONCE_LEN]` and encrypts `buf[NONCE_LEN..]` in place; the
+    /// caller appends the returned tag.
+    fn seal_in_place(&self, aad: &[u8], buf: &mut [u8]) -> Tag {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        buf[..NONCE_LEN].copy_from_slice(&nonce);
+        self.seal_in_place_with_nonce(nonce, aad, &mut buf[NONCE_LEN..])
+    }
+
+    /// Encrypts `data` in place under `nonce`, which must never have been used with this key.
+    fn seal_in_place_with_nonce(&self, nonce: [u8; NONCE_LEN], aad: &[u8], data: &mut [u8]) -> Tag {
+        self.0
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), data)
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail")
+    }
+
+    /// Checks the tag and decrypts into a new buffer. `what` names the object in the error.
+    pub(crate) fn open(
+        &self,
+        what: &str,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(CryptoError::TooShort(what.to_string()));
+        }
+        let mut buf = sealed[NONCE_LEN..].to_vec();
+        let n = self
+            .open_in_place(what, aad, &sealed[..NONCE_LEN], &mut buf)?
+            .len();
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Checks the tag at the end of `ct_and_tag` and decrypts the ciphertext in front of it in
+    /// place; returns the plaintext (a prefix of `ct_and_tag`).
+    fn open_in_place<'b>(
+        &self,
+        what: &str,
+        aad: &[u8],
+        nonce: &[u8],
+        ct_and_tag: &'b mut [u8],
+    ) -> Result<&'b mut [u8], CryptoError> {
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| CryptoError::TooShort(what.to_string()))?;
+        self.0
+            .open_in_place(nonce, Aad::from(aad), ct_and_tag)
+            .map_err(|_| CryptoError::Mac(what.to_string()))
+    }
 }
 
 /// How a blob's payload is stored inside its ciphertext: the first plaintext byte.
@@ -336,9 +378,7 @@ pub fn seal_blob_into(
 ) -> usize {
     let start = out.len();
     out.reserve_exact(data.len() + BLOB_OVERHEAD);
-    let mut nonce = [0u8; NONCE_LEN];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&[0; NONCE_LEN]);
     out.push(PAYLOAD_ZSTD);
     let compressed = level != 0
         && data.len() >= 64
@@ -350,13 +390,8 @@ pub fn seal_blob_into(
     }
     let tag = keys
         .cipher
-        .encrypt_in_place_detached(
-            Nonce::from_slice(&nonce),
-            &blob_aad(blob_type, id),
-            &mut out[start + NONCE_LEN..],
-        )
-        .expect("AES-GCM encryption of an in-memory buffer cannot fail");
-    out.extend_from_slice(&tag);
+        .seal_in_place(&blob_aad(blob_type, id), &mut out[start..]);
+    out.extend_from_slice(tag.as_ref());
     out.len() - start
 }
 
@@ -439,6 +474,36 @@ mod tests {
         let s = k.seal(b"ad", b"secret");
         assert_eq!(s.len(), 6 + SEAL_OVERHEAD);
         assert_eq!(k.open("x", b"ad", &s).unwrap(), b"secret");
+    }
+
+    #[test]
+    fn gcm_matches_a_published_test_vector() {
+        // McGrew & Viega, "The Galois/Counter Mode of Operation", test case 16 (AES-256, 96-bit
+        // IV, with associated data): the format depends on standard AES-256-GCM bytes.
+        let key: [u8; 32] =
+            hex::decode("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let iv = hex::decode("cafebabefacedbaddecaf888").unwrap();
+        let plain = hex::decode(
+            "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72\
+             1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+        )
+        .unwrap();
+        let aad = hex::decode("feedfacedeadbeeffeedfacedeadbeefabaddad2").unwrap();
+        let sealed = hex::decode(
+            "cafebabefacedbaddecaf888\
+             522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa\
+             8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662\
+             76fc6ece0f4e1768cddf8853bb2d551b",
+        )
+        .unwrap();
+        let c = Cipher::new(&key);
+        assert_eq!(c.open("x", &aad, &sealed).unwrap(), plain);
+        let mut buf = plain.clone();
+        let tag = c.seal_in_place_with_nonce(iv.try_into().unwrap(), &aad, &mut buf);
+        assert_eq!([&sealed[..NONCE_LEN], &buf, tag.as_ref()].concat(), sealed);
     }
 
     #[test]
