@@ -217,35 +217,44 @@ impl Backend for LocalBackend {
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.read_range_into(kind, name, offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    fn read_range_into(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
         let p = self.path(kind, name);
         let mut f = File::open(&p).map_err(Self::not_found_or(kind, name, "open", &p))?;
         let size = f.metadata().map_err(|e| Self::io("stat", &p, e))?.len();
+        let short = || BackendError::ShortRead {
+            kind,
+            name: name.to_string(),
+            offset,
+            len,
+        };
         if offset.checked_add(len).is_none_or(|end| end > size) {
-            return Err(BackendError::ShortRead {
-                kind,
-                name: name.to_string(),
-                offset,
-                len,
-            });
+            return Err(short());
         }
         // Read into spare capacity: no zero-fill of a buffer about to be overwritten.
-        use std::io::{Seek, SeekFrom};
-        let mut buf = Vec::with_capacity(len as usize);
+        buf.clear();
+        buf.reserve_exact(usize::try_from(len).map_err(|_| short())?);
         f.seek(SeekFrom::Start(offset))
             .map_err(|e| Self::io("seek", &p, e))?;
         (&mut f)
             .take(len)
-            .read_to_end(&mut buf)
+            .read_to_end(buf)
             .map_err(|e| Self::io("read", &p, e))?;
         if buf.len() as u64 != len {
-            return Err(BackendError::ShortRead {
-                kind,
-                name: name.to_string(),
-                offset,
-                len,
-            });
+            return Err(short());
         }
-        Ok(buf)
+        Ok(())
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8], exclusive: bool) -> Result<()> {

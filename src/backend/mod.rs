@@ -132,6 +132,21 @@ pub trait Backend: Send + Sync {
     /// Reads `len` bytes from `offset`.
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>>;
 
+    /// [`Backend::read_range`] into `buf` (replacing its contents), so that a caller reading many
+    /// ranges can reuse one buffer. Backends that can read into a buffer without allocating
+    /// override this; the default reads with `read_range`.
+    fn read_range_into(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        *buf = self.read_range(kind, name, offset, len)?;
+        Ok(())
+    }
+
     /// Stores a whole file atomically and durably.
     fn write(&self, kind: FileKind, name: &str, data: &[u8], exclusive: bool) -> Result<()>;
 

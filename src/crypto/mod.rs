@@ -207,26 +207,24 @@ impl Cipher {
         }
         let mut buf = sealed[NONCE_LEN..].to_vec();
         let n = self
-            .open_in_place(what, aad, &sealed[..NONCE_LEN], &mut buf)?
+            .open_in_place(aad, &sealed[..NONCE_LEN], &mut buf)
+            .map_err(|_| CryptoError::Mac(what.to_string()))?
             .len();
         buf.truncate(n);
         Ok(buf)
     }
 
     /// Checks the tag at the end of `ct_and_tag` and decrypts the ciphertext in front of it in
-    /// place; returns the plaintext (a prefix of `ct_and_tag`).
+    /// place; returns the plaintext (a prefix of `ct_and_tag`). Fails when the tag does not match
+    /// (or `nonce` is not [`NONCE_LEN`] bytes, or `ct_and_tag` is shorter than a tag).
     fn open_in_place<'b>(
         &self,
-        what: &str,
         aad: &[u8],
         nonce: &[u8],
         ct_and_tag: &'b mut [u8],
-    ) -> Result<&'b mut [u8], CryptoError> {
-        let nonce = Nonce::try_assume_unique_for_key(nonce)
-            .map_err(|_| CryptoError::TooShort(what.to_string()))?;
-        self.0
-            .open_in_place(nonce, Aad::from(aad), ct_and_tag)
-            .map_err(|_| CryptoError::Mac(what.to_string()))
+    ) -> Result<&'b mut [u8], ring::error::Unspecified> {
+        let nonce = Nonce::try_assume_unique_for_key(nonce)?;
+        self.0.open_in_place(nonce, Aad::from(aad), ct_and_tag)
     }
 }
 
@@ -404,58 +402,107 @@ pub fn open_blob(
     sealed: &[u8],
     raw_len: usize,
 ) -> Result<Vec<u8>, CryptoError> {
-    let what = || format!("{blob_type} blob {}", id.short());
-    if raw_len > MAX_BLOB_LEN {
-        return Err(CryptoError::Invalid {
-            what: what(),
-            msg: format!("claims {raw_len} bytes, more than the limit of {MAX_BLOB_LEN}"),
-        });
-    }
-    let mut plain = keys.open(&what(), &blob_aad(blob_type, id), sealed)?;
-    let data = match plain.first() {
-        Some(&PAYLOAD_RAW) => {
-            plain.remove(0);
-            plain
+    let mut buf = sealed.to_vec();
+    let mut inflated = Vec::new();
+    match open_blob_parts(keys, blob_type, id, &mut buf, raw_len, &mut inflated)? {
+        Plaintext::Inflated => Ok(inflated),
+        Plaintext::InPlace(range) => {
+            buf.truncate(range.end);
+            buf.drain(..range.start);
+            Ok(buf)
         }
-        Some(&PAYLOAD_ZSTD) => {
-            // The capacity bounds the output: a frame that inflates past raw_len is an error.
-            decompress(&plain[1..], raw_len).map_err(|e| CryptoError::Invalid {
-                what: what(),
-                msg: format!("decompression failed: {e}"),
-            })?
-        }
-        _ => {
-            return Err(CryptoError::Invalid {
-                what: what(),
-                msg: "unknown payload encoding".into(),
-            })
-        }
-    };
-    if data.len() != raw_len {
-        return Err(CryptoError::Invalid {
-            what: what(),
-            msg: format!("has {} bytes, the index says {raw_len}", data.len()),
-        });
     }
-    if keys.blob_id(&data) != *id {
-        return Err(CryptoError::Invalid {
-            what: what(),
-            msg: "content does not match its id".into(),
-        });
-    }
-    Ok(data)
 }
 
-/// Decompresses one zstd frame into a buffer of at most `limit` bytes (never allocating more),
-/// with this thread's reused context.
-fn decompress(frame: &[u8], limit: usize) -> std::io::Result<Vec<u8>> {
+/// [`open_blob`] without allocating: `sealed` is decrypted in place, and a compressed payload is
+/// inflated into `scratch`, a buffer reused from blob to blob (it grows to the largest blob
+/// opened, at most [`MAX_BLOB_LEN`]). Returns the verified plaintext, which lies in `sealed` or in
+/// `scratch`. On error, the contents of both are unspecified.
+pub fn open_blob_in_place<'a>(
+    keys: &MasterKeys,
+    blob_type: BlobType,
+    id: &Id,
+    sealed: &'a mut [u8],
+    raw_len: usize,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], CryptoError> {
+    Ok(
+        match open_blob_parts(keys, blob_type, id, sealed, raw_len, scratch)? {
+            Plaintext::InPlace(range) => &sealed[range],
+            Plaintext::Inflated => scratch,
+        },
+    )
+}
+
+/// Where [`open_blob_parts`] left a blob's plaintext.
+enum Plaintext {
+    /// This range of the sealed buffer (a blob stored raw).
+    InPlace(std::ops::Range<usize>),
+    /// The whole scratch buffer (a compressed blob).
+    Inflated,
+}
+
+fn open_blob_parts(
+    keys: &MasterKeys,
+    blob_type: BlobType,
+    id: &Id,
+    sealed: &mut [u8],
+    raw_len: usize,
+    scratch: &mut Vec<u8>,
+) -> Result<Plaintext, CryptoError> {
+    let what = || format!("{blob_type} blob {}", id.short());
+    let invalid = |msg: String| CryptoError::Invalid { what: what(), msg };
+    if raw_len > MAX_BLOB_LEN {
+        return Err(invalid(format!(
+            "claims {raw_len} bytes, more than the limit of {MAX_BLOB_LEN}"
+        )));
+    }
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(CryptoError::TooShort(what()));
+    }
+    let (nonce, ct_and_tag) = sealed.split_at_mut(NONCE_LEN);
+    let plain = keys
+        .cipher
+        .open_in_place(&blob_aad(blob_type, id), nonce, ct_and_tag)
+        .map_err(|_| CryptoError::Mac(what()))?;
+    let (data, at) = match plain.split_first() {
+        Some((&PAYLOAD_RAW, payload)) => (
+            payload,
+            Plaintext::InPlace(NONCE_LEN + 1..NONCE_LEN + 1 + payload.len()),
+        ),
+        Some((&PAYLOAD_ZSTD, frame)) => {
+            // The capacity bounds the output: a frame that inflates past it is an error, one
+            // that inflates past raw_len but not past it fails the length check below.
+            scratch.clear();
+            scratch.reserve(raw_len);
+            decompress_into(frame, scratch)
+                .map_err(|e| invalid(format!("decompression failed: {e}")))?;
+            (&scratch[..], Plaintext::Inflated)
+        }
+        _ => return Err(invalid("unknown payload encoding".into())),
+    };
+    if data.len() != raw_len {
+        return Err(invalid(format!(
+            "has {} bytes, the index says {raw_len}",
+            data.len()
+        )));
+    }
+    if keys.blob_id(data) != *id {
+        return Err(invalid("content does not match its id".into()));
+    }
+    Ok(at)
+}
+
+/// Decompresses one zstd frame into `out`'s capacity (never allocating), with this thread's
+/// reused context.
+fn decompress_into(frame: &[u8], out: &mut Vec<u8>) -> std::io::Result<usize> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Some(zstd::bulk::Decompressor::new()?);
         }
         let d = slot.as_mut().expect("set above");
-        let r = d.decompress(frame, limit);
+        let r = d.decompress_to_buffer(frame, out);
         if r.is_err() {
             // A failed frame can leave the context mid-frame: start the next one afresh.
             *slot = None;
@@ -631,6 +678,67 @@ mod tests {
             open_blob(&k, BlobType::Data, &id, &s, text.len()).unwrap(),
             text
         );
+    }
+
+    #[test]
+    fn blobs_open_in_place_with_one_scratch_buffer() {
+        let k = MasterKeys::generate();
+        let text = b"hello hello hello hello ".repeat(4000);
+        let random = random_bytes(100_000);
+        let small_text = b"again and again and again ".repeat(100);
+        let mut scratch = Vec::new();
+        for (data, compressed) in [
+            (&text[..], true),
+            (&random[..], false),
+            (&small_text[..], true),
+            (&b""[..], false),
+        ] {
+            let id = k.blob_id(data);
+            let mut sealed = seal_blob(&k, BlobType::Data, &id, data, 3);
+            let sealed_at = sealed.as_ptr_range();
+            let plain = open_blob_in_place(
+                &k,
+                BlobType::Data,
+                &id,
+                &mut sealed,
+                data.len(),
+                &mut scratch,
+            )
+            .unwrap();
+            assert_eq!(plain, data);
+            // Raw blobs are read where they were decrypted, compressed ones from the scratch.
+            assert_eq!(sealed_at.contains(&plain.as_ptr()), !compressed);
+        }
+        assert!(scratch.capacity() >= text.len());
+    }
+
+    #[test]
+    fn compressed_blob_inflating_past_its_length_is_rejected_whatever_the_scratch_holds() {
+        let k = MasterKeys::generate();
+        let text = b"hello hello hello hello ".repeat(4000);
+        let id = k.blob_id(&text);
+        let sealed = seal_blob(&k, BlobType::Data, &id, &text, 3);
+        let mut scratch = Vec::with_capacity(10 * text.len());
+        let open = |sealed: &[u8], raw_len: usize, scratch: &mut Vec<u8>| {
+            let mut copy = sealed.to_vec();
+            open_blob_in_place(&k, BlobType::Data, &id, &mut copy, raw_len, scratch)
+                .map(<[u8]>::to_vec)
+        };
+        assert!(matches!(
+            open(&sealed, text.len() - 1, &mut scratch),
+            Err(CryptoError::Invalid { .. })
+        ));
+        let mut tampered = sealed.clone();
+        tampered[NONCE_LEN + 3] ^= 1;
+        assert!(matches!(
+            open(&tampered, text.len(), &mut scratch),
+            Err(CryptoError::Mac(_))
+        ));
+        assert!(matches!(
+            open(&sealed[..SEAL_OVERHEAD - 1], text.len(), &mut scratch),
+            Err(CryptoError::TooShort(_))
+        ));
+        assert_eq!(open(&sealed, text.len(), &mut scratch).unwrap(), text);
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! `O_NOFOLLOW`, so nothing is ever written outside the target.
 
 use crate::backend::FileKind;
-use crate::crypto::open_blob;
+use crate::crypto::open_blob_in_place;
 use crate::id::{BlobType, Id};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{validate_name, Node, NodeKind, Timestamp};
@@ -373,13 +373,7 @@ impl Restorer<'_> {
             .files
             .par_iter()
             .map(|f| {
-                let r = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .mode(0o600)
-                    .open(&f.path)
-                    .and_then(|file| file.set_len(f.node.size));
+                let r = create_file(&f.path, f.node.size);
                 if let Err(e) = &r {
                     self.warn(format!("{}: {e}", f.path.display()));
                 }
@@ -402,12 +396,14 @@ impl Restorer<'_> {
     }
 
     /// Fetches one pack's needed blobs (neighbours in one read), opens each (which checks its
-    /// tag and its id) and writes it wherever it goes.
+    /// tag and its id) and writes it wherever it goes. `bufs` are the calling thread's buffers,
+    /// reused from pack to pack.
     fn restore_pack(
         &self,
         pack: &Id,
         blobs: &HashMap<Id, PlannedBlob>,
         targets: &TargetFiles<'_>,
+        bufs: &mut PackBuffers,
     ) -> Result<(), RestoreError> {
         // On disks, reads stay small enough that a range is still in cache when its blobs are
         // opened, and sequential so that the kernel reads ahead while they are; on object
@@ -432,27 +428,27 @@ impl Restorer<'_> {
                 end = end.max(b_end);
                 j += 1;
             }
-            let data = self
-                .repo
+            self.repo
                 .repo()
                 .backend()
-                .read_range(FileKind::Pack, &name, start, end - start)
+                .read_range_into(FileKind::Pack, &name, start, end - start, &mut bufs.read)
                 .map_err(RepoError::from)?;
             for b in &list[i..j] {
                 let off = (b.offset as u64 - start) as usize;
-                let sealed = &data[off..off + b.length as usize];
-                let plain = open_blob(
+                let sealed = &mut bufs.read[off..off + b.length as usize];
+                let plain = open_blob_in_place(
                     self.repo.repo().keys(),
                     BlobType::Data,
                     &b.id,
                     sealed,
                     b.raw_length as usize,
+                    &mut bufs.inflated,
                 )
                 .map_err(|e| {
                     RepoError::malformed(format!("pack {}", crate::util::short_name(&name)), e)
                 })?;
                 for u in &b.uses {
-                    match targets.write(u.file, &plain, u.offset) {
+                    match targets.write(u.file, plain, u.offset) {
                         Ok(true) => {
                             self.progress
                                 .bytes_written
@@ -548,8 +544,28 @@ impl Restorer<'_> {
     }
 }
 
+/// Creates a restored file, empty and `size` bytes long, where nothing is (never through a
+/// symlink).
+fn create_file(path: &Path, size: u64) -> io::Result<()> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(path)
+        .and_then(|file| file.set_len(size))
+}
+
 /// Most target files open at once during the content phase.
 const MAX_OPEN_FILES: usize = 128;
+
+/// The buffers one content thread reuses from pack to pack: the bytes read from a pack (blobs
+/// stored raw are decrypted and written from there) and the inflated form of a compressed blob.
+#[derive(Default)]
+struct PackBuffers {
+    read: Vec<u8>,
+    inflated: Vec<u8>,
+}
 
 /// The restored files during the content phase, shared by the threads that write them. A
 /// file is opened (never through a symlink) at its first write, kept open while more writes
@@ -792,7 +808,9 @@ pub fn run(
     let packs: Vec<(&Id, &HashMap<Id, PlannedBlob>)> = plan.packs.iter().collect();
     packs
         .par_iter()
-        .map(|(pack, blobs)| restorer.restore_pack(pack, blobs, &targets))
+        .map_init(PackBuffers::default, |bufs, (pack, blobs)| {
+            restorer.restore_pack(pack, blobs, &targets, bufs)
+        })
         .collect::<Result<Vec<()>, RestoreError>>()?;
     drop(targets);
     tracing::debug!(
