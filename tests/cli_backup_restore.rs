@@ -90,6 +90,40 @@ fn restore_reproduces_bytes_and_metadata() {
 }
 
 #[test]
+fn zeros_are_restored_allocated_or_with_sparse_as_holes() {
+    let env = Env::init(&[]);
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    // A disk image with zeros written out (not holes) between data.
+    let mut image = random_bytes(1 << 20, 3);
+    image.extend_from_slice(&vec![0u8; 12 << 20]);
+    image.extend_from_slice(&random_bytes(1 << 20, 4));
+    image.extend_from_slice(&vec![0u8; 3 << 20]);
+    fs::write(src.join("disk.img"), &image).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+
+    // By default the restored image reads the same and is not sparse either.
+    let target = env.path("allocated");
+    env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_same_tree(&src, &target.join("src"));
+    assert!(!manifest(&target.join("src"))[&b"disk.img".to_vec()].sparse);
+
+    // With --sparse, the zeros become holes.
+    let target = env.path("sparse");
+    env.ok(&[
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--sparse",
+        "--verify",
+    ]);
+    let restored = target.join("src/disk.img");
+    assert!(fs::read(&restored).unwrap() == image);
+    assert!(manifest(&target.join("src"))[&b"disk.img".to_vec()].sparse);
+}
+
+#[test]
 fn restore_of_subpath_and_filters() {
     let env = Env::init(&[]);
     let src = env.path("src");

@@ -26,6 +26,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,6 +63,26 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Re-read every restored file and check it against the snapshot.
     pub verify: bool,
+    /// What to do with runs of zeros inside file content (see [`Zeros`]).
+    pub zeros: Zeros,
+}
+
+/// How runs of zero bytes inside restored file content are put on disk. The restored bytes are
+/// the same either way; only the file's allocation differs. Runs are whole file-system blocks
+/// (4 KiB, aligned in the file) of at least [`MIN_ZERO_RUN`] bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Zeros {
+    /// Allocate the blocks (`fallocate`) instead of copying zeros into them: the file reads the
+    /// same, its blocks are allocated as if the zeros were written (it is not sparse), and
+    /// nothing is copied or written back. Where the file system cannot allocate, the zeros are
+    /// written.
+    #[default]
+    Allocate,
+    /// Write the zeros like any other bytes.
+    Write,
+    /// Leave them as holes: the file becomes sparse where the original may not have been
+    /// (`restore --sparse`).
+    Hole,
 }
 
 /// Live counters for a progress display.
@@ -567,12 +588,60 @@ struct PackBuffers {
     inflated: Vec<u8>,
 }
 
+/// Block size zero runs are aligned to and made of: the usual file-system block.
+const ZERO_BLOCK: usize = 4096;
+/// Shortest run of zeros handled apart (see [`Zeros`]); shorter runs are written.
+pub const MIN_ZERO_RUN: usize = 64 * 1024;
+
+/// The runs of zero bytes in `data`, which goes at `offset` of a file: ranges of `data` made of
+/// whole [`ZERO_BLOCK`]s aligned in the file, each at least [`MIN_ZERO_RUN`] long, in order.
+fn zero_runs(data: &[u8], offset: u64) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    if data.len() < MIN_ZERO_RUN {
+        return runs;
+    }
+    let first = ((ZERO_BLOCK as u64 - offset % ZERO_BLOCK as u64) % ZERO_BLOCK as u64) as usize;
+    let mut run_start = None;
+    let mut pos = first;
+    while pos + ZERO_BLOCK <= data.len() {
+        let zero = is_zero(&data[pos..pos + ZERO_BLOCK]);
+        match (zero, run_start) {
+            (true, None) => run_start = Some(pos),
+            (false, Some(s)) => {
+                if pos - s >= MIN_ZERO_RUN {
+                    runs.push(s..pos);
+                }
+                run_start = None;
+            }
+            _ => {}
+        }
+        pos += ZERO_BLOCK;
+    }
+    if let Some(s) = run_start {
+        if pos - s >= MIN_ZERO_RUN {
+            runs.push(s..pos);
+        }
+    }
+    runs
+}
+
+/// Whether `block` is all zeros. Data that is not usually shows it in its first 64 bytes, so
+/// this costs little more than one load per block; zeros are checked 64 bytes at a time.
+fn is_zero(block: &[u8]) -> bool {
+    let mut chunks = block.chunks_exact(64);
+    chunks.all(|c| c.iter().fold(0u8, |a, &b| a | b) == 0)
+        && chunks.remainder().iter().all(|&b| b == 0)
+}
+
 /// The restored files during the content phase, shared by the threads that write them. A
 /// file is opened (never through a symlink) at its first write, kept open while more writes
 /// are due, and closed after its last one, or earlier, least recently used first, when more
 /// than `cap` are open. A file that fails once is reported once and skipped from then on.
 struct TargetFiles<'p> {
     paths: Vec<&'p Path>,
+    zeros: Zeros,
+    /// Set once `fallocate` is refused for lack of support: zeros are written from then on.
+    no_fallocate: AtomicBool,
     /// Writes still due per file.
     pending: Vec<AtomicU32>,
     /// Files not to write: not created, or a write failed.
@@ -590,9 +659,17 @@ struct OpenSet {
 impl<'p> TargetFiles<'p> {
     /// `paths[i]` is file `i`, `writes[i]` the number of writes it will get; files with `created[i]` false are
     /// skipped.
-    fn new(paths: Vec<&'p Path>, writes: &[u32], created: &[bool], cap: usize) -> Self {
+    fn new(
+        paths: Vec<&'p Path>,
+        writes: &[u32],
+        created: &[bool],
+        cap: usize,
+        zeros: Zeros,
+    ) -> Self {
         TargetFiles {
             paths,
+            zeros,
+            no_fallocate: AtomicBool::new(false),
             pending: writes.iter().map(|&n| AtomicU32::new(n)).collect(),
             skip: created.iter().map(|&c| AtomicBool::new(!c)).collect(),
             open: Mutex::new(OpenSet::default()),
@@ -601,13 +678,18 @@ impl<'p> TargetFiles<'p> {
     }
 
     /// Writes `data` at `offset` of file `file`. `Ok(false)`: the file is skipped; `Err`: this
-    /// write failed and the file will be skipped from now on.
+    /// write failed and the file will be skipped from now on. The range must not have been
+    /// written before (files are created empty, each byte is written once): runs of zeros are
+    /// left to [`Zeros`].
     fn write(&self, file: u32, data: &[u8], offset: u64) -> io::Result<bool> {
         let i = file as usize;
         let r = if self.skip[i].load(Ordering::Relaxed) {
             Ok(false)
         } else {
-            match self.handle(file).and_then(|f| f.write_all_at(data, offset)) {
+            match self
+                .handle(file)
+                .and_then(|f| self.write_at(&f, data, offset))
+            {
                 Ok(()) => Ok(true),
                 Err(e) => {
                     // Only the first failing write reports.
@@ -623,6 +705,46 @@ impl<'p> TargetFiles<'p> {
             self.open.lock().unwrap().files.remove(&file);
         }
         r
+    }
+
+    /// Puts `data` at `offset` of `f`, with its zero runs handled as `self.zeros` says.
+    fn write_at(&self, f: &File, data: &[u8], offset: u64) -> io::Result<()> {
+        if self.zeros == Zeros::Write {
+            return f.write_all_at(data, offset);
+        }
+        let mut done = 0;
+        for run in zero_runs(data, offset) {
+            f.write_all_at(&data[done..run.start], offset + done as u64)?;
+            let at = offset + run.start as u64;
+            if self.zeros == Zeros::Allocate && !self.allocate(f, at, run.len())? {
+                f.write_all_at(&data[run.clone()], at)?;
+            }
+            done = run.end;
+        }
+        f.write_all_at(&data[done..], offset + done as u64)
+    }
+
+    /// Allocates `len` bytes at `offset` of `f` (they read as zeros where nothing was written).
+    /// `Ok(false)` when the file system cannot.
+    fn allocate(&self, f: &File, offset: u64, len: usize) -> io::Result<bool> {
+        if self.no_fallocate.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        // SAFETY: fallocate on a descriptor we own; it touches no memory of ours. Mode 0 only
+        // allocates: bytes already in the range are unchanged.
+        let r =
+            unsafe { libc::fallocate(f.as_raw_fd(), 0, offset as libc::off_t, len as libc::off_t) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) => {
+                self.no_fallocate.store(true, Ordering::Relaxed);
+                Ok(false)
+            }
+            _ => Err(e),
+        }
     }
 
     fn handle(&self, file: u32) -> io::Result<Arc<File>> {
@@ -804,6 +926,7 @@ pub fn run(
         &plan.writes,
         &created,
         MAX_OPEN_FILES,
+        opts.zeros,
     );
     let packs: Vec<(&Id, &HashMap<Id, PlannedBlob>)> = plan.packs.iter().collect();
     packs
@@ -886,7 +1009,7 @@ mod tests {
     fn target_file_is_closed_after_its_last_write() {
         let dir = tempfile::tempdir().unwrap();
         let files = created(dir.path(), &["a"]);
-        let t = TargetFiles::new(refs(&files), &[3], &[true], 8);
+        let t = TargetFiles::new(refs(&files), &[3], &[true], 8, Zeros::Write);
         assert!(t.write(0, b"xx", 0).unwrap());
         assert!(t.write(0, b"yy", 4).unwrap());
         assert_eq!(t.open_count(), 1, "kept open while writes are due");
@@ -901,7 +1024,7 @@ mod tests {
         let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let files = created(dir.path(), &names);
-        let t = TargetFiles::new(refs(&files), &[2; 10], &[true; 10], 3);
+        let t = TargetFiles::new(refs(&files), &[2; 10], &[true; 10], 3, Zeros::Write);
         for i in 0..10u32 {
             t.write(i, b"a", 0).unwrap();
             assert!(t.open_count() <= 3);
@@ -921,7 +1044,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut files = created(dir.path(), &["a"]);
         files[0] = dir.path().join("missing");
-        let t = TargetFiles::new(refs(&files), &[3], &[true], 8);
+        let t = TargetFiles::new(refs(&files), &[3], &[true], 8, Zeros::Write);
         assert!(t.write(0, b"x", 0).is_err());
         assert!(!t.write(0, b"x", 1).unwrap());
         assert!(!t.write(0, b"x", 2).unwrap());
@@ -932,9 +1055,66 @@ mod tests {
     fn target_file_that_was_not_created_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let files = created(dir.path(), &["a"]);
-        let t = TargetFiles::new(refs(&files), &[1], &[false], 8);
+        let t = TargetFiles::new(refs(&files), &[1], &[false], 8, Zeros::Write);
         assert!(!t.write(0, b"x", 0).unwrap());
         assert_eq!(fs::read(&files[0]).unwrap(), b"");
+    }
+
+    #[test]
+    fn zero_runs_are_whole_aligned_blocks_of_the_minimum_length() {
+        let b = ZERO_BLOCK;
+        let mut data = vec![1u8; 40 * b];
+        // Zeros from 3.5 blocks to 30 blocks: 26 whole blocks, from block 4.
+        data[b * 7 / 2..30 * b].fill(0);
+        assert_eq!(zero_runs(&data, 0), vec![4 * b..30 * b]);
+        // The same bytes at an offset that is not a block boundary: blocks are counted from
+        // the file's start.
+        assert_eq!(zero_runs(&data, 512), vec![4 * b - 512..30 * b - 512]);
+        // A run shorter than the minimum is written like any other bytes.
+        let mut short = vec![1u8; 40 * b];
+        short[b..b + MIN_ZERO_RUN - b].fill(0);
+        assert!(zero_runs(&short, 0).is_empty());
+        // Runs at both ends, and one nonzero byte breaking a run.
+        let mut ends = vec![0u8; 60 * b];
+        ends[30 * b + 100] = 7;
+        assert_eq!(zero_runs(&ends, 0), vec![0..30 * b, 31 * b..60 * b]);
+        // Small blobs are not scanned.
+        assert!(zero_runs(&vec![0u8; MIN_ZERO_RUN - 1], 0).is_empty());
+    }
+
+    #[test]
+    fn zeros_are_restored_the_same_in_every_mode() {
+        let mut data = random_like(3 << 20);
+        data[(1 << 20) + 5..(5 << 19) + 3].fill(0);
+        let zeros_at_end = vec![0u8; 1 << 20];
+        for zeros in [Zeros::Write, Zeros::Allocate, Zeros::Hole] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("f");
+            let size = (data.len() + zeros_at_end.len() + 1000) as u64;
+            create_file(&path, size).unwrap();
+            let files = vec![path.clone()];
+            let t = TargetFiles::new(refs(&files), &[2], &[true], 8, zeros);
+            assert!(t.write(0, &zeros_at_end, data.len() as u64 + 1000).unwrap());
+            assert!(t.write(0, &data, 1000).unwrap());
+            let mut want = vec![0u8; 1000];
+            want.extend_from_slice(&data);
+            want.extend_from_slice(&zeros_at_end);
+            assert!(fs::read(&path).unwrap() == want, "{zeros:?}: bytes differ");
+            use std::os::unix::fs::MetadataExt;
+            let blocks = fs::metadata(&path).unwrap().blocks() * 512;
+            match zeros {
+                // The file systems tests run on allocate, and keep holes.
+                Zeros::Write | Zeros::Allocate => assert!(blocks >= size, "{zeros:?}: sparse"),
+                Zeros::Hole => assert!(blocks < size - (1 << 20), "{zeros:?}: not sparse"),
+            }
+        }
+    }
+
+    /// Bytes without runs of zeros.
+    fn random_like(len: usize) -> Vec<u8> {
+        (0..len as u64)
+            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8 | 1)
+            .collect()
     }
 
     #[test]
@@ -945,7 +1125,7 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&outside, &link).unwrap();
         let files = vec![link];
-        let t = TargetFiles::new(refs(&files), &[1], &[true], 8);
+        let t = TargetFiles::new(refs(&files), &[1], &[true], 8, Zeros::Write);
         assert!(t.write(0, b"x", 0).is_err());
         assert_eq!(fs::read(&outside).unwrap(), b"");
     }

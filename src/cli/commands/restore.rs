@@ -26,6 +26,11 @@ pub struct RestoreArgs {
     /// Re-read every restored file and check it against the snapshot
     #[arg(long)]
     pub verify: bool,
+    /// Leave runs of zeros (64 KiB or more) in files as holes: the files become sparse, even
+    /// where the originals were not. Without it, such runs are allocated without being written
+    /// (same bytes and disk usage as the original, less to write)
+    #[arg(long)]
+    pub sparse: bool,
     /// Take no lock (for a read-only repository; prune may then delete what is being read)
     #[arg(long)]
     pub no_lock: bool,
@@ -52,6 +57,11 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
         excludes: a.excludes.clone(),
         overwrite: a.overwrite,
         verify: a.verify,
+        zeros: if a.sparse {
+            restore::Zeros::Hole
+        } else {
+            restore::Zeros::Allocate
+        },
     };
     let progress = Arc::new(RestoreProgress::default());
     let bar = {
