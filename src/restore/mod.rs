@@ -28,7 +28,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Errors that stop a restore before or while it runs. Failures on single entries are warnings.
@@ -577,6 +577,16 @@ fn create_file(path: &Path, size: u64) -> io::Result<()> {
         .and_then(|file| file.set_len(size))
 }
 
+/// What restoring a pack roughly costs, in bytes: reading and opening its blobs, writing each
+/// copy, and opening a file for each copy (counted as 32 KiB). Packs are restored most costly
+/// first, so that the last ones, which may leave a core idle, are short.
+fn pack_cost(blobs: &HashMap<Id, PlannedBlob>) -> u64 {
+    blobs
+        .values()
+        .map(|b| b.length as u64 + b.uses.len() as u64 * (b.raw_length as u64 + (32 << 10)))
+        .sum()
+}
+
 /// Most target files open at once during the content phase.
 const MAX_OPEN_FILES: usize = 128;
 
@@ -920,7 +930,7 @@ pub fn run(
         "restore files created"
     );
 
-    // Content: packs in parallel; within a pack, blobs in offset order.
+    // Content: packs in parallel, costliest first; within a pack, blobs in offset order.
     let targets = TargetFiles::new(
         plan.files.iter().map(|f| f.path.as_path()).collect(),
         &plan.writes,
@@ -928,12 +938,26 @@ pub fn run(
         MAX_OPEN_FILES,
         opts.zeros,
     );
-    let packs: Vec<(&Id, &HashMap<Id, PlannedBlob>)> = plan.packs.iter().collect();
-    packs
-        .par_iter()
-        .map_init(PackBuffers::default, |bufs, (pack, blobs)| {
-            restorer.restore_pack(pack, blobs, &targets, bufs)
-        })
+    let mut packs: Vec<(&Id, &HashMap<Id, PlannedBlob>)> = plan.packs.iter().collect();
+    packs.sort_by_cached_key(|(_, blobs)| std::cmp::Reverse(pack_cost(blobs)));
+    // Every thread of the pool takes the next pack until none is left (or one failed).
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results = rayon::broadcast(|_| {
+        let mut bufs = PackBuffers::default();
+        while !failed.load(Ordering::Relaxed) {
+            let Some((pack, blobs)) = packs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                break;
+            };
+            if let Err(e) = restorer.restore_pack(pack, blobs, &targets, &mut bufs) {
+                failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(())
+    });
+    results
+        .into_iter()
         .collect::<Result<Vec<()>, RestoreError>>()?;
     drop(targets);
     tracing::debug!(
@@ -1115,6 +1139,19 @@ mod tests {
         (0..len as u64)
             .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8 | 1)
             .collect()
+    }
+
+    #[test]
+    fn a_pack_written_to_many_files_costs_more_than_one_written_once() {
+        let blob = |uses: u32| PlannedBlob {
+            id: Id([uses as u8; 32]),
+            offset: 0,
+            length: 1 << 20,
+            raw_length: 2 << 20,
+            uses: (0..uses).map(|file| BlobUse { file, offset: 0 }).collect(),
+        };
+        let pack = |b: PlannedBlob| HashMap::from([(b.id, b)]);
+        assert!(pack_cost(&pack(blob(5))) > pack_cost(&pack(blob(1))));
     }
 
     #[test]
