@@ -174,6 +174,9 @@ struct Restorer<'a> {
     warnings: Mutex<Vec<String>>,
     progress: &'a RestoreProgress,
     is_root: bool,
+    /// The target was empty (or new) when the restore started: nothing of it can be in the way
+    /// of an entry, since the names in a tree are unique.
+    target_was_empty: bool,
 }
 
 impl Restorer<'_> {
@@ -196,8 +199,12 @@ impl Restorer<'_> {
     }
 
     /// Makes sure nothing but a directory of ours is at `path`: with `--overwrite`, a file or
-    /// symlink in the way is removed (never followed).
+    /// symlink in the way is removed (never followed). In a target that was empty, nothing can
+    /// be (and whatever appears meanwhile makes the creation fail, see [`create_dir`]).
     fn clear_for(&self, path: &Path, want_dir: bool) -> io::Result<()> {
+        if self.target_was_empty {
+            return Ok(());
+        }
         match fs::symlink_metadata(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
@@ -232,13 +239,7 @@ impl Restorer<'_> {
             }
             let path = abs.join(node.name.as_os());
             if node.kind == NodeKind::Dir {
-                if let Err(e) =
-                    self.clear_for(&path, true)
-                        .and_then(|_| match fs::create_dir(&path) {
-                            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-                            r => r,
-                        })
-                {
+                if let Err(e) = self.clear_for(&path, true).and_then(|_| create_dir(&path)) {
                     self.warn(format!("{}: {e}", path.display()));
                     continue;
                 }
@@ -565,6 +566,24 @@ impl Restorer<'_> {
     }
 }
 
+/// Creates a directory, or keeps the one already there; anything else there (a symlink
+/// above all: what is restored below must not end up elsewhere) is an error.
+fn create_dir(path: &Path) -> io::Result<()> {
+    match fs::create_dir(path) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if fs::symlink_metadata(path)?.is_dir() {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "exists and is not a directory",
+                ))
+            }
+        }
+        r => r,
+    }
+}
+
 /// Creates a restored file, empty and `size` bytes long, where nothing is (never through a
 /// symlink).
 fn create_file(path: &Path, size: u64) -> io::Result<()> {
@@ -861,15 +880,20 @@ pub fn run(
         path: target.display().to_string(),
         source: e,
     };
-    match fs::read_dir(target) {
+    let target_was_empty = match fs::read_dir(target) {
         Ok(mut rd) => {
-            if rd.next().is_some() && !opts.overwrite {
+            let empty = rd.next().is_none();
+            if !empty && !opts.overwrite {
                 return Err(RestoreError::TargetNotEmpty(target.display().to_string()));
             }
+            empty
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(target).map_err(tio)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(target).map_err(tio)?;
+            true
+        }
         Err(e) => return Err(tio(e)),
-    }
+    };
     let restorer = Restorer {
         repo,
         filter: Filter {
@@ -883,6 +907,7 @@ pub fn run(
         warnings: Mutex::new(Vec::new()),
         progress,
         is_root: nix::unistd::geteuid().is_root(),
+        target_was_empty,
     };
     let started = std::time::Instant::now();
     let mut plan = Plan::default();
@@ -1152,6 +1177,19 @@ mod tests {
         };
         let pack = |b: PlannedBlob| HashMap::from([(b.id, b)]);
         assert!(pack_cost(&pack(blob(5))) > pack_cost(&pack(blob(1))));
+    }
+
+    #[test]
+    fn a_directory_is_never_created_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(create_dir(&link).is_err());
+        create_dir(&outside).unwrap();
+        create_dir(&dir.path().join("new")).unwrap();
+        assert!(dir.path().join("new").is_dir());
     }
 
     #[test]
