@@ -78,8 +78,19 @@ impl serde::Serialize for Id {
 
 impl<'de> serde::Deserialize<'de> for Id {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        // A visitor that parses the string where the deserializer holds it: trees carry an id
+        // per chunk and per subtree, and going through an owned string cost an allocation each.
+        struct HexId;
+        impl serde::de::Visitor<'_> for HexId {
+            type Value = Id;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an id of 64 hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Id, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(HexId)
     }
 }
 
