@@ -5,6 +5,7 @@
 use super::{Backend, BackendError, FileInfo, FileKind, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Files of at least this size (packs) are written with direct I/O: no copy into the page
@@ -214,6 +215,22 @@ impl Backend for LocalBackend {
         f.read_to_end(&mut buf)
             .map_err(|e| Self::io("read", &p, e))?;
         Ok(buf)
+    }
+
+    fn will_read(&self, kind: FileKind, name: &str, offset: u64, len: u64) {
+        let Ok(f) = File::open(self.path(kind, name)) else {
+            return;
+        };
+        // SAFETY: a hint on a descriptor we own; it touches no memory of ours. WILLNEED
+        // starts the reads and returns without waiting for them.
+        unsafe {
+            libc::posix_fadvise(
+                f.as_raw_fd(),
+                offset as libc::off_t,
+                len as libc::off_t,
+                libc::POSIX_FADV_WILLNEED,
+            );
+        }
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {

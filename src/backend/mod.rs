@@ -161,6 +161,12 @@ pub trait Backend: Send + Sync {
         2
     }
 
+    /// A hint that `len` bytes at `offset` of a file will be read soon: a backend that can
+    /// start fetching them in the background does (the local one asks the kernel to read them
+    /// into the page cache, so that a reader busy decrypting one pack does not then wait for
+    /// the disk on the next). Errors are ignored: it is only a hint.
+    fn will_read(&self, _kind: FileKind, _name: &str, _offset: u64, _len: u64) {}
+
     /// How many bytes of a pack a reader should fetch at once when it needs many of its blobs:
     /// small for disks (the bytes are still in CPU cache when opened), large for object stores
     /// (each read is a request).

@@ -11,7 +11,7 @@
 //! `..` or NUL), nothing is created through an existing symlink, and files are opened with
 //! `O_NOFOLLOW`, so nothing is ever written outside the target.
 
-use crate::backend::FileKind;
+use crate::backend::{Backend, FileKind};
 use crate::crypto::open_blob_in_place;
 use crate::id::{BlobType, Id};
 use crate::repo::snapshot::Snapshot;
@@ -606,6 +606,19 @@ fn pack_cost(blobs: &HashMap<Id, PlannedBlob>) -> u64 {
         .sum()
 }
 
+/// Tells the backend which part of `pack` will be read soon: from its first needed blob to the
+/// end of its last.
+fn will_read_pack(backend: &dyn Backend, pack: &Id, blobs: &HashMap<Id, PlannedBlob>) {
+    let start = blobs.values().map(|b| u64::from(b.offset)).min();
+    let end = blobs
+        .values()
+        .map(|b| u64::from(b.offset) + u64::from(b.length))
+        .max();
+    if let (Some(start), Some(end)) = (start, end) {
+        backend.will_read(FileKind::Pack, &pack.to_hex(), start, end - start);
+    }
+}
+
 /// Most target files open at once during the content phase.
 const MAX_OPEN_FILES: usize = 128;
 
@@ -968,12 +981,23 @@ pub fn run(
     // Every thread of the pool takes the next pack until none is left (or one failed).
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
+    let threads = rayon::current_num_threads();
+    let backend: &dyn Backend = repo.repo().backend().as_ref();
+    for (pack, blobs) in packs.iter().take(threads) {
+        will_read_pack(backend, pack, blobs);
+    }
     let results = rayon::broadcast(|_| {
         let mut bufs = PackBuffers::default();
         while !failed.load(Ordering::Relaxed) {
-            let Some((pack, blobs)) = packs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            let Some((pack, blobs)) = packs.get(k) else {
                 break;
             };
+            // The pack one round ahead (each thread takes one in turn) is fetched in the
+            // background while this one is restored.
+            if let Some((ahead, ahead_blobs)) = packs.get(k + threads) {
+                will_read_pack(backend, ahead, ahead_blobs);
+            }
             if let Err(e) = restorer.restore_pack(pack, blobs, &targets, &mut bufs) {
                 failed.store(true, Ordering::Relaxed);
                 return Err(e);
