@@ -70,13 +70,7 @@ fn restore_reproduces_bytes_and_metadata() {
     let out = env.json(&["backup", src.to_str().unwrap()]);
     assert_eq!(out["incomplete"], false);
     let target = env.path("restored");
-    env.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--verify",
-    ]);
+    env.restore_verified(&target);
     assert_same_tree(&src, &target.join("src"));
     let m = manifest(&target.join("src"));
     assert!(
@@ -382,13 +376,7 @@ fn file_whose_bytes_equal_a_tree_does_not_collide_with_it() {
     fs::write(src.join("looks-like-a-tree"), br#"{"nodes":[]}"#).unwrap();
     env.ok(&["backup", src.to_str().unwrap()]);
     let target = env.path("out");
-    env.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--verify",
-    ]);
+    env.restore_verified(&target);
     assert_same_tree(&src, &target.join("src"));
     env.ok(&["check", "--read-data"]);
 }
@@ -458,13 +446,7 @@ fn uncached_files_are_read_directly_and_round_trip() {
         );
     }
     let target = env.path("restored");
-    env.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--verify",
-    ]);
+    env.restore_verified(&target);
     assert_same_tree(&src, &target.join("src"));
 
     // Reading through the page cache finds exactly the same chunks.

@@ -92,13 +92,7 @@ fn prune_failing_at_every_write_and_remove_leaves_a_consistent_repository() {
         env.ok(&["check", "--read-data"]);
         let t = env.path("restored");
         let _ = fs::remove_dir_all(&t);
-        env.ok(&[
-            "restore",
-            "latest",
-            "--target",
-            t.to_str().unwrap(),
-            "--verify",
-        ]);
+        env.restore_verified(&t);
         assert_same_tree(&src, &t.join("src"));
     }
 }
@@ -154,12 +148,6 @@ fn backup_failing_at_a_write_fails_cleanly_and_the_next_backup_works() {
     env.ok(&["backup", src.to_str().unwrap()]);
     env.ok(&["check", "--read-data"]);
     let t = env.path("out");
-    env.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        t.to_str().unwrap(),
-        "--verify",
-    ]);
+    env.restore_verified(&t);
     assert_same_tree(&src, &t.join("src"));
 }

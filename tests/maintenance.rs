@@ -280,13 +280,7 @@ fn repair_snapshots_drops_only_what_is_lost() {
     assert!(out.contains("/src/lost (file data missing)"), "{out}");
     env.ok(&["check", "--read-data"]);
     let target = env.path("out");
-    env.ok(&[
-        "restore",
-        "latest",
-        "--target",
-        target.to_str().unwrap(),
-        "--verify",
-    ]);
+    env.restore_verified(&target);
     assert_eq!(
         fs::read(target.join("src/kept")).unwrap(),
         fs::read(src.join("kept")).unwrap()

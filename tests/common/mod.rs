@@ -73,29 +73,24 @@ impl Env {
 
     /// Runs and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "stowage {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(args, self.run(args))
     }
 
     /// Runs, asserts failure with `code`, returns stderr.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "stowage {args:?}: expected exit {code}\nstdout: {}\nstderr: {stderr}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        assert!(!stderr.contains("panicked"), "panic: {stderr}");
-        stderr
+        failed_with(args, self.run(args), code)
+    }
+
+    /// Restores the latest snapshot into `target` with `--verify` (every file read back and
+    /// checked against the snapshot); asserts success and returns stdout.
+    pub fn restore_verified(&self, target: &Path) -> String {
+        self.ok(&[
+            "restore",
+            "latest",
+            "--target",
+            target.to_str().unwrap(),
+            "--verify",
+        ])
     }
 
     /// Runs with --json and parses stdout.
@@ -116,6 +111,32 @@ impl Env {
     pub fn files_in(&self, folder: &str) -> Vec<PathBuf> {
         walk_files(&self.repo.join(folder))
     }
+}
+
+/// Asserts that `stowage args` (which gave `out`) succeeded; returns its stdout.
+pub fn succeeded(args: &[&str], out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "stowage {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Asserts that `stowage args` (which gave `out`) exited with `code` and did not panic;
+/// returns its stderr.
+pub fn failed_with(args: &[&str], out: Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stowage {args:?}: expected exit {code}\nstdout: {}\nstderr: {stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    stderr
 }
 
 pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
