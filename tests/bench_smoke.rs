@@ -129,7 +129,7 @@ fn bench_script_runs_every_step_and_writes_the_table() {
         "| initial backup | wall s |",
         "| unchanged re-backup | wall s |",
         "| backup after the change | wall s |",
-        "| restore (fresh dir) | wall s |",
+        "| restore (fresh dir, best of 2) | wall s |",
         "| check --read-data | wall s |",
         "| bytes added by the change | repo growth on disk, MiB |",
         "| repository | MiB after change backup |",
