@@ -247,7 +247,7 @@ impl Ctx<'_> {
     }
 
     /// Chunks a stream and stores its chunks. A stream of one chunk (most files) is stored
-    /// straight from the chunker's buffer; longer streams keep `threads + 1` chunks in flight on
+    /// straight from the chunker's buffer; longer streams keep `threads` chunks in flight on
     /// the rayon pool while this thread reads and cuts the next ones, so a single huge file still
     /// uses every core, in buffers reused from chunk to chunk and stream to stream.
     fn store_stream<R: Read + ?Sized>(
