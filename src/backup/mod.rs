@@ -273,7 +273,7 @@ impl Ctx<'_> {
             out.push(stored.map_err(StreamError::Repo)?);
             return Ok(total);
         }
-        let window = self.threads + 1;
+        let window = self.threads.max(2);
         // In flight at once: `window` chunks, and the one just cut.
         let buffers = window + 1;
         let mut spare: Vec<Vec<u8>> = {
