@@ -357,9 +357,9 @@ pub fn run(
             // Each thread works through a run of neighbouring packs: while it verifies this one,
             // the backend may fetch the next.
             if let Some((next, _)) = listed_vec.get(i + 1).filter(|(n, _)| to_read.contains(n)) {
-                if let Some(&size) = stored.get(&next.to_hex()) {
-                    repo.backend()
-                        .will_read(FileKind::Pack, &next.to_hex(), 0, size);
+                let next = next.to_hex();
+                if let Some(&size) = stored.get(&next) {
+                    repo.backend().will_read(FileKind::Pack, &next, 0, size);
                 }
             }
             let mut errs = Vec::new();
