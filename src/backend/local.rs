@@ -30,19 +30,16 @@ fn write_new_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
             .custom_flags(flags)
             .open(path)
     };
-    let f = if data.len() >= DIRECT_WRITE_MIN {
-        match create(libc::O_DIRECT) {
+    let (f, written) = if data.len() >= DIRECT_WRITE_MIN {
+        let f = match create(libc::O_DIRECT) {
             // File systems without direct I/O refuse the flag.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => create(0)?,
             r => r?,
-        }
+        };
+        let written = write_direct(&f, data)?;
+        (f, written)
     } else {
-        create(0)?
-    };
-    let written = if data.len() >= DIRECT_WRITE_MIN {
-        write_direct(&f, data)?
-    } else {
-        0
+        (create(0)?, 0)
     };
     use std::os::unix::fs::FileExt;
     if written < data.len() {
