@@ -20,7 +20,7 @@ use crate::repo::writer::BlobWriter;
 use crate::repo::{IndexedRepo, RepoError};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use source::{node_from_metadata, read_mode, regions, ContentReader, Excludes, OwnerNames, Region};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -249,7 +249,8 @@ impl Ctx<'_> {
     /// Chunks a stream and stores its chunks. A stream of one chunk (most files) is stored
     /// straight from the chunker's buffer; longer streams keep `threads` chunks in flight on
     /// the rayon pool while this thread reads and cuts the next ones, so a single huge file still
-    /// uses every core, in buffers reused from chunk to chunk and stream to stream.
+    /// uses every core, in buffers reused from chunk to chunk and stream to stream. Chunks are
+    /// stored in any order; their ids are put back in stream order.
     fn store_stream<R: Read + ?Sized>(
         &self,
         chunker: &mut Chunker,
@@ -274,63 +275,82 @@ impl Ctx<'_> {
             return Ok(total);
         }
         let window = self.threads.max(2);
-        // In flight at once: `window` chunks, and the one just cut.
+        // Buffers at once: `window` chunks being stored, and the one just cut.
         let buffers = window + 1;
         let mut spare: Vec<Vec<u8>> = {
             let mut pool = self.chunk_buffers.lock().unwrap();
             let keep = pool.len().saturating_sub(buffers);
             pool.split_off(keep)
         };
-        let first = copy_to_spare(&mut spare, first.data);
-        type Done = (Result<Id, RepoError>, Vec<u8>);
-        let result = rayon::in_place_scope(|scope| {
-            let mut pending: VecDeque<Receiver<Done>> = VecDeque::with_capacity(window);
-            let submit = |chunk: Vec<u8>, pending: &mut VecDeque<_>| {
-                let (tx, rx) = bounded(1);
+        // Chunks finish in any order: a worker that is done with a small chunk gets the next
+        // one at once instead of waiting for an older, larger chunk to finish first. Ids go
+        // to their place in `ids` by sequence number.
+        type Done = (usize, Result<Id, RepoError>, Vec<u8>);
+        let (done_tx, done_rx) = bounded::<Done>(window);
+        let mut ids: Vec<Option<Id>> = Vec::new();
+        let mut in_flight = 0usize;
+        let mut failure: Option<StreamError> = None;
+        let mut next = Some(copy_to_spare(&mut spare, first.data));
+        let reap = |(seq, stored, buffer): Done,
+                        ids: &mut Vec<Option<Id>>,
+                        spare: &mut Vec<Vec<u8>>,
+                        failure: &mut Option<StreamError>| {
+            spare.push(buffer);
+            match stored {
+                Ok(id) => ids[seq] = Some(id),
+                Err(e) => {
+                    failure.get_or_insert(StreamError::Repo(e));
+                }
+            }
+        };
+        rayon::in_place_scope(|scope| {
+            loop {
+                let chunk = match next.take() {
+                    Some(chunk) => chunk,
+                    None => match chunker.next_chunk_ref(r) {
+                        Ok(Some(c)) => {
+                            total += c.data.len() as u64;
+                            copy_to_spare(&mut spare, c.data)
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            failure.get_or_insert(StreamError::Io(e));
+                            break;
+                        }
+                    },
+                };
+                while in_flight >= window {
+                    let done = done_rx.recv().expect("chunk task always answers");
+                    in_flight -= 1;
+                    reap(done, &mut ids, &mut spare, &mut failure);
+                }
+                if failure.is_some() {
+                    spare.push(chunk);
+                    break;
+                }
+                let seq = ids.len();
+                ids.push(None);
+                let tx = done_tx.clone();
                 scope.spawn(move |_| {
                     let stored = self.store_chunk(&chunk);
-                    let _ = tx.send((stored, chunk));
+                    let _ = tx.send((seq, stored, chunk));
                 });
-                pending.push_back(rx);
-            };
-            let collect = |rx: Receiver<Done>,
-                           out: &mut Vec<Id>,
-                           spare: &mut Vec<Vec<u8>>|
-             -> Result<(), StreamError> {
-                let (stored, buffer) = rx.recv().expect("chunk task always answers");
-                spare.push(buffer);
-                out.push(stored.map_err(StreamError::Repo)?);
-                Ok(())
-            };
-            submit(first, &mut pending);
-            loop {
-                let next = match chunker.next_chunk_ref(r) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        // Let the tasks in flight finish before reporting.
-                        pending.drain(..).for_each(|rx| drop(rx.recv()));
-                        return Err(StreamError::Io(e));
-                    }
-                };
-                let Some(chunk) = next else { break };
-                total += chunk.data.len() as u64;
-                let chunk = copy_to_spare(&mut spare, chunk.data);
-                while pending.len() >= window {
-                    if let Err(e) = collect(pending.pop_front().unwrap(), out, &mut spare) {
-                        pending.drain(..).for_each(|rx| drop(rx.recv()));
-                        return Err(e);
-                    }
-                }
-                submit(chunk, &mut pending);
+                in_flight += 1;
             }
-            let mut result = Ok(total);
-            while let Some(rx) = pending.pop_front() {
-                if let Err(e) = collect(rx, out, &mut spare) {
-                    result = result.and(Err(e));
-                }
+            // Let the tasks in flight finish, also before reporting an error.
+            while in_flight > 0 {
+                let done = done_rx.recv().expect("chunk task always answers");
+                in_flight -= 1;
+                reap(done, &mut ids, &mut spare, &mut failure);
             }
-            result
         });
+        let result = match failure {
+            Some(e) => Err(e),
+            None => {
+                out.extend(ids.into_iter().map(|id| id.expect("every chunk answered")));
+                Ok(total)
+            }
+        };
         let mut pool = self.chunk_buffers.lock().unwrap();
         pool.append(&mut spare);
         // Streams with a permit never need more than this between them.
