@@ -156,7 +156,7 @@ struct Ctx<'a> {
     /// files that fit in the smallest chunk, stay small).
     stream_chunkers: (Sender<Chunker>, Receiver<Chunker>),
     /// Buffers of chunks handed to other threads, shared by the streams that hold a permit.
-    chunk_buffers: Mutex<Vec<Vec<u8>>>,
+    chunk_buffers: Mutex<Vec<Batch>>,
 }
 
 impl Ctx<'_> {
@@ -274,82 +274,93 @@ impl Ctx<'_> {
             out.push(stored.map_err(StreamError::Repo)?);
             return Ok(total);
         }
-        // One chunk more than there are workers: a worker that finishes finds the next chunk
+        // One batch more than there are workers: a worker that finishes finds the next batch
         // already cut, while the reader (which shares the cores) reads and cuts another.
         let window = self.threads.max(2) + 1;
-        // Buffers at once: `window` chunks being stored, and the one just cut.
+        // Batches at once: `window` being stored, and the one being filled.
         let buffers = window + 1;
-        let mut spare: Vec<Vec<u8>> = {
+        let mut spare: Vec<Batch> = {
             let mut pool = self.chunk_buffers.lock().unwrap();
             let keep = pool.len().saturating_sub(buffers);
             pool.split_off(keep)
         };
-        // Chunks finish in any order: a worker that is done with a small chunk gets the next
-        // one at once instead of waiting for an older, larger chunk to finish first. Ids go
-        // to their place in `ids` by sequence number.
-        type Done = (usize, Result<Id, RepoError>, Vec<u8>);
+        // Batches finish in any order: a worker that is done with a small one gets the next
+        // at once instead of waiting for an older, larger one to finish first. Ids go to
+        // their place in `ids` by sequence number.
+        type Done = (usize, Result<Vec<Id>, RepoError>, Batch);
         let (done_tx, done_rx) = bounded::<Done>(window);
-        let mut ids: Vec<Option<Id>> = Vec::new();
+        let mut ids: Vec<Option<Vec<Id>>> = Vec::new();
         let mut in_flight = 0usize;
         let mut failure: Option<StreamError> = None;
-        let mut next = Some(copy_to_spare(&mut spare, first.data));
-        let reap = |(seq, stored, buffer): Done,
-                        ids: &mut Vec<Option<Id>>,
-                        spare: &mut Vec<Vec<u8>>,
-                        failure: &mut Option<StreamError>| {
-            spare.push(buffer);
+        let reap = |(seq, stored, batch): Done,
+                    ids: &mut Vec<Option<Vec<Id>>>,
+                    spare: &mut Vec<Batch>,
+                    failure: &mut Option<StreamError>| {
+            spare.push(batch);
             match stored {
-                Ok(id) => ids[seq] = Some(id),
+                Ok(batch_ids) => ids[seq] = Some(batch_ids),
                 Err(e) => {
                     failure.get_or_insert(StreamError::Repo(e));
                 }
             }
         };
+        let mut batch = spare.pop().unwrap_or_default();
+        batch.clear();
+        batch.push(first.data);
         rayon::in_place_scope(|scope| {
             loop {
-                let chunk = match next.take() {
-                    Some(chunk) => chunk,
-                    None => match chunker.next_chunk_ref(r) {
+                let more = if batch.len() >= BATCH_BYTES {
+                    true
+                } else {
+                    match chunker.next_chunk_ref(r) {
                         Ok(Some(c)) => {
                             total += c.data.len() as u64;
-                            copy_to_spare(&mut spare, c.data)
+                            batch.push(c.data);
+                            continue;
                         }
-                        Ok(None) => break,
+                        Ok(None) => false,
                         Err(e) => {
                             failure.get_or_insert(StreamError::Io(e));
-                            break;
+                            false
                         }
-                    },
+                    }
                 };
                 while in_flight >= window {
-                    let done = done_rx.recv().expect("chunk task always answers");
+                    let done = done_rx.recv().expect("batch task always answers");
                     in_flight -= 1;
                     reap(done, &mut ids, &mut spare, &mut failure);
                 }
-                if failure.is_some() {
-                    spare.push(chunk);
+                if failure.is_some() || batch.is_empty() {
                     break;
                 }
                 let seq = ids.len();
                 ids.push(None);
                 let tx = done_tx.clone();
+                let full = std::mem::replace(&mut batch, spare.pop().unwrap_or_default());
+                batch.clear();
                 scope.spawn(move |_| {
-                    let stored = self.store_chunk(&chunk);
-                    let _ = tx.send((seq, stored, chunk));
+                    let stored = full.chunks().map(|c| self.store_chunk(c)).collect();
+                    let _ = tx.send((seq, stored, full));
                 });
                 in_flight += 1;
+                if !more {
+                    break;
+                }
             }
             // Let the tasks in flight finish, also before reporting an error.
             while in_flight > 0 {
-                let done = done_rx.recv().expect("chunk task always answers");
+                let done = done_rx.recv().expect("batch task always answers");
                 in_flight -= 1;
                 reap(done, &mut ids, &mut spare, &mut failure);
             }
         });
+        spare.push(batch);
         let result = match failure {
             Some(e) => Err(e),
             None => {
-                out.extend(ids.into_iter().map(|id| id.expect("every chunk answered")));
+                for batch_ids in ids {
+                    out.extend(batch_ids.expect("every batch answered"));
+                }
                 Ok(total)
             }
         };
@@ -447,15 +458,44 @@ fn new_chunker(repo: &IndexedRepo) -> Chunker {
     Chunker::new(repo.repo().chunker().clone())
 }
 
-/// Copies a chunk into a spare buffer (one of exactly its size when none is large enough).
-fn copy_to_spare(spare: &mut Vec<Vec<u8>>, chunk: &[u8]) -> Vec<u8> {
-    let mut buffer = match spare.pop() {
-        Some(b) if b.capacity() >= chunk.len() => b,
-        _ => Vec::with_capacity(chunk.len()),
-    };
-    buffer.clear();
-    buffer.extend_from_slice(chunk);
-    buffer
+/// Bytes of consecutive chunks that one task stores: small chunks (those of large files) are
+/// handed to the workers in batches of about this size, so that a task is worth the hand-over
+/// whatever the chunk size; a chunk of this size or more is a batch of its own.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Consecutive chunks of a stream, copied out of the chunker, stored by one task.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    lens: Vec<usize>,
+}
+
+impl Batch {
+    fn push(&mut self, chunk: &[u8]) {
+        self.bytes.extend_from_slice(chunk);
+        self.lens.push(chunk.len());
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.lens.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        let mut at = 0;
+        self.lens.iter().map(move |&len| {
+            at += len;
+            &self.bytes[at - len..at]
+        })
+    }
 }
 
 fn file_unchanged(old: &Node, new: &Node) -> bool {
