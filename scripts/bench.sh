@@ -19,9 +19,9 @@
 #   BENCH_SEED=1             data-set seed
 #   BENCH_DIR=/tmp/stowage-bench   working directory (data, repositories, logs); wiped first
 #   BENCH_OUT=$BENCH_DIR/bench-results.md   where the markdown report goes (also on stdout)
-#   BENCH_TOOLS="stowage stowage-256k stowage-64k stowage-64k-z1 restic"   configurations to run
+#   BENCH_TOOLS="stowage stowage-large64k stowage-1m stowage-64k restic"   configurations to run
 #   BENCH_STOWAGE_CONFIGS    the Stowage configurations: NAME=INIT OPTIONS, separated by ';'
-#                            (default: the three below)
+#                            (default: the four below)
 #   BENCH_DROP_CACHES=1      drop the page cache before each step (needs root; failure ignored)
 #   BENCH_VERIFY=1           compare each restore with the source (diff -r --no-dereference)
 #   BENCH_INSTALL=1          apt-get install restic and time when missing
@@ -31,13 +31,14 @@
 #   RESTIC_BIN=restic
 #
 # Configurations: `stowage` is `stowage init` with its defaults (FastCDC 256 KiB / 1 MiB /
-# 4 MiB, zstd level 3, 16 MiB packs, Argon2id 64 MiB x 3); `stowage-256k` and `stowage-64k`
-# differ only in the chunk sizes (64 KiB / 256 KiB / 1 MiB and 16 KiB / 64 KiB / 256 KiB), to
-# show the speed / bytes-added trade-off on the 8 KiB-page volume image; `stowage-64k-z1` also
-# uses zstd level 1 (`--compression 1`), a faster setting than restic's `auto` (its zstd
-# encoder's default level, comparable to zstd level 3 like Stowage's default); `restic` is
-# `restic init --repository-version 2` with `--compression auto` (its defaults otherwise:
-# 512 KiB / 1 MiB / 8 MiB Rabin chunks). The report prints the chunker and compression each repository records.
+# 4 MiB, and 32 / 128 / 512 KiB for files of 16 MiB and more; zstd level 3, 16 MiB packs,
+# Argon2id 64 MiB x 3); `stowage-large64k` cuts large files finer still (16 / 64 / 256 KiB);
+# `stowage-1m` and `stowage-64k` cut every file alike (`--uniform-chunks`) with 1 MiB and
+# 64 KiB chunks: together they show the speed / bytes-added / size trade-off on the 8 KiB-page
+# volume image. `restic` is `restic init --repository-version 2` with `--compression auto`
+# (its zstd encoder's default level, comparable to zstd level 3; its defaults otherwise:
+# 512 KiB / 1 MiB / 8 MiB Rabin chunks). The report prints the chunker and compression each
+# repository records.
 # Both tools take the password from the environment (STOWAGE_PASSWORD / RESTIC_PASSWORD) and
 # keep their local caches under $BENCH_DIR (not counted in the repository sizes).
 set -euo pipefail
@@ -47,10 +48,10 @@ SCALE=${BENCH_SCALE:-1}
 SEED=${BENCH_SEED:-1}
 WORK=${BENCH_DIR:-/tmp/stowage-bench}
 OUT=${BENCH_OUT:-$WORK/bench-results.md}
-TOOLS=${BENCH_TOOLS:-"stowage stowage-256k stowage-64k stowage-64k-z1 restic"}
-SMALL_CHUNKS="--chunk-min 16384 --chunk-avg 65536 --chunk-max 262144"
-MEDIUM_CHUNKS="--chunk-min 65536 --chunk-avg 262144 --chunk-max 1048576"
-CONFIGS=${BENCH_STOWAGE_CONFIGS:-"stowage=;stowage-256k=$MEDIUM_CHUNKS;stowage-64k=$SMALL_CHUNKS;stowage-64k-z1=--compression 1 $SMALL_CHUNKS"}
+TOOLS=${BENCH_TOOLS:-"stowage stowage-large64k stowage-1m stowage-64k restic"}
+SMALL_CHUNKS="--uniform-chunks --chunk-min 16384 --chunk-avg 65536 --chunk-max 262144"
+LARGE_64K="--large-chunk-min 16384 --large-chunk-avg 65536 --large-chunk-max 262144"
+CONFIGS=${BENCH_STOWAGE_CONFIGS:-"stowage=;stowage-large64k=$LARGE_64K;stowage-1m=--uniform-chunks;stowage-64k=$SMALL_CHUNKS"}
 DROP=${BENCH_DROP_CACHES:-1}
 VERIFY=${BENCH_VERIFY:-1}
 INSTALL=${BENCH_INSTALL:-1}
@@ -257,11 +258,18 @@ for t in $TOOLS; do step_init "$t"; done
 for t in $TOOLS; do
   [ "$t" = restic ] && continue
   run_cmd "$t" "$STOWAGE_BIN" cat config >"$LOGS/$t.config.json"
-  R[$t.config]=$(awk -v c="$(json_num "$LOGS/$t.config.json" min_size)" \
-    -v a="$(json_num "$LOGS/$t.config.json" avg_size)" -v m="$(json_num "$LOGS/$t.config.json" max_size)" \
+  # The general chunk sizes come first in the config, the large-file ones (if any) second.
+  sizes() { grep -o "\"$1\": *[0-9]*" "$LOGS/$t.config.json" | sed -n "${2}p" | sed 's/.*: *//'; }
+  R[$t.config]=$(awk -v c="$(sizes min_size 1)" -v a="$(sizes avg_size 1)" -v m="$(sizes max_size 1)" \
+    -v lf="$(json_num "$LOGS/$t.config.json" min_file_size)" \
+    -v lc="$(sizes min_size 2)" -v la="$(sizes avg_size 2)" -v lm="$(sizes max_size 2)" \
     -v z="$(json_num "$LOGS/$t.config.json" compression_level)" \
     -v p="$(json_num "$LOGS/$t.config.json" pack_size)" \
-    'BEGIN { printf "chunks %d/%d/%d KiB, zstd %d, packs %d MiB", c / 1024, a / 1024, m / 1024, z, p / 1048576 }')
+    'BEGIN {
+       printf "chunks %d/%d/%d KiB", c / 1024, a / 1024, m / 1024
+       if (lf != "") printf " (files from %d MiB: %d/%d/%d KiB)", lf / 1048576, lc / 1024, la / 1024, lm / 1024
+       printf ", zstd %d, packs %d MiB", z, p / 1048576
+     }')
 done
 for t in $TOOLS; do step_backup "$t" backup1; done
 for t in $TOOLS; do step_backup "$t" backup2; done

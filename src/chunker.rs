@@ -66,6 +66,35 @@ impl ChunkerParams {
     }
 }
 
+/// Chunk sizes for large files, stored in the repository config beside the general ones.
+///
+/// Large files are mostly volume images and database files, changed a page at a time in
+/// place: every changed page costs a whole chunk in the next backup, so they are cut finer.
+/// Everything else keeps the larger general chunks, which cost fewer index entries and
+/// compress better (small files are one chunk either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LargeFileChunking {
+    /// Files of at least this many bytes (their size when the backup opens them) are cut with
+    /// `chunker`; so is standard input.
+    pub min_file_size: u64,
+    pub chunker: ChunkerParams,
+}
+
+impl Default for LargeFileChunking {
+    /// Files of 16 MiB and more: 32 KiB / 128 KiB / 512 KiB, normalization level 1.
+    fn default() -> Self {
+        LargeFileChunking {
+            min_file_size: 16 << 20,
+            chunker: ChunkerParams {
+                min_size: 32 * 1024,
+                avg_size: 128 * 1024,
+                max_size: 512 * 1024,
+                normalization: 1,
+            },
+        }
+    }
+}
+
 /// The gear tables and masks for one repository; cheap to share between threads.
 pub struct ChunkerSpec {
     params: ChunkerParams,
@@ -133,7 +162,12 @@ impl ChunkerSpec {
 /// address, file offset and length aligned to the device's logical block, at most 4 KiB).
 pub const READ_ALIGN: usize = crate::util::DIRECT_IO_ALIGN;
 
-/// A streaming chunker with a reusable buffer of twice the maximum chunk size.
+/// The smallest buffer of a chunker that reads a stream longer than the smallest chunk: reads
+/// take what room the buffer has, so this is about the size of each read.
+const MIN_WINDOW: usize = 4 << 20;
+
+/// A streaming chunker with a reusable buffer of twice the maximum chunk size (at least
+/// [`MIN_WINDOW`]).
 ///
 /// Reads go to buffer offsets congruent to the stream position modulo [`READ_ALIGN`] and are
 /// whole multiples of it until the end of the stream (data is only ever moved by multiples of
@@ -164,6 +198,19 @@ impl Chunker {
 
     pub fn params(&self) -> ChunkerParams {
         self.spec.params
+    }
+
+    pub fn spec(&self) -> &Arc<ChunkerSpec> {
+        &self.spec
+    }
+
+    /// Cuts the next stream with `spec` instead, keeping the buffer; forgets any buffered data
+    /// like [`Chunker::reset`].
+    pub fn set_spec(&mut self, spec: &Arc<ChunkerSpec>) {
+        if !Arc::ptr_eq(&self.spec, spec) {
+            self.spec = spec.clone();
+        }
+        self.reset();
     }
 
     /// Gives the buffer `cap` usable bytes on an aligned base, keeping the buffered bytes at
@@ -201,8 +248,9 @@ impl Chunker {
         let max = self.spec.params.max_size as usize;
         // The full buffer: room for two maximal chunks plus two alignment units of slack, so
         // that after moving the unread bytes (< max, starting below READ_ALIGN) down, at least
-        // one whole aligned unit is free.
-        let full = (2 * max).div_ceil(READ_ALIGN) * READ_ALIGN + 2 * READ_ALIGN;
+        // one whole aligned unit is free; and at least MIN_WINDOW, so that a stream of small
+        // chunks is still read in large requests.
+        let full = (2 * max).max(MIN_WINDOW).div_ceil(READ_ALIGN) * READ_ALIGN + 2 * READ_ALIGN;
         if self.buf.is_empty() {
             // Start with room for a file of the smallest chunk size; most files are smaller,
             // and a chunker that only ever sees small files stays small.
@@ -352,6 +400,36 @@ mod tests {
                     "a stream shorter than a chunk is one last chunk"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn switching_specs_cuts_like_a_fresh_chunker() {
+        let fine = ChunkerSpec::new(small_params(), 7);
+        let coarse = ChunkerSpec::new(ChunkerParams::default(), 7);
+        let data = pseudo_random(3 << 20, 21);
+        let mut c = Chunker::new(coarse.clone());
+        // Alternate streams between the two specs through one chunker (and one buffer), each
+        // stream abandoned half-way once, as a file that fails to read would be.
+        for (round, spec) in [&coarse, &fine, &coarse, &fine, &fine]
+            .into_iter()
+            .enumerate()
+        {
+            c.set_spec(spec);
+            let mut r = ChoppyReader {
+                data: &data,
+                sizes: vec![4096 * (round + 1), 100_000],
+                i: 0,
+            };
+            if round == 2 {
+                c.next_chunk_ref(&mut r).unwrap();
+                continue;
+            }
+            let mut lens = Vec::new();
+            while let Some(ch) = c.next_chunk_ref(&mut r).unwrap() {
+                lens.push(ch.data.len());
+            }
+            assert_eq!(lens, spec.chunk_lengths(&data), "round {round}");
         }
     }
 

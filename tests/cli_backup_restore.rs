@@ -9,6 +9,9 @@ use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
+use stowage::backend::local::LocalBackend;
+use stowage::id::BlobType;
+use stowage::repo::Repository;
 
 /// A source tree with every kind of entry the format stores.
 fn build_rich_tree(root: &Path) {
@@ -203,6 +206,115 @@ fn changed_file_reuploads_only_nearby_chunks() {
     let target = env.path("out");
     env.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert_eq!(fs::read(target.join("src/volume.img")).unwrap(), data);
+}
+
+/// The plaintext lengths of a file's chunks in the latest snapshot, found by path components
+/// below the snapshot's root, and the repository (opened through the library).
+fn chunk_lengths_in_latest(env: &Env, path: &[&str]) -> (Vec<usize>, std::sync::Arc<Repository>) {
+    let repo = std::sync::Arc::new(
+        Repository::open(
+            std::sync::Arc::new(LocalBackend::new(&env.repo)),
+            PASSWORD.as_bytes(),
+        )
+        .unwrap(),
+    );
+    let indexed = repo.load_index().unwrap();
+    let (_, snap) = repo.find_snapshot("latest").unwrap();
+    let mut tree = indexed.read_tree(&snap.tree).unwrap();
+    for (i, name) in path.iter().enumerate() {
+        let node = tree
+            .nodes
+            .iter()
+            .find(|n| n.name.0 == name.as_bytes())
+            .unwrap_or_else(|| panic!("{name} in the snapshot"))
+            .clone();
+        if i + 1 == path.len() {
+            let lengths = node
+                .content
+                .iter()
+                .map(|id| indexed.read_blob(BlobType::Data, id).unwrap().len())
+                .collect();
+            return (lengths, repo);
+        }
+        tree = indexed.read_tree(&node.subtree.unwrap()).unwrap();
+    }
+    unreachable!("an empty path");
+}
+
+fn backup_stdin(env: &Env, name: &str, data: &[u8]) {
+    let mut child = env
+        .cmd(&["backup", "--stdin", "--stdin-filename", name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    succeeded(&["backup", "--stdin"], child.wait_with_output().unwrap());
+}
+
+#[test]
+fn large_files_and_stdin_are_cut_with_the_large_file_chunk_sizes() {
+    // General chunks 256 KiB / 1 MiB / 4 MiB; from 2 MB on, 32 / 128 / 512 KiB (the default
+    // large-file sizes).
+    let env = Env::init(&["--large-file-size", "2000000"]);
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    let small = random_bytes(1_999_999, 21);
+    let mut big = random_bytes(6_000_000, 22);
+    fs::write(src.join("small"), &small).unwrap();
+    fs::write(src.join("big"), &big).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+
+    let (small_cuts, repo) = chunk_lengths_in_latest(&env, &["src", "small"]);
+    let (big_cuts, _) = chunk_lengths_in_latest(&env, &["src", "big"]);
+    let general = repo.chunker();
+    let large = repo.chunker_for_file(2_000_000);
+    assert_eq!(large.params().max_size, 524_288);
+    assert_eq!(small_cuts, general.chunk_lengths(&small));
+    assert_eq!(big_cuts, large.chunk_lengths(&big));
+    assert!(big_cuts.len() >= 12, "{big_cuts:?}");
+    assert!(big_cuts.iter().all(|&l| l <= 524_288), "{big_cuts:?}");
+
+    // An 8 KiB page overwritten in place costs at most the two chunks around it.
+    big[3_000_000..3_008_192].copy_from_slice(&random_bytes(8192, 23));
+    fs::write(src.join("big"), &big).unwrap();
+    let out = env.json(&["backup", src.to_str().unwrap()]);
+    let added = out["summary"]["bytes_added"].as_u64().unwrap();
+    assert!(
+        added > 0 && added <= 2 * 524_288,
+        "added {added} bytes for one changed page"
+    );
+    let target = env.path("out");
+    env.restore_verified(&target);
+    assert_eq!(fs::read(target.join("src/big")).unwrap(), big);
+
+    // Standard input: the large-file sizes, whatever its length.
+    let dump = random_bytes(1_000_000, 24);
+    backup_stdin(&env, "dump.sql", &dump);
+    let (dump_cuts, _) = chunk_lengths_in_latest(&env, &["dump.sql"]);
+    assert_eq!(dump_cuts, large.chunk_lengths(&dump));
+    assert!(dump_cuts.len() >= 2, "{dump_cuts:?}");
+}
+
+#[test]
+fn uniform_chunks_cut_every_file_alike() {
+    let env = Env::init(&["--uniform-chunks"]);
+    let src = env.path("src");
+    fs::create_dir(&src).unwrap();
+    let big = random_bytes(20 << 20, 25);
+    fs::write(src.join("big"), &big).unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let (cuts, repo) = chunk_lengths_in_latest(&env, &["src", "big"]);
+    assert_eq!(cuts, repo.chunker().chunk_lengths(&big));
+    assert_eq!(
+        repo.chunker_for_file(u64::MAX).params(),
+        repo.chunker().params()
+    );
+    assert!(repo.config().large_files.is_none());
+    // The large-file options make no sense with --uniform-chunks.
+    let other = Env::new();
+    let err = other.fails(&["init", "--uniform-chunks", "--large-file-size", "1"], 2);
+    assert!(err.contains("cannot be used with"), "{err}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use stowage::backend::local::LocalBackend;
-use stowage::chunker::{Chunker, ChunkerParams, ChunkerSpec};
+use stowage::chunker::{Chunker, ChunkerParams, ChunkerSpec, LargeFileChunking};
 use stowage::crypto::kdf::KdfParams;
 use stowage::crypto::{
     blob_aad, open_blob, seal_blob, CryptoError, FileAad, MasterKeys, NONCE_LEN, TAG_LEN,
@@ -272,6 +272,7 @@ fn vector_config(keys: &MasterKeys, version: u32) -> RepoConfig {
         repository_id: Id::hash_of(b"stowage format vector repository"),
         master_key_fingerprint: keys.fingerprint(),
         chunker: ChunkerParams::default(),
+        large_files: None,
         pack_size: 16 << 20,
         compression_level: 3,
     }
@@ -722,6 +723,8 @@ fn config_decodes() {
     );
     assert_eq!(cfg.pack_size, 16 << 20);
     assert_eq!(cfg.compression_level, 3);
+    // No `large_files` member: every file is cut with `chunker`.
+    assert_eq!(cfg.large_files, None);
 
     // The outer JSON by hand: exactly three fields; the sealed inner JSON equals the manifest.
     let outer: Value = serde_json::from_slice(&bytes).unwrap();
@@ -1674,7 +1677,7 @@ fn write_extra_vectors() {
 
     let manifest = json!({
         "format_version": FORMAT_VERSION,
-        "about": "Test vectors of the later additions to stowage repository format version 1 (condemned batches in index files, lock files); see repo-format/README.md, section Test vectors. Keys and password as in vectors.json.",
+        "about": "Test vectors of the later additions to stowage repository format version 1 (condemned batches in index files, lock files, the large_files member of the config); see repo-format/README.md, section Test vectors. Keys and password as in vectors.json.",
         "keys": "vectors.json",
         "index": index_json,
         "locks": lock_json,
@@ -1682,6 +1685,124 @@ fn write_extra_vectors() {
     let mut text = serde_json::to_vec_pretty(&manifest).unwrap();
     text.push(b'\n');
     std::fs::write(dir.join(EXTRA_MANIFEST), text).unwrap();
+    write_large_files_config_vector();
+}
+
+/// The large-file chunk sizes of the config vector with a `large_files` member (stowage's
+/// defaults).
+fn vector_large_files() -> LargeFileChunking {
+    LargeFileChunking {
+        min_file_size: 16 << 20,
+        chunker: ChunkerParams {
+            min_size: 32_768,
+            avg_size: 131_072,
+            max_size: 524_288,
+            normalization: 1,
+        },
+    }
+}
+
+const LARGE_FILES_CONFIG: &str = "extra/config-large-files";
+
+/// Writes `extra/config-large-files` (the vector repository's config with a `large_files`
+/// member) and adds it to the extra manifest, leaving the other extra vectors alone.
+fn write_large_files_config_vector() {
+    let keys = vector_keys();
+    let config = RepoConfig {
+        large_files: Some(vector_large_files()),
+        ..vector_config(&keys, FORMAT_VERSION)
+    };
+    let bytes = config.encode(&keys);
+    let path = vectors_dir().join(LARGE_FILES_CONFIG);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let outer: Value = serde_json::from_slice(&bytes).unwrap();
+    let sealed = B64.decode(outer["sealed"].as_str().unwrap()).unwrap();
+    let inner = keys.open("config", b"stowage config v1", &sealed).unwrap();
+    let large = vector_large_files();
+    let mut manifest = read_extra_manifest();
+    manifest["about"] = json!("Test vectors of the later additions to stowage repository format version 1 (condemned batches in index files, lock files, the large_files member of the config); see repo-format/README.md, section Test vectors. Keys and password as in vectors.json.");
+    manifest["config_large_files"] = json!({
+        "path": LARGE_FILES_CONFIG,
+        "aad": "stowage config v1",
+        "repository_id": config.repository_id.to_hex(),
+        "inner_json": String::from_utf8(inner).unwrap(),
+        "large_files": {
+            "min_file_size": large.min_file_size,
+            "chunker": params_json(&large.chunker),
+        },
+    });
+    let mut text = serde_json::to_vec_pretty(&manifest).unwrap();
+    text.push(b'\n');
+    std::fs::write(vectors_dir().join(EXTRA_MANIFEST), text).unwrap();
+}
+
+/// Adds the large-file config vector to the committed extra vectors if it is missing.
+#[test]
+#[ignore = "writes the committed large-file config vector; run once, by hand"]
+fn create_large_files_config_vector() {
+    if read_extra_manifest().get("config_large_files").is_some()
+        && std::env::var_os("STOWAGE_REGENERATE_VECTORS").is_none()
+    {
+        eprintln!("the large-file config vector is committed and was left alone.");
+        return;
+    }
+    write_large_files_config_vector();
+}
+
+#[test]
+fn config_with_large_file_chunking_decodes() {
+    let x = read_extra_manifest();
+    let c = &x["config_large_files"];
+    let bytes = read_vector(s(c, "path"));
+    let keys = unlock();
+    let cfg = RepoConfig::decode(&bytes, &keys).unwrap();
+    let large = cfg
+        .large_files
+        .expect("the vector has large-file chunk sizes");
+    assert_eq!(large, vector_large_files());
+    assert_eq!(large.min_file_size, u(&c["large_files"], "min_file_size"));
+    assert_eq!(params_json(&large.chunker), c["large_files"]["chunker"]);
+    // Everything else as in the base config vector.
+    let base =
+        RepoConfig::decode(&read_vector(s(&read_manifest()["config"], "path")), &keys).unwrap();
+    assert_eq!(
+        RepoConfig {
+            large_files: None,
+            ..cfg.clone()
+        },
+        base
+    );
+    let outer: Value = serde_json::from_slice(&bytes).unwrap();
+    let sealed = B64.decode(outer["sealed"].as_str().unwrap()).unwrap();
+    let inner = keys.open("config", b"stowage config v1", &sealed).unwrap();
+    assert_eq!(std::str::from_utf8(&inner).unwrap(), s(c, "inner_json"));
+
+    // A repository with this config cuts files from 16 MiB on, and standard input, with the
+    // large-file chunk sizes.
+    let dir = tempfile::tempdir().unwrap();
+    let m = read_manifest();
+    let key = &m["key_file"];
+    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+    std::fs::write(
+        dir.path().join("keys").join(s(key, "name")),
+        read_vector(s(key, "path")),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("config"), &bytes).unwrap();
+    let backend: Arc<dyn stowage::backend::Backend> = Arc::new(LocalBackend::new(dir.path()));
+    let repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    assert_eq!(repo.chunker_for_file(0).params(), cfg.chunker);
+    assert_eq!(repo.chunker_for_file((16 << 20) - 1).params(), cfg.chunker);
+    assert_eq!(repo.chunker_for_file(16 << 20).params(), large.chunker);
+    assert_eq!(repo.chunker_for_file(u64::MAX).params(), large.chunker);
+    assert_eq!(repo.chunker_for_stream().params(), large.chunker);
+    // Both with the repository's chunker seed: the large-file cuts are those of the spec.
+    let input = xorshift64_bytes(0x9e37_79b9_7f4a_7c15, 2 << 20);
+    assert_eq!(
+        repo.chunker_for_file(16 << 20).chunk_lengths(&input),
+        ChunkerSpec::new(large.chunker, CHUNKER_SEED).chunk_lengths(&input)
+    );
 }
 
 /// Writes the extra vectors if they are missing (or with STOWAGE_REGENERATE_VECTORS=1), without

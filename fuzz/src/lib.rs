@@ -538,6 +538,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                     repository_id: rng.id(),
                     master_key_fingerprint: k.fingerprint(),
                     chunker: ChunkerParams::default(),
+                    large_files: (level == 3).then(LargeFileChunking::default),
                     pack_size: 16 << 20,
                     compression_level: level,
                 };

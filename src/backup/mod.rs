@@ -396,13 +396,20 @@ impl Ctx<'_> {
                 "is no longer a regular file",
             )));
         }
-        // A file longer than the smallest chunk may become several chunks in flight at once.
-        let mut lent = (meta.len() > u64::from(chunker.params().min_size)).then(|| {
-            let chunker = self
+        // Large files are cut with the large-file chunk sizes, if the repository has them.
+        let spec = self.repo.repo().chunker_for_file(meta.len());
+        // A file longer than the smallest chunk may become several chunks in flight at once;
+        // the reader's own chunker serves the rest of the files (for those, that of the
+        // general chunk sizes).
+        let own =
+            Arc::ptr_eq(spec, chunker.spec()) && meta.len() <= u64::from(spec.params().min_size);
+        let mut lent = (!own).then(|| {
+            let mut chunker = self
                 .stream_chunkers
                 .1
                 .recv()
                 .expect("never closed while used");
+            chunker.set_spec(spec);
             Lent(Some(chunker), &self.stream_chunkers.0)
         });
         let chunker = match &mut lent {
@@ -667,7 +674,7 @@ fn run_inner(
         node.mtime = ts;
         node.ctime = ts;
         node.atime = ts;
-        let mut chunker = new_chunker(&repo);
+        let mut chunker = Chunker::new(repo.repo().chunker_for_stream().clone());
         let mut stdin = io::stdin().lock();
         let mut content = Vec::new();
         match ctx.store_stream(&mut chunker, &mut stdin, &mut content) {

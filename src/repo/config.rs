@@ -3,7 +3,7 @@
 //! master key so they cannot be tampered with.
 
 use super::error::{RepoError, Result};
-use crate::chunker::ChunkerParams;
+use crate::chunker::{ChunkerParams, LargeFileChunking};
 use crate::crypto::{FileAad, MasterKeys};
 use crate::id::Id;
 use base64::Engine;
@@ -24,6 +24,9 @@ pub struct RepoConfig {
     /// Fingerprint of the master keys ([`MasterKeys::fingerprint`]).
     pub master_key_fingerprint: Id,
     pub chunker: ChunkerParams,
+    /// Finer chunks for large files; absent: every file is cut with `chunker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_files: Option<LargeFileChunking>,
     /// Target size of pack files in bytes.
     pub pack_size: u32,
     /// Default zstd level for new blobs (0 = no compression).
@@ -104,6 +107,12 @@ impl RepoConfig {
         cfg.chunker
             .validate()
             .map_err(|e| RepoError::malformed("config", e))?;
+        if let Some(large) = &cfg.large_files {
+            large
+                .chunker
+                .validate()
+                .map_err(|e| RepoError::malformed("config", format!("large files: {e}")))?;
+        }
         if !(1 << 20..=1 << 30).contains(&cfg.pack_size) {
             return Err(RepoError::malformed(
                 "config",
@@ -130,6 +139,7 @@ mod tests {
             repository_id: Id::random(),
             master_key_fingerprint: keys.fingerprint(),
             chunker: ChunkerParams::default(),
+            large_files: Some(LargeFileChunking::default()),
             pack_size: 16 << 20,
             compression_level: 3,
         }
@@ -156,5 +166,28 @@ mod tests {
         let k = MasterKeys::generate();
         let c = sample(&k);
         assert!(RepoConfig::decode(&c.encode(&k), &MasterKeys::generate()).is_err());
+    }
+
+    #[test]
+    fn large_file_chunking_is_optional() {
+        let k = MasterKeys::generate();
+        let mut c = sample(&k);
+        c.large_files = None;
+        let inner = serde_json::to_string(&c).unwrap();
+        assert!(!inner.contains("large_files"), "{inner}");
+        assert_eq!(RepoConfig::decode(&c.encode(&k), &k).unwrap(), c);
+    }
+
+    #[test]
+    fn invalid_large_file_chunker_is_refused() {
+        let k = MasterKeys::generate();
+        let mut c = sample(&k);
+        let mut large = LargeFileChunking::default();
+        large.chunker.min_size = large.chunker.max_size + 1;
+        c.large_files = Some(large);
+        let err = RepoConfig::decode(&c.encode(&k), &k)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("large files"), "{err}");
     }
 }

@@ -16,7 +16,7 @@ pub mod tree;
 pub mod writer;
 
 use crate::backend::{Backend, BackendError, FileKind};
-use crate::chunker::{ChunkerParams, ChunkerSpec};
+use crate::chunker::{ChunkerParams, ChunkerSpec, LargeFileChunking};
 use crate::crypto::kdf::KdfParams;
 use crate::crypto::{open_blob, MasterKeys};
 use crate::id::{BlobType, Id};
@@ -33,6 +33,8 @@ use tree::Tree;
 #[derive(Clone, Debug)]
 pub struct InitOptions {
     pub chunker: ChunkerParams,
+    /// Finer chunks for large files (`None`: every file is cut with `chunker`).
+    pub large_files: Option<LargeFileChunking>,
     pub pack_size: u32,
     pub compression_level: i32,
     pub kdf_memory_kib: u32,
@@ -43,6 +45,7 @@ impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
             chunker: ChunkerParams::default(),
+            large_files: Some(LargeFileChunking::default()),
             pack_size: 16 << 20,
             compression_level: 3,
             kdf_memory_kib: 64 * 1024,
@@ -57,6 +60,8 @@ pub struct Repository {
     keys: MasterKeys,
     config: RepoConfig,
     chunker: Arc<ChunkerSpec>,
+    /// The large-file chunker and the file size from which it applies.
+    large_chunker: Option<(u64, Arc<ChunkerSpec>)>,
     key_name: String,
 }
 
@@ -69,6 +74,12 @@ impl Repository {
         opts: &InitOptions,
     ) -> Result<Repository> {
         opts.chunker.validate().map_err(RepoError::Invalid)?;
+        if let Some(large) = &opts.large_files {
+            large
+                .chunker
+                .validate()
+                .map_err(|e| RepoError::Invalid(format!("large-file {e}")))?;
+        }
         if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
             return Err(RepoError::Invalid(
                 "pack size must be between 1 MiB and 1 GiB".into(),
@@ -92,6 +103,7 @@ impl Repository {
             repository_id: Id::random(),
             master_key_fingerprint: keys.fingerprint(),
             chunker: opts.chunker,
+            large_files: opts.large_files,
             pack_size: opts.pack_size,
             compression_level: opts.compression_level,
         };
@@ -107,14 +119,31 @@ impl Repository {
             }
             Err(e) => return Err(e.into()),
         }
+        Ok(Repository::assemble(backend, keys, config, key_name))
+    }
+
+    /// An open repository from its verified parts.
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        keys: MasterKeys,
+        config: RepoConfig,
+        key_name: String,
+    ) -> Repository {
         let chunker = ChunkerSpec::new(config.chunker, keys.chunker_seed);
-        Ok(Repository {
+        let large_chunker = config.large_files.map(|l| {
+            (
+                l.min_file_size,
+                ChunkerSpec::new(l.chunker, keys.chunker_seed),
+            )
+        });
+        Repository {
             backend,
             keys,
             config,
             chunker,
+            large_chunker,
             key_name,
-        })
+        }
     }
 
     /// Opens an existing repository with a password, trying every key file.
@@ -158,14 +187,7 @@ impl Repository {
             // not open with it: try the next key.
             match RepoConfig::decode(&config_bytes, &keys) {
                 Ok(config) => {
-                    let chunker = ChunkerSpec::new(config.chunker, keys.chunker_seed);
-                    return Ok(Repository {
-                        backend,
-                        keys,
-                        config,
-                        chunker,
-                        key_name: info.name,
-                    });
+                    return Ok(Repository::assemble(backend, keys, config, info.name));
                 }
                 Err(e) => {
                     tracing::debug!("key {short} opens but does not fit the config: {e}");
@@ -188,8 +210,26 @@ impl Repository {
         &self.config
     }
 
+    /// The general chunker (see [`Repository::chunker_for_file`]).
     pub fn chunker(&self) -> &Arc<ChunkerSpec> {
         &self.chunker
+    }
+
+    /// The chunker for a file of `size` bytes: the large-file one from its threshold on.
+    pub fn chunker_for_file(&self, size: u64) -> &Arc<ChunkerSpec> {
+        match &self.large_chunker {
+            Some((min_file_size, spec)) if size >= *min_file_size => spec,
+            _ => &self.chunker,
+        }
+    }
+
+    /// The chunker for a stream of unknown size (standard input: dumps and images, usually
+    /// large): the large-file one when the repository has one.
+    pub fn chunker_for_stream(&self) -> &Arc<ChunkerSpec> {
+        match &self.large_chunker {
+            Some((_, spec)) => spec,
+            None => &self.chunker,
+        }
     }
 
     /// Name of the key file that opened the repository.

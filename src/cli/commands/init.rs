@@ -1,6 +1,6 @@
 use super::super::{password, GlobalArgs};
 use anyhow::Result;
-use stowage::chunker::ChunkerParams;
+use stowage::chunker::{ChunkerParams, LargeFileChunking};
 use stowage::repo::{InitOptions, Repository};
 
 #[derive(clap::Args, Debug)]
@@ -14,6 +14,22 @@ pub struct InitArgs {
     /// Largest chunk in bytes
     #[arg(long, default_value_t = ChunkerParams::default().max_size)]
     pub chunk_max: u32,
+    /// Files of at least this many bytes (volume images, database files) are cut with the
+    /// large-file chunk sizes below
+    #[arg(long, default_value_t = LargeFileChunking::default().min_file_size)]
+    pub large_file_size: u64,
+    /// Smallest chunk of a large file in bytes
+    #[arg(long, default_value_t = LargeFileChunking::default().chunker.min_size)]
+    pub large_chunk_min: u32,
+    /// Average chunk size of a large file in bytes
+    #[arg(long, default_value_t = LargeFileChunking::default().chunker.avg_size)]
+    pub large_chunk_avg: u32,
+    /// Largest chunk of a large file in bytes
+    #[arg(long, default_value_t = LargeFileChunking::default().chunker.max_size)]
+    pub large_chunk_max: u32,
+    /// Cut every file with the general chunk sizes (no large-file chunk sizes)
+    #[arg(long, conflicts_with_all = ["large_file_size", "large_chunk_min", "large_chunk_avg", "large_chunk_max"])]
+    pub uniform_chunks: bool,
     /// Target pack size in MiB (1-1024)
     #[arg(long, default_value_t = 16)]
     pub pack_size: u32,
@@ -41,6 +57,15 @@ pub fn run(g: &GlobalArgs, a: InitArgs) -> Result<u8> {
             max_size: a.chunk_max,
             normalization: 1,
         },
+        large_files: (!a.uniform_chunks).then_some(LargeFileChunking {
+            min_file_size: a.large_file_size,
+            chunker: ChunkerParams {
+                min_size: a.large_chunk_min,
+                avg_size: a.large_chunk_avg,
+                max_size: a.large_chunk_max,
+                normalization: 1,
+            },
+        }),
         pack_size: a.pack_size.saturating_mul(1 << 20),
         compression_level: a.compression,
         kdf_memory_kib: a.kdf_memory,
