@@ -12,7 +12,7 @@
 
 use base64::Engine;
 use std::sync::OnceLock;
-use stowage::chunker::ChunkerParams;
+use stowage::chunker::{ChunkerParams, LargeFileChunking};
 use stowage::crypto::{blob_aad, open_blob, seal_blob, FileAad, MasterKeys, MAX_BLOB_LEN};
 use stowage::id::{BlobType, Id};
 use stowage::pack::{
