@@ -246,82 +246,135 @@ pub fn regions(file: &File, meta: &Metadata) -> Vec<Region> {
     out
 }
 
-/// Reads the metadata of every entry below some paths on a thread of its own, ahead of the
+/// Threads of [`MetadataPrefetch`]: they wait for the disk, not the CPU, and a deeper queue of
+/// reads gets more out of it (a cold walk of the benchmark's 40k files: 0.35 s on one thread,
+/// 0.16 s on eight).
+const PREFETCH_THREADS: usize = 8;
+
+/// Reads the metadata of every entry below some paths on threads of its own, ahead of the
 /// backup's walk: directory listings and inodes then come from the kernel's caches when the
 /// walk asks for them. Started before the repository is opened, the disk reads overlap the
 /// password's key derivation and the index load, which need the CPU only. Stops when dropped.
 pub struct MetadataPrefetch {
-    stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<u64>>,
+    shared: Arc<PrefetchQueue>,
+    handles: Vec<std::thread::JoinHandle<u64>>,
+}
+
+/// Directories still to list, shared by the prefetch threads.
+struct PrefetchQueue {
+    /// Directories to list (with the device they must stay on), and how many directories are
+    /// queued or being listed: the walk is over when that drops to zero.
+    state: Mutex<(Vec<(PathBuf, Option<u64>)>, usize)>,
+    more: std::sync::Condvar,
+    stop: AtomicBool,
+    excludes: Option<Excludes>,
+}
+
+impl PrefetchQueue {
+    /// The next directory to list; `None` when the walk is over or stopped.
+    fn next(&self) -> Option<(PathBuf, Option<u64>)> {
+        let mut state = self.state.lock().unwrap();
+        loop {
+            if self.stop.load(Ordering::Relaxed) || state.1 == 0 {
+                return None;
+            }
+            if let Some(dir) = state.0.pop() {
+                return Some(dir);
+            }
+            state = self.more.wait(state).unwrap();
+        }
+    }
+
+    /// Lists one directory, reading every entry's metadata and queueing its subdirectories;
+    /// returns how many entries it read.
+    fn list(&self, dir: &Path, dev: Option<u64>) -> u64 {
+        let mut read = 0;
+        let mut found = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if self.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let path = entry.path();
+                if self.excludes.as_ref().is_some_and(|e| e.is_excluded(&path)) {
+                    continue;
+                }
+                // The inode read is the point; the answer is not needed.
+                let Ok(meta) = entry.metadata() else { continue };
+                read += 1;
+                if meta.is_dir() && dev.is_none_or(|d| d == meta.dev()) {
+                    found.push((path, dev));
+                }
+            }
+        }
+        let mut state = self.state.lock().unwrap();
+        state.1 += found.len();
+        state.1 -= 1;
+        state.0.extend(found);
+        drop(state);
+        self.more.notify_all();
+        read
+    }
 }
 
 impl MetadataPrefetch {
     /// Starts walking `paths`, skipping what `excludes` (patterns as for [`Excludes`]) skips
     /// and, with `one_file_system`, other file systems.
     pub fn start(paths: Vec<PathBuf>, excludes: &[String], one_file_system: bool) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let excludes = Excludes::new(excludes).ok();
-        let spawned = std::thread::Builder::new()
-            .name("prefetch".into())
-            .spawn(move || {
-                let mut read = 0;
-                for p in paths {
-                    let Ok(meta) = std::fs::symlink_metadata(&p) else {
-                        continue;
-                    };
-                    if meta.is_dir() {
-                        let dev = one_file_system.then(|| meta.dev());
-                        read += prefetch_dir(&p, dev, excludes.as_ref(), &flag);
-                    }
+        let mut roots = Vec::new();
+        for p in paths {
+            if let Ok(meta) = std::fs::symlink_metadata(&p) {
+                if meta.is_dir() {
+                    roots.push((p, one_file_system.then(|| meta.dev())));
                 }
-                read
-            });
-        let handle = spawned
-            .inspect_err(|e| tracing::debug!("no metadata prefetch: {e}"))
-            .ok();
-        MetadataPrefetch { stop, handle }
+            }
+        }
+        let shared = Arc::new(PrefetchQueue {
+            state: Mutex::new((Vec::new(), roots.len())),
+            more: std::sync::Condvar::new(),
+            stop: AtomicBool::new(false),
+            excludes: Excludes::new(excludes).ok(),
+        });
+        shared.state.lock().unwrap().0 = roots;
+        let mut handles = Vec::new();
+        for i in 0..PREFETCH_THREADS {
+            let queue = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("prefetch-{i}"))
+                .spawn(move || {
+                    let mut read = 0;
+                    while let Some((dir, dev)) = queue.next() {
+                        read += queue.list(&dir, dev);
+                    }
+                    read
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    tracing::debug!("fewer metadata prefetch threads: {e}");
+                    break;
+                }
+            }
+        }
+        MetadataPrefetch { shared, handles }
     }
 
     /// Waits for the walk to end; returns how many entries' metadata it read.
     pub fn wait(mut self) -> u64 {
-        self.handle.take().and_then(|h| h.join().ok()).unwrap_or(0)
+        std::mem::take(&mut self.handles)
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .sum()
     }
 }
 
 impl Drop for MetadataPrefetch {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
+        // Wake the threads waiting for work, so they see the flag and end.
+        let _guard = self.shared.state.lock().unwrap();
+        self.shared.more.notify_all();
     }
-}
-
-/// Reads the metadata of everything below `dir`; returns how many entries it read.
-fn prefetch_dir(
-    dir: &Path,
-    dev: Option<u64>,
-    excludes: Option<&Excludes>,
-    stop: &AtomicBool,
-) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut read = 0;
-    for entry in entries.flatten() {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let path = entry.path();
-        if excludes.is_some_and(|e| e.is_excluded(&path)) {
-            continue;
-        }
-        // The inode read is the point; the answer is not needed.
-        let Ok(meta) = entry.metadata() else { continue };
-        read += 1;
-        if meta.is_dir() && dev.is_none_or(|d| d == meta.dev()) {
-            read += prefetch_dir(&path, dev, excludes, stop);
-        }
-    }
-    read
 }
 
 /// How a file's content is read.
@@ -586,6 +639,27 @@ mod tests {
         );
         // x, a, a/y, a/b, a/b/z, link (not followed).
         assert_eq!(p.wait(), 6);
+    }
+
+    #[test]
+    fn metadata_prefetch_threads_share_a_wide_tree_and_stop_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        for d in 0..20 {
+            for sub in 0..5 {
+                let leaf = root.join(format!("d{d}/s{sub}"));
+                std::fs::create_dir_all(&leaf).unwrap();
+                std::fs::write(leaf.join("f1"), b"-").unwrap();
+                std::fs::write(leaf.join("f2"), b"-").unwrap();
+            }
+        }
+        // 20 directories, 100 subdirectories, 200 files, each read exactly once.
+        let p = MetadataPrefetch::start(vec![root.clone()], &[], false);
+        assert_eq!(p.wait(), 320);
+        // Nothing to walk: the threads end at once.
+        assert_eq!(MetadataPrefetch::start(vec![], &[], false).wait(), 0);
+        // Dropped at once: the threads stop early (and `drop` does not wait for them).
+        drop(MetadataPrefetch::start(vec![root], &[], false));
     }
 
     #[test]
