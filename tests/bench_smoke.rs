@@ -127,7 +127,7 @@ fn bench_script_runs_every_step_and_writes_the_table() {
     );
     for row in [
         "| initial backup | wall s |",
-        "| unchanged re-backup | wall s |",
+        "| unchanged re-backup (median of 3) | wall s |",
         "| backup after the change | wall s |",
         "| restore (fresh dir, best of 2) | wall s |",
         "| check --read-data | wall s |",
