@@ -262,12 +262,17 @@ pub struct MetadataPrefetch {
 
 /// Directories still to list, shared by the prefetch threads.
 struct PrefetchQueue {
-    /// Directories to list (with the device they must stay on), and how many directories are
-    /// queued or being listed: the walk is over when that drops to zero.
-    state: Mutex<(Vec<(PathBuf, Option<u64>)>, usize)>,
+    state: Mutex<PrefetchState>,
     more: std::sync::Condvar,
     stop: AtomicBool,
     excludes: Option<Excludes>,
+}
+
+struct PrefetchState {
+    /// Directories to list, with the device they must stay on (`--one-file-system`).
+    dirs: Vec<(PathBuf, Option<u64>)>,
+    /// Directories queued or being listed: the walk is over when this drops to zero.
+    open: usize,
 }
 
 impl PrefetchQueue {
@@ -275,10 +280,10 @@ impl PrefetchQueue {
     fn next(&self) -> Option<(PathBuf, Option<u64>)> {
         let mut state = self.state.lock().unwrap();
         loop {
-            if self.stop.load(Ordering::Relaxed) || state.1 == 0 {
+            if self.stop.load(Ordering::Relaxed) || state.open == 0 {
                 return None;
             }
-            if let Some(dir) = state.0.pop() {
+            if let Some(dir) = state.dirs.pop() {
                 return Some(dir);
             }
             state = self.more.wait(state).unwrap();
@@ -308,9 +313,9 @@ impl PrefetchQueue {
             }
         }
         let mut state = self.state.lock().unwrap();
-        state.1 += found.len();
-        state.1 -= 1;
-        state.0.extend(found);
+        state.open += found.len();
+        state.open -= 1;
+        state.dirs.extend(found);
         drop(state);
         self.more.notify_all();
         read
@@ -330,12 +335,15 @@ impl MetadataPrefetch {
             }
         }
         let shared = Arc::new(PrefetchQueue {
-            state: Mutex::new((Vec::new(), roots.len())),
+            state: Mutex::new(PrefetchState {
+                open: roots.len(),
+                dirs: Vec::new(),
+            }),
             more: std::sync::Condvar::new(),
             stop: AtomicBool::new(false),
             excludes: Excludes::new(excludes).ok(),
         });
-        shared.state.lock().unwrap().0 = roots;
+        shared.state.lock().unwrap().dirs = roots;
         let mut handles = Vec::new();
         for i in 0..PREFETCH_THREADS {
             let queue = shared.clone();
