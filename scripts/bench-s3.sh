@@ -17,7 +17,7 @@
 #   STOWAGE_BIN, BENCH_DATA_BIN          use these binaries instead of building the release ones
 #   RESTIC_BIN=restic                    (apt-get installed when missing)
 #
-# Both tools use their defaults: Stowage 16 MiB packs, zstd 3, 8 connections; restic 0.14
+# Both tools use their defaults: Stowage 16 MiB packs, zstd 2, 8 connections; restic 0.14
 # repository version 2 with --compression auto, 16 MiB packs, 5 connections. The page cache is
 # dropped before each timed step when permitted.
 set -euo pipefail

@@ -32,12 +32,13 @@
 #   RESTIC_BIN=restic
 #
 # Configurations: `stowage` is `stowage init` with its defaults (FastCDC 256 KiB / 1 MiB /
-# 4 MiB, and 32 / 128 / 512 KiB for files of 16 MiB and more; zstd level 3, 16 MiB packs,
+# 4 MiB, and 32 / 128 / 512 KiB for files of 16 MiB and more; zstd level 2, 16 MiB packs,
 # Argon2id 64 MiB x 3); `stowage-large64k` cuts large files finer still (16 / 64 / 256 KiB);
 # `stowage-1m` and `stowage-64k` cut every file alike (`--uniform-chunks`) with 1 MiB and
 # 64 KiB chunks: together they show the speed / bytes-added / size trade-off on the 8 KiB-page
 # volume image. `restic` is `restic init --repository-version 2` with `--compression auto`
-# (its zstd encoder's default level, comparable to zstd level 3; its defaults otherwise:
+# (its zstd encoder's default level, comparable to zstd level 3, one level slower than
+# Stowage's default; its defaults otherwise:
 # 512 KiB / 1 MiB / 8 MiB Rabin chunks). The report prints the chunker and compression each
 # repository records.
 # Both tools take the password from the environment (STOWAGE_PASSWORD / RESTIC_PASSWORD) and

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 
 /// The repository format version this build reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
+/// zstd level of new repositories: level 2 stores the benchmark's data set 0.7% larger than
+/// level 3 for 15% less backup CPU time (decompression costs the same).
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 2;
 /// Largest `config` file accepted.
 pub const MAX_CONFIG_LEN: usize = 64 * 1024;
 

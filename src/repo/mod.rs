@@ -47,7 +47,7 @@ impl Default for InitOptions {
             chunker: ChunkerParams::default(),
             large_files: Some(LargeFileChunking::default()),
             pack_size: 16 << 20,
-            compression_level: 3,
+            compression_level: config::DEFAULT_COMPRESSION_LEVEL,
             kdf_memory_kib: 64 * 1024,
             kdf_iterations: 3,
         }
