@@ -247,10 +247,11 @@ impl Ctx<'_> {
     }
 
     /// Chunks a stream and stores its chunks. A stream of one chunk (most files) is stored
-    /// straight from the chunker's buffer; longer streams keep `threads + 1` chunks in flight on
-    /// the rayon pool while this thread reads and cuts the next ones, so a single huge file still
-    /// uses every core, in buffers reused from chunk to chunk and stream to stream. Chunks are
-    /// stored in any order; their ids are put back in stream order.
+    /// straight from the chunker's buffer; longer streams keep `threads + 1` batches of chunks
+    /// (about [`BATCH_BYTES`] each) in flight on the rayon pool while this thread reads and
+    /// cuts the next ones, so a single huge file still uses every core, in buffers reused from
+    /// batch to batch and stream to stream. Batches are stored in any order; their ids are put
+    /// back in stream order.
     fn store_stream<R: Read + ?Sized>(
         &self,
         chunker: &mut Chunker,
