@@ -701,6 +701,14 @@ fn key_file_unlocks_to_the_master_keys() {
     ));
 }
 
+/// The inner JSON of a config file: its `sealed` member, Base64-decoded and opened (AAD
+/// `stowage config v1`).
+fn config_inner(bytes: &[u8], keys: &MasterKeys) -> Vec<u8> {
+    let outer: Value = serde_json::from_slice(bytes).unwrap();
+    let sealed = B64.decode(outer["sealed"].as_str().unwrap()).unwrap();
+    keys.open("config", b"stowage config v1", &sealed).unwrap()
+}
+
 #[test]
 fn config_decodes() {
     let m = read_manifest();
@@ -732,8 +740,7 @@ fn config_decodes() {
     assert_eq!(fields.len(), 3, "{fields:?}");
     assert_eq!(outer["format_version"], json!(1));
     assert_eq!(outer["repository_id"], c["repository_id"]);
-    let sealed = B64.decode(outer["sealed"].as_str().unwrap()).unwrap();
-    let inner = keys.open("config", b"stowage config v1", &sealed).unwrap();
+    let inner = config_inner(&bytes, &keys);
     assert_eq!(std::str::from_utf8(&inner).unwrap(), s(c, "inner_json"));
     assert_eq!(
         serde_json::to_value(&cfg).unwrap(),
@@ -1716,9 +1723,7 @@ fn write_large_files_config_vector() {
     let path = vectors_dir().join(LARGE_FILES_CONFIG);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &bytes).unwrap();
-    let outer: Value = serde_json::from_slice(&bytes).unwrap();
-    let sealed = B64.decode(outer["sealed"].as_str().unwrap()).unwrap();
-    let inner = keys.open("config", b"stowage config v1", &sealed).unwrap();
+    let inner = config_inner(&bytes, &keys);
     let large = vector_large_files();
     let mut manifest = read_extra_manifest();
     manifest["about"] = json!("Test vectors of the later additions to stowage repository format version 1 (condemned batches in index files, lock files, the large_files member of the config); see repo-format/README.md, section Test vectors. Keys and password as in vectors.json.");
@@ -1773,9 +1778,7 @@ fn config_with_large_file_chunking_decodes() {
         },
         base
     );
-    let outer: Value = serde_json::from_slice(&bytes).unwrap();
-    let sealed = B64.decode(outer["sealed"].as_str().unwrap()).unwrap();
-    let inner = keys.open("config", b"stowage config v1", &sealed).unwrap();
+    let inner = config_inner(&bytes, &keys);
     assert_eq!(std::str::from_utf8(&inner).unwrap(), s(c, "inner_json"));
 
     // A repository with this config cuts files from 16 MiB on, and standard input, with the
