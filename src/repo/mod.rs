@@ -60,8 +60,8 @@ pub struct Repository {
     keys: MasterKeys,
     config: RepoConfig,
     chunker: Arc<ChunkerSpec>,
-    /// The large-file chunker and the file size from which it applies.
-    large_chunker: Option<(u64, Arc<ChunkerSpec>)>,
+    /// The chunker of `config.large_files`, if any.
+    large_chunker: Option<Arc<ChunkerSpec>>,
     key_name: String,
 }
 
@@ -130,12 +130,9 @@ impl Repository {
         key_name: String,
     ) -> Repository {
         let chunker = ChunkerSpec::new(config.chunker, keys.chunker_seed);
-        let large_chunker = config.large_files.map(|l| {
-            (
-                l.min_file_size,
-                ChunkerSpec::new(l.chunker, keys.chunker_seed),
-            )
-        });
+        let large_chunker = config
+            .large_files
+            .map(|l| ChunkerSpec::new(l.chunker, keys.chunker_seed));
         Repository {
             backend,
             keys,
@@ -217,8 +214,8 @@ impl Repository {
 
     /// The chunker for a file of `size` bytes: the large-file one from its threshold on.
     pub fn chunker_for_file(&self, size: u64) -> &Arc<ChunkerSpec> {
-        match &self.large_chunker {
-            Some((min_file_size, spec)) if size >= *min_file_size => spec,
+        match (&self.config.large_files, &self.large_chunker) {
+            (Some(large), Some(spec)) if size >= large.min_file_size => spec,
             _ => &self.chunker,
         }
     }
@@ -226,10 +223,7 @@ impl Repository {
     /// The chunker for a stream of unknown size (standard input: dumps and images, usually
     /// large): the large-file one when the repository has one.
     pub fn chunker_for_stream(&self) -> &Arc<ChunkerSpec> {
-        match &self.large_chunker {
-            Some((_, spec)) => spec,
-            None => &self.chunker,
-        }
+        self.large_chunker.as_ref().unwrap_or(&self.chunker)
     }
 
     /// Name of the key file that opened the repository.
