@@ -14,11 +14,11 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
-use stowage::chunker::{Chunker, ChunkerParams, ChunkerSpec};
-use stowage::crypto::{open_blob, seal_blob, seal_blob_into, worth_compressing, MasterKeys};
-use stowage::id::{BlobType, Id};
-use stowage::pack::{decode_header, header_location, PackBlob, PackWriter};
-use stowage::repo::index::{IndexPack, MasterIndex};
+use stowage_core::chunker::{Chunker, ChunkerParams, ChunkerSpec};
+use stowage_core::crypto::{open_blob, seal_blob, seal_blob_into, worth_compressing, MasterKeys};
+use stowage_core::id::{BlobType, Id};
+use stowage_core::pack::{decode_header, header_location, PackBlob, PackWriter};
+use stowage_core::repo::index::{IndexPack, MasterIndex};
 
 const MIB: usize = 1 << 20;
 

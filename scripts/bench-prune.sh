@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 BLOBS=${BLOBS:-4000000}
 dir=${BENCH_DIR:-/tmp/stowage-bench-prune}
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
-cargo build --release --locked --bin stowage --bin stowage-bench-scale
+cargo build --release --locked -p stowage -p stowage-bench --bin stowage --bin stowage-bench-scale
 bin=$PWD/target/release
 rm -rf "$dir"; mkdir -p "$dir"
 export STOWAGE_REPOSITORY=$dir/repo STOWAGE_PASSWORD=bench STOWAGE_CACHE_DIR=$dir/cache

@@ -13,7 +13,7 @@ DATA_MIB=${DATA_MIB:-1024}
 dir=${BENCH_DIR:-/tmp/stowage-bench-scale}
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
 command -v bc >/dev/null || apt-get install -y -qq bc >/dev/null
-cargo build --release --locked --bin stowage --bin stowage-bench-scale
+cargo build --release --locked -p stowage -p stowage-bench --bin stowage --bin stowage-bench-scale
 bin=$PWD/target/release
 rm -rf "$dir"; mkdir -p "$dir/tiny"
 export STOWAGE_REPOSITORY=$dir/repo STOWAGE_PASSWORD=bench STOWAGE_CACHE_DIR=$dir/cache

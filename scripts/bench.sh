@@ -109,7 +109,7 @@ done
 
 if [ -z "${STOWAGE_BIN:-}" ] || [ -z "${BENCH_DATA_BIN:-}" ]; then
   say "building the release binaries"
-  (cd "$ROOT" && cargo build --release --locked --bin stowage --bin stowage-bench-data >&2)
+  (cd "$ROOT" && cargo build --release --locked -p stowage -p stowage-bench --bin stowage --bin stowage-bench-data >&2)
   STOWAGE_BIN=${STOWAGE_BIN:-$ROOT/target/release/stowage}
   BENCH_DATA_BIN=${BENCH_DATA_BIN:-$ROOT/target/release/stowage-bench-data}
 fi

@@ -9,7 +9,16 @@ cd "$(dirname "$0")/.."
 if [ -z "${STOWAGE_TEST_S3_ENDPOINT:-}" ] && command -v moto_server >/dev/null; then
   source scripts/s3-server.sh
 fi
-cargo test --locked --all-targets
+# The engine must stay free of async runtimes, cloud SDKs and front-end crates (issue 12).
+forbidden=$(cargo tree --locked -p stowage-core -e normal --prefix none --format '{p}' |
+  awk '{print $1}' | sort -u |
+  grep -E '^(tokio|aws-.*|clap|clap_.*|indicatif|kube|kube-.*|k8s-openapi|anyhow|rpassword|hyper|reqwest)$' || true)
+if [ -n "$forbidden" ]; then
+  echo "stowage-core depends on crates it must not: $forbidden" >&2
+  exit 1
+fi
+cargo test --locked --workspace --all-targets
+cargo test --locked --workspace --doc
 if [ -f fuzz/Cargo.toml ]; then
   (cd fuzz && cargo test --locked)
 fi

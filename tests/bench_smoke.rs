@@ -4,13 +4,24 @@
 //! restores match the source and the markdown report is produced.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const GENERATOR: &str = env!("CARGO_BIN_EXE_stowage-bench-data");
+/// The data-set generator of the `stowage-bench` crate, built beside the `stowage` binary by
+/// `cargo test --workspace` (the benchmark tools are not part of this package: they are not
+/// installed with the product).
+fn generator_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_stowage")).with_file_name("stowage-bench-data");
+    assert!(
+        p.exists(),
+        "{} is missing: build it with `cargo build -p stowage-bench` (`cargo test --workspace` does)",
+        p.display()
+    );
+    p
+}
 
 fn generator(args: &[&str]) -> std::process::Output {
-    Command::new(GENERATOR)
+    Command::new(generator_bin())
         .args(args)
         .output()
         .expect("running stowage-bench-data")
@@ -110,7 +121,7 @@ fn bench_script_runs_every_step_and_writes_the_table() {
         .env("BENCH_VERIFY", "1")
         .env("BENCH_TOOLS", "stowage stowage-64k restic")
         .env("STOWAGE_BIN", env!("CARGO_BIN_EXE_stowage"))
-        .env("BENCH_DATA_BIN", GENERATOR)
+        .env("BENCH_DATA_BIN", generator_bin())
         .output()
         .expect("running scripts/bench.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -9,9 +9,9 @@ use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-use stowage::backend::local::LocalBackend;
-use stowage::id::BlobType;
-use stowage::repo::Repository;
+use stowage_core::backend::local::LocalBackend;
+use stowage_core::id::BlobType;
+use stowage_core::repo::Repository;
 
 /// A source tree with every kind of entry the format stores.
 fn build_rich_tree(root: &Path) {
@@ -496,26 +496,14 @@ fn file_whose_bytes_equal_a_tree_does_not_collide_with_it() {
 /// Drops a file's pages from the page cache (after writing them out), as if it had not been
 /// read for a long time.
 fn evict_from_page_cache(path: &Path) {
-    use std::os::unix::io::AsRawFd;
     let f = fs::File::open(path).unwrap();
     f.sync_all().unwrap();
-    // SAFETY: advice on a valid descriptor; no memory is touched.
-    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    assert_eq!(rc, 0);
+    stowage_core::sys::drop_cached(&f).unwrap();
 }
 
 /// Pages of a file in the page cache (`cachestat(2)`, Linux 6.5+), `None` when unavailable.
 fn cached_pages(path: &Path) -> Option<u64> {
-    use std::os::unix::io::AsRawFd;
-    if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
-        return None;
-    }
-    let f = fs::File::open(path).unwrap();
-    let range = [0u64, 0];
-    let mut stat = [0u64; 5];
-    // SAFETY: cachestat reads two u64 and writes five; both arrays are live.
-    let rc = unsafe { libc::syscall(451, f.as_raw_fd(), range.as_ptr(), stat.as_mut_ptr(), 0) };
-    (rc == 0).then_some(stat[0])
+    stowage_core::sys::cached_pages(&fs::File::open(path).unwrap())
 }
 
 #[test]

@@ -6,11 +6,11 @@ mod common;
 use common::*;
 use std::fs;
 use std::sync::Arc;
-use stowage::backend::local::LocalBackend;
-use stowage::backend::FileKind;
-use stowage::repo::tree::{ByteString, Node, NodeKind, Tree};
-use stowage::repo::writer::BlobWriter;
-use stowage::repo::Repository;
+use stowage_core::backend::local::LocalBackend;
+use stowage_core::backend::FileKind;
+use stowage_core::repo::tree::{ByteString, Node, NodeKind, Tree};
+use stowage_core::repo::writer::BlobWriter;
+use stowage_core::repo::Repository;
 
 fn one_line(stderr: &str) -> &str {
     let lines: Vec<&str> = stderr
@@ -243,19 +243,21 @@ fn plant_hostile_snapshot(env: &Env, name: &[u8]) {
     let repo = Arc::new(Repository::open(backend, PASSWORD.as_bytes()).unwrap());
     let indexed = Arc::new(repo.load_index().unwrap());
     let writer = BlobWriter::new(indexed.clone(), 1);
-    let (content, _) = writer.add(stowage::id::BlobType::Data, b"pwned").unwrap();
+    let (content, _) = writer
+        .add(stowage_core::id::BlobType::Data, b"pwned")
+        .unwrap();
     let mut node = Node::new(ByteString(name.to_vec()), NodeKind::File);
     node.size = 5;
     node.mode = 0o644;
     node.content = vec![content];
     let (tree, _) = writer
         .add(
-            stowage::id::BlobType::Tree,
+            stowage_core::id::BlobType::Tree,
             &Tree { nodes: vec![node] }.encode(),
         )
         .unwrap();
     writer.finish().unwrap();
-    let snap = stowage::repo::snapshot::Snapshot {
+    let snap = stowage_core::repo::snapshot::Snapshot {
         time: chrono::Utc::now(),
         hostname: "evil".into(),
         username: "evil".into(),
@@ -344,9 +346,9 @@ fn unreadable_file_gives_incomplete_snapshot_and_exit_3() {
 
 #[test]
 fn key_left_by_an_interrupted_init_does_not_lock_users_out() {
-    use stowage::crypto::kdf::KdfParams;
-    use stowage::crypto::MasterKeys;
-    use stowage::repo::keyfile::KeyFile;
+    use stowage_core::crypto::kdf::KdfParams;
+    use stowage_core::crypto::MasterKeys;
+    use stowage_core::repo::keyfile::KeyFile;
     let env = Env::init(&[]);
     let existing = env.files_in("keys")[0]
         .file_name()
@@ -363,7 +365,7 @@ fn key_left_by_an_interrupted_init_does_not_lock_users_out() {
         )
         .unwrap()
         .encode();
-        let name = stowage::id::Id::hash_of(&stale).to_hex();
+        let name = stowage_core::id::Id::hash_of(&stale).to_hex();
         if name < existing {
             fs::write(env.repo.join("keys").join(name), stale).unwrap();
             break;

@@ -3,14 +3,14 @@
 
 mod common;
 
-use common::faulty_backend::{FaultOn, FaultyBackend};
 use common::*;
 use std::fs;
 use std::sync::Arc;
-use stowage::backend::local::LocalBackend;
-use stowage::backup::{self, BackupOptions, BackupProgress};
-use stowage::maintenance::prune::{self, PruneOptions};
-use stowage::repo::Repository;
+use stowage_core::backend::faulty::{FaultOn, FaultyBackend};
+use stowage_core::backend::local::LocalBackend;
+use stowage_core::backup::{self, BackupOptions, BackupProgress};
+use stowage_core::maintenance::prune::{self, PruneOptions};
+use stowage_core::repo::Repository;
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     sh("cp", &["-a", from.to_str().unwrap(), to.to_str().unwrap()]);
@@ -23,7 +23,7 @@ fn faulty_repo(
     sticky: bool,
 ) -> (Arc<Repository>, Arc<FaultyBackend<LocalBackend>>) {
     let b = Arc::new(FaultyBackend::new(LocalBackend::new(path), on, at, sticky));
-    let dynb: Arc<dyn stowage::backend::Backend> = b.clone();
+    let dynb: Arc<dyn stowage_core::backend::Backend> = b.clone();
     let repo = Arc::new(Repository::open(dynb, PASSWORD.as_bytes()).unwrap());
     b.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     (repo, b)

@@ -19,25 +19,25 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use stowage::backend::local::LocalBackend;
-use stowage::chunker::{Chunker, ChunkerParams, ChunkerSpec, LargeFileChunking};
-use stowage::crypto::kdf::KdfParams;
-use stowage::crypto::{
+use stowage_core::backend::local::LocalBackend;
+use stowage_core::chunker::{Chunker, ChunkerParams, ChunkerSpec, LargeFileChunking};
+use stowage_core::crypto::kdf::KdfParams;
+use stowage_core::crypto::{
     blob_aad, open_blob, seal_blob, CryptoError, FileAad, MasterKeys, NONCE_LEN, TAG_LEN,
 };
-use stowage::id::{BlobType, Id};
-use stowage::pack::{
+use stowage_core::id::{BlobType, Id};
+use stowage_core::pack::{
     decode_header, header_location, PackBlob, PackWriter, ENTRY_LEN, PACK_MAGIC, TRAILER_LEN,
 };
-use stowage::repo::config::{RepoConfig, FORMAT_VERSION};
-use stowage::repo::index::{CondemnedBatch, IndexFile, IndexPack, MasterIndex};
-use stowage::repo::keyfile::KeyFile;
-use stowage::repo::lock::{
+use stowage_core::repo::config::{RepoConfig, FORMAT_VERSION};
+use stowage_core::repo::index::{CondemnedBatch, IndexFile, IndexPack, MasterIndex};
+use stowage_core::repo::keyfile::KeyFile;
+use stowage_core::repo::lock::{
     list_locks, live_locks, LockInfo, LockKind, MAX_LOCK_LEN, REFRESH_INTERVAL, STALE_AFTER,
 };
-use stowage::repo::snapshot::{Snapshot, SnapshotSummary};
-use stowage::repo::tree::{ByteString, Node, NodeKind, Timestamp, Tree, Xattr};
-use stowage::repo::{RepoError, Repository};
+use stowage_core::repo::snapshot::{Snapshot, SnapshotSummary};
+use stowage_core::repo::tree::{ByteString, Node, NodeKind, Timestamp, Tree, Xattr};
+use stowage_core::repo::{RepoError, Repository};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -785,7 +785,7 @@ fn config_of_version_2_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("keys")).unwrap();
     std::fs::write(dir.path().join("config"), &v2).unwrap();
-    let backend: Arc<dyn stowage::backend::Backend> = Arc::new(LocalBackend::new(dir.path()));
+    let backend: Arc<dyn stowage_core::backend::Backend> = Arc::new(LocalBackend::new(dir.path()));
     assert!(matches!(
         Repository::open(backend, PASSWORD.as_bytes()),
         Err(RepoError::UnsupportedVersion { found: 2, .. })
@@ -1300,7 +1300,7 @@ fn snapshot_decodes() {
 #[test]
 fn vector_directory_is_an_openable_repository() {
     let m = read_manifest();
-    let backend: Arc<dyn stowage::backend::Backend> = Arc::new(LocalBackend::new(repo_dir()));
+    let backend: Arc<dyn stowage_core::backend::Backend> = Arc::new(LocalBackend::new(repo_dir()));
     let repo = Arc::new(Repository::open(backend, PASSWORD.as_bytes()).unwrap());
     assert_eq!(repo.key_name(), s(&m["key_file"], "name"));
     assert_eq!(
@@ -1319,9 +1319,9 @@ fn vector_directory_is_an_openable_repository() {
             blob_plaintext(b)
         );
     }
-    let report = stowage::check::run(
+    let report = stowage_core::check::run(
         &repo,
-        &stowage::check::CheckOptions {
+        &stowage_core::check::CheckOptions {
             read_data: true,
             ..Default::default()
         },
@@ -1339,20 +1339,20 @@ fn vector_directory_is_an_openable_repository() {
 #[test]
 fn vector_repository_restores() {
     use std::os::unix::fs::MetadataExt;
-    let backend: Arc<dyn stowage::backend::Backend> = Arc::new(LocalBackend::new(repo_dir()));
+    let backend: Arc<dyn stowage_core::backend::Backend> = Arc::new(LocalBackend::new(repo_dir()));
     let repo = Arc::new(Repository::open(backend, PASSWORD.as_bytes()).unwrap());
     let indexed = repo.load_index().unwrap();
     let (_, snap) = repo.find_snapshot("latest").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("out");
-    let opts = stowage::restore::RestoreOptions {
+    let opts = stowage_core::restore::RestoreOptions {
         target: target.clone(),
         // No device node in a test.
         excludes: vec!["null".into()],
         verify: true,
         ..Default::default()
     };
-    let report = stowage::restore::run(&indexed, &snap, &opts, &Default::default()).unwrap();
+    let report = stowage_core::restore::run(&indexed, &snap, &opts, &Default::default()).unwrap();
     let v = target.join("vector");
     assert_eq!(
         std::fs::read(v.join("notes.txt")).unwrap(),
@@ -1602,7 +1602,7 @@ fn extra_locks() -> Vec<(&'static str, LockInfo)> {
 }
 
 fn open_vector_repo() -> Arc<Repository> {
-    let backend: Arc<dyn stowage::backend::Backend> = Arc::new(LocalBackend::new(repo_dir()));
+    let backend: Arc<dyn stowage_core::backend::Backend> = Arc::new(LocalBackend::new(repo_dir()));
     Arc::new(Repository::open(backend, PASSWORD.as_bytes()).unwrap())
 }
 
@@ -1793,7 +1793,7 @@ fn config_with_large_file_chunking_decodes() {
     )
     .unwrap();
     std::fs::write(dir.path().join("config"), &bytes).unwrap();
-    let backend: Arc<dyn stowage::backend::Backend> = Arc::new(LocalBackend::new(dir.path()));
+    let backend: Arc<dyn stowage_core::backend::Backend> = Arc::new(LocalBackend::new(dir.path()));
     let repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
     assert_eq!(repo.chunker_for_file(0).params(), cfg.chunker);
     assert_eq!(repo.chunker_for_file((16 << 20) - 1).params(), cfg.chunker);
@@ -2119,7 +2119,7 @@ fn lock_files_decode() {
     // Staleness: not refreshed for more than 30 minutes. (Both hosts differ from this one, so
     // the process check does not apply.)
     for (_, info) in &expected {
-        assert_ne!(info.hostname, stowage::util::hostname());
+        assert_ne!(info.hostname, stowage_core::util::hostname());
         let thirty = chrono::Duration::minutes(30);
         assert!(!info.is_stale(info.refreshed));
         assert!(!info.is_stale(info.refreshed + thirty));
@@ -2127,9 +2127,9 @@ fn lock_files_decode() {
     }
     // On this host, a lock whose process is gone (or is another process) is stale at once.
     let mut here = expected[0].1.clone();
-    here.hostname = stowage::util::hostname();
+    here.hostname = stowage_core::util::hostname();
     here.pid = std::process::id();
-    here.host_id = stowage::repo::lock::host_id();
+    here.host_id = stowage_core::repo::lock::host_id();
     here.refreshed = chrono::Utc::now();
     assert!(here.is_stale(here.refreshed), "process start time differs");
 

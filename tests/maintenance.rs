@@ -6,10 +6,10 @@ mod common;
 use common::*;
 use std::fs;
 use std::sync::Arc;
-use stowage::backend::local::LocalBackend;
-use stowage::maintenance::prune::{self, PruneOptions};
-use stowage::repo::lock::{Lock, LockKind};
-use stowage::repo::Repository;
+use stowage_core::backend::local::LocalBackend;
+use stowage_core::maintenance::prune::{self, PruneOptions};
+use stowage_core::repo::lock::{Lock, LockKind};
+use stowage_core::repo::Repository;
 
 fn open(env: &Env) -> Arc<Repository> {
     Arc::new(Repository::open(Arc::new(LocalBackend::new(&env.repo)), PASSWORD.as_bytes()).unwrap())
@@ -268,7 +268,7 @@ fn repair_snapshots_drops_only_what_is_lost() {
     let lost = src_tree.nodes.iter().find(|n| n.name.0 == b"lost").unwrap();
     for id in &lost.content {
         let pack = idx
-            .locate(stowage::id::BlobType::Data, id)
+            .locate(stowage_core::id::BlobType::Data, id)
             .unwrap()
             .pack
             .to_hex();
@@ -326,7 +326,7 @@ fn check_names_the_snapshots_and_files_hit_by_damage() {
     let src_tree = idx.read_tree(&tree.nodes[0].subtree.unwrap()).unwrap();
     let a = src_tree.nodes.iter().find(|n| n.name.0 == b"a").unwrap();
     let loc = idx
-        .locate(stowage::id::BlobType::Data, &a.content[0])
+        .locate(stowage_core::id::BlobType::Data, &a.content[0])
         .unwrap();
     let pack = loc.pack.to_hex();
     let path = env.repo.join("data").join(&pack[..2]).join(&pack);

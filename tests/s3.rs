@@ -5,20 +5,17 @@
 //!
 //! The server comes from STOWAGE_TEST_S3_ENDPOINT (see scripts/s3-server.sh). Without it the
 //! tests fail in CI (CI=true) and are skipped with a notice elsewhere.
-#![cfg(feature = "s3")]
 
 mod common;
-#[path = "common/fault_proxy.rs"]
-mod fault_proxy;
 
 use common::*;
-use fault_proxy::{Fault, FaultProxy, Schedule};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use stowage::backend::s3::{S3Backend, S3Options};
-use stowage::backend::{Backend, BackendError, FileKind};
+use stowage_core::backend::{Backend, BackendError, FileKind};
+use stowage_s3::{S3Backend, S3Options};
+use stowage_testkit::fault_proxy::{Fault, FaultProxy, Schedule};
 
 /// An environment variable the S3 tests need, or `None` (skip) outside CI.
 fn need(var: &str) -> Option<String> {

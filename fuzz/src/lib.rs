@@ -12,16 +12,16 @@
 
 use base64::Engine;
 use std::sync::OnceLock;
-use stowage::chunker::{ChunkerParams, LargeFileChunking};
-use stowage::crypto::{blob_aad, open_blob, seal_blob, FileAad, MasterKeys, MAX_BLOB_LEN};
-use stowage::id::{BlobType, Id};
-use stowage::pack::{
+use stowage_core::chunker::{ChunkerParams, LargeFileChunking};
+use stowage_core::crypto::{blob_aad, open_blob, seal_blob, FileAad, MasterKeys, MAX_BLOB_LEN};
+use stowage_core::id::{BlobType, Id};
+use stowage_core::pack::{
     decode_header, decode_header_plaintext, header_location, PackBlob, PackWriter, TRAILER_LEN,
 };
-use stowage::repo::config::{RepoConfig, FORMAT_VERSION};
-use stowage::repo::index::{IndexFile, IndexPack, MasterIndex};
-use stowage::repo::snapshot::{Snapshot, SnapshotSummary};
-use stowage::repo::tree::{ByteString, Node, NodeKind, Timestamp, Tree, Xattr};
+use stowage_core::repo::config::{RepoConfig, FORMAT_VERSION};
+use stowage_core::repo::index::{IndexFile, IndexPack, MasterIndex};
+use stowage_core::repo::snapshot::{Snapshot, SnapshotSummary};
+use stowage_core::repo::tree::{ByteString, Node, NodeKind, Timestamp, Tree, Xattr};
 
 /// Largest `raw_len` the blob target passes to `open_blob` (it allocates that much up front).
 pub const MAX_FUZZ_RAW_LEN: u32 = 4 << 20;
@@ -62,10 +62,10 @@ fn u32_at(data: &[u8], at: usize) -> Option<u32> {
 }
 
 /// Checks what `header_location` promises: the header and trailer fill the end of the pack.
-fn check_location(r: &Result<(u64, usize), stowage::pack::PackError>, pack_size: u64) {
+fn check_location(r: &Result<(u64, usize), stowage_core::pack::PackError>, pack_size: u64) {
     if let Ok((off, len)) = r {
-        assert!(*len >= stowage::crypto::SEAL_OVERHEAD + 4);
-        assert!(*len <= stowage::pack::MAX_HEADER_LEN);
+        assert!(*len >= stowage_core::crypto::SEAL_OVERHEAD + 4);
+        assert!(*len <= stowage_core::pack::MAX_HEADER_LEN);
         assert_eq!(
             off.checked_add(*len as u64 + TRAILER_LEN as u64),
             Some(pack_size)
@@ -99,7 +99,7 @@ pub fn fuzz_pack_header(data: &[u8]) {
     let claimed = u64_at(data, 0).unwrap_or(0);
     for header_offset in [0, claimed, data.len() as u64, u64::MAX] {
         if let Ok(blobs) = decode_header_plaintext("fuzz", data, header_offset) {
-            assert_eq!(4 + blobs.len() * stowage::pack::ENTRY_LEN, data.len());
+            assert_eq!(4 + blobs.len() * stowage_core::pack::ENTRY_LEN, data.len());
             let mut again = (blobs.len() as u32).to_le_bytes().to_vec();
             for b in &blobs {
                 assert!(b.end() <= header_offset);
@@ -115,7 +115,7 @@ pub fn fuzz_pack_header(data: &[u8]) {
         let blob_area = claimed.min(1 << 40);
         let mut tail = sealed.clone();
         tail.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        tail.extend_from_slice(stowage::pack::PACK_MAGIC);
+        tail.extend_from_slice(stowage_core::pack::PACK_MAGIC);
         let pack_size = blob_area + tail.len() as u64;
         let loc = header_location("fuzz", &tail, pack_size);
         check_location(&loc, pack_size);

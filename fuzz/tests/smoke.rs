@@ -9,11 +9,11 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use stowage::pack::{decode_header, header_location};
-use stowage::repo::config::RepoConfig;
-use stowage::repo::index::IndexFile;
-use stowage::repo::snapshot::Snapshot;
-use stowage::repo::tree::Tree;
+use stowage_core::pack::{decode_header, header_location};
+use stowage_core::repo::config::RepoConfig;
+use stowage_core::repo::index::IndexFile;
+use stowage_core::repo::snapshot::Snapshot;
+use stowage_core::repo::tree::Tree;
 use stowage_fuzz::{keys, mutate, run_target, seeds, Rng};
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -168,9 +168,9 @@ fn seeds_are_valid() {
         RepoConfig::decode(s, k).unwrap();
     }
     for s in seeds("blob").iter().step_by(2) {
-        let t = stowage::id::BlobType::from_code(s[0] & 1).unwrap();
+        let t = stowage_core::id::BlobType::from_code(s[0] & 1).unwrap();
         let raw_len = u32::from_le_bytes(s[1..5].try_into().unwrap()) as usize;
-        let id = stowage::id::Id::from_slice(&s[5..37]).unwrap();
-        stowage::crypto::open_blob(k, t, &id, &s[37..], raw_len).unwrap();
+        let id = stowage_core::id::Id::from_slice(&s[5..37]).unwrap();
+        stowage_core::crypto::open_blob(k, t, &id, &s[37..], raw_len).unwrap();
     }
 }

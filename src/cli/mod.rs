@@ -3,6 +3,7 @@
 //! 0 success, 1 error, 2 bad usage, 3 backup written but incomplete (some files unreadable).
 
 mod commands;
+mod location;
 mod password;
 mod progress;
 
@@ -56,7 +57,7 @@ pub struct GlobalArgs {
     pub verbose: u8,
     /// Backend option KEY=VALUE, repeatable (s3.region=, s3.path-style=true, s3.ca-bundle=FILE, ...)
     #[arg(short = 'o', long = "option", value_name = "KEY=VALUE", global = true,
-          value_parser = stowage::backend::parse_option)]
+          value_parser = location::parse_option)]
     pub options: Vec<(String, String)>,
 }
 

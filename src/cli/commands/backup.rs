@@ -3,10 +3,10 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use stowage::backup::source::{Excludes, MetadataPrefetch};
-use stowage::backup::{self, BackupOptions, BackupProgress, ParentChoice};
-use stowage::repo::lock::{Lock, LockKind};
-use stowage::util::human_bytes;
+use stowage_core::backup::source::{Excludes, MetadataPrefetch};
+use stowage_core::backup::{self, BackupOptions, BackupProgress, ParentChoice};
+use stowage_core::repo::lock::{Lock, LockKind};
+use stowage_core::util::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {

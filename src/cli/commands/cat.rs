@@ -1,10 +1,10 @@
 use super::super::GlobalArgs;
 use anyhow::{bail, Context, Result};
-use stowage::backend::FileKind;
-use stowage::check::read_pack_header;
-use stowage::id::{BlobType, Id};
-use stowage::repo::keyfile::KeyFile;
-use stowage::repo::tree::Tree;
+use stowage_core::backend::FileKind;
+use stowage_core::check::read_pack_header;
+use stowage_core::id::{BlobType, Id};
+use stowage_core::repo::keyfile::KeyFile;
+use stowage_core::repo::tree::Tree;
 
 #[derive(clap::Args, Debug)]
 pub struct CatArgs {

@@ -2,9 +2,9 @@ use super::super::{progress::Progress, GlobalArgs};
 use anyhow::{bail, Result};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use stowage::check::{self, CheckOptions, CheckProgress, Subset};
-use stowage::repo::lock::{Lock, LockKind};
-use stowage::util::human_bytes;
+use stowage_core::check::{self, CheckOptions, CheckProgress, Subset};
+use stowage_core::repo::lock::{Lock, LockKind};
+use stowage_core::util::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
@@ -76,7 +76,7 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<u8> {
                 report
                     .damaged_snapshots
                     .iter()
-                    .map(|s| stowage::util::short_name(s))
+                    .map(|s| stowage_core::util::short_name(s))
                     .collect::<Vec<_>>()
                     .join(" ")
             );

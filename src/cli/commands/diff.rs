@@ -1,9 +1,9 @@
 use super::super::GlobalArgs;
 use anyhow::Result;
 use std::collections::BTreeMap;
-use stowage::id::Id;
-use stowage::repo::tree::{Node, NodeKind};
-use stowage::repo::IndexedRepo;
+use stowage_core::id::Id;
+use stowage_core::repo::tree::{Node, NodeKind};
+use stowage_core::repo::IndexedRepo;
 
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {

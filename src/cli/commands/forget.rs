@@ -1,7 +1,7 @@
 use super::super::GlobalArgs;
 use anyhow::{bail, Result};
-use stowage::backend::FileKind;
-use stowage::maintenance::forget::{apply, parse_duration, GroupBy, RetentionPolicy};
+use stowage_core::backend::FileKind;
+use stowage_core::maintenance::forget::{apply, parse_duration, GroupBy, RetentionPolicy};
 
 #[derive(clap::Args, Debug)]
 pub struct ForgetArgs {

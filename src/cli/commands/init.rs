@@ -1,7 +1,7 @@
 use super::super::{password, GlobalArgs};
 use anyhow::Result;
-use stowage::chunker::{ChunkerParams, LargeFileChunking};
-use stowage::repo::{InitOptions, Repository};
+use stowage_core::chunker::{ChunkerParams, LargeFileChunking};
+use stowage_core::repo::{InitOptions, Repository};
 
 #[derive(clap::Args, Debug)]
 pub struct InitArgs {
@@ -34,7 +34,7 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 16)]
     pub pack_size: u32,
     /// zstd level for new data, 0 to disable compression
-    #[arg(long, default_value_t = stowage::repo::config::DEFAULT_COMPRESSION_LEVEL)]
+    #[arg(long, default_value_t = stowage_core::repo::config::DEFAULT_COMPRESSION_LEVEL)]
     pub compression: i32,
     /// Argon2id memory in KiB for the key derivation
     #[arg(long, default_value_t = 64 * 1024)]

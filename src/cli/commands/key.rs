@@ -1,9 +1,9 @@
 use super::super::{password, GlobalArgs};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
-use stowage::backend::FileKind;
-use stowage::repo::keyfile::KeyFile;
-use stowage::util::short_name;
+use stowage_core::backend::FileKind;
+use stowage_core::repo::keyfile::KeyFile;
+use stowage_core::util::short_name;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum KeyCommand {

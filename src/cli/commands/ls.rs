@@ -1,8 +1,8 @@
 use super::super::GlobalArgs;
 use anyhow::{bail, Result};
-use stowage::id::Id;
-use stowage::repo::tree::{Node, NodeKind};
-use stowage::repo::IndexedRepo;
+use stowage_core::id::Id;
+use stowage_core::repo::tree::{Node, NodeKind};
+use stowage_core::repo::IndexedRepo;
 
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {

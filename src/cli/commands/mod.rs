@@ -14,13 +14,13 @@ pub mod restore;
 pub mod snapshots;
 pub mod stats;
 
-use super::{password, Cli, Command, GlobalArgs};
+use super::{location, password, Cli, Command, GlobalArgs};
 use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use stowage::backend::{self, Backend};
-use stowage::repo::cache::{self, IndexCache};
-use stowage::repo::{IndexedRepo, Repository};
+use stowage_core::backend::Backend;
+use stowage_core::repo::cache::{self, IndexCache};
+use stowage_core::repo::{IndexedRepo, Repository};
 
 /// Dispatches a parsed command line; returns the exit code.
 pub fn run(cli: Cli) -> Result<u8> {
@@ -54,11 +54,11 @@ pub fn open_backend(g: &GlobalArgs, create_bucket: bool) -> Result<Arc<dyn Backe
         .repo
         .as_deref()
         .context("no repository given: use -r/--repo or set STOWAGE_REPOSITORY")?;
-    let opts = backend::OpenOptions {
+    let opts = location::OpenOptions {
         options: g.options.clone(),
         create_bucket,
     };
-    Ok(Arc::from(backend::open_location(loc, &opts)?))
+    location::open_location(loc, &opts)
 }
 
 /// Opens the repository with the password.

@@ -1,9 +1,9 @@
 use super::super::GlobalArgs;
 use anyhow::Result;
 use std::sync::Arc;
-use stowage::maintenance::prune::{self, PruneOptions};
-use stowage::repo::Repository;
-use stowage::util::human_bytes;
+use stowage_core::maintenance::prune::{self, PruneOptions};
+use stowage_core::repo::Repository;
+use stowage_core::util::human_bytes;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PruneArgs {
@@ -35,7 +35,7 @@ pub fn run_on(g: &GlobalArgs, repo: &Arc<Repository>, a: &PruneArgs) -> Result<u
         } else {
             g.cache_dir
                 .clone()
-                .or_else(stowage::repo::cache::default_cache_dir)
+                .or_else(stowage_core::repo::cache::default_cache_dir)
         },
     };
     let r = prune::run(repo, &opts)?;

@@ -1,7 +1,7 @@
 use super::super::GlobalArgs;
 use anyhow::Result;
-use stowage::maintenance::repair;
-use stowage::repo::lock;
+use stowage_core::maintenance::repair;
+use stowage_core::repo::lock;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum RepairCommand {

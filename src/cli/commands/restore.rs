@@ -3,9 +3,9 @@ use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use stowage::repo::lock::{Lock, LockKind};
-use stowage::restore::{self, RestoreOptions, RestoreProgress};
-use stowage::util::human_bytes;
+use stowage_core::repo::lock::{Lock, LockKind};
+use stowage_core::restore::{self, RestoreOptions, RestoreProgress};
+use stowage_core::util::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct RestoreArgs {

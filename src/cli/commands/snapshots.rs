@@ -1,6 +1,6 @@
 use super::super::GlobalArgs;
 use anyhow::Result;
-use stowage::util::human_bytes;
+use stowage_core::util::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct SnapshotsArgs {

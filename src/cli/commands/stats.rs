@@ -1,9 +1,9 @@
 use super::super::GlobalArgs;
 use anyhow::Result;
 use std::collections::HashSet;
-use stowage::backend::FileKind;
-use stowage::id::{BlobType, Id};
-use stowage::util::human_bytes;
+use stowage_core::backend::FileKind;
+use stowage_core::id::{BlobType, Id};
+use stowage_core::util::human_bytes;
 
 #[derive(clap::Args, Debug)]
 pub struct StatsArgs {

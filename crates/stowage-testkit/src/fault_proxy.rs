@@ -5,7 +5,6 @@
 //!
 //! It reads each request whole before deciding, so the server never sees half a request: what
 //! reaches the server is exactly what a healthy network would deliver.
-#![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -384,26 +383,12 @@ fn reset(s: &TcpStream) {
 }
 
 fn socket_linger_zero(s: &TcpStream) -> io::Result<()> {
-    use std::os::unix::io::AsRawFd;
-    let l = libc::linger {
+    let l = nix::libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: a valid socket and a correctly sized option value.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &l as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    nix::sys::socket::setsockopt(s, nix::sys::socket::sockopt::Linger, &l)
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))
 }
 
 /// Serves one client connection, request after request.

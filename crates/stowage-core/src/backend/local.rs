@@ -5,7 +5,6 @@
 use super::{Backend, BackendError, FileInfo, FileKind, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Files of at least this size (packs) are written with direct I/O: no copy into the page
@@ -218,16 +217,7 @@ impl Backend for LocalBackend {
         let Ok(f) = File::open(self.path(kind, name)) else {
             return;
         };
-        // SAFETY: a hint on a descriptor we own; it touches no memory of ours. WILLNEED
-        // starts the reads and returns without waiting for them.
-        unsafe {
-            libc::posix_fadvise(
-                f.as_raw_fd(),
-                offset as libc::off_t,
-                len as libc::off_t,
-                libc::POSIX_FADV_WILLNEED,
-            );
-        }
+        crate::sys::will_need(&f, offset, len);
     }
 
     fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {

@@ -11,15 +11,15 @@
 //! Usage: stowage-bench-scale REPO_DIR BLOBS [--prune-fixture]  (password from STOWAGE_PASSWORD)
 
 use std::sync::Arc;
-use stowage::backend::local::LocalBackend;
-use stowage::backend::{Backend, FileKind};
-use stowage::id::{BlobType, Id};
-use stowage::pack::PackBlob;
-use stowage::repo::index::{IndexFile, IndexPack, MasterIndex};
-use stowage::repo::snapshot::{Snapshot, SnapshotSummary};
-use stowage::repo::tree::{ByteString, Node, NodeKind, Tree};
-use stowage::repo::writer::BlobWriter;
-use stowage::repo::{IndexedRepo, InitOptions, Repository};
+use stowage_core::backend::local::LocalBackend;
+use stowage_core::backend::{Backend, FileKind};
+use stowage_core::id::{BlobType, Id};
+use stowage_core::pack::PackBlob;
+use stowage_core::repo::index::{IndexFile, IndexPack, MasterIndex};
+use stowage_core::repo::snapshot::{Snapshot, SnapshotSummary};
+use stowage_core::repo::tree::{ByteString, Node, NodeKind, Tree};
+use stowage_core::repo::writer::BlobWriter;
+use stowage_core::repo::{IndexedRepo, InitOptions, Repository};
 
 const BLOBS_PER_PACK: u64 = 1000;
 const BLOBS_PER_FILE: u64 = 500_000;

@@ -26,7 +26,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -311,19 +310,7 @@ impl Restorer<'_> {
                     NodeKind::Blockdev => libc::S_IFBLK,
                     _ => libc::S_IFSOCK,
                 };
-                let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-                    .map_err(|_| RestoreError::Invalid("path contains NUL".into()))?;
-                // SAFETY: c is a valid NUL-terminated path.
-                let r = unsafe {
-                    libc::mknod(
-                        c.as_ptr(),
-                        kind | (node.mode & 0o7777),
-                        node.rdev as libc::dev_t,
-                    )
-                };
-                if r != 0 {
-                    return Err(io_err(io::Error::last_os_error()));
-                }
+                crate::sys::make_node(path, kind, node.mode & 0o7777, node.rdev).map_err(io_err)?;
                 plan.others.push((path.to_path_buf(), node));
                 Ok(())
             }
@@ -489,19 +476,10 @@ impl Restorer<'_> {
     }
 
     fn apply_metadata(&self, path: &Path, node: &Node) {
-        let c = match std::ffi::CString::new(path.as_os_str().as_bytes()) {
-            Ok(c) => c,
-            Err(_) => return,
-        };
         let is_link = node.kind == NodeKind::Symlink;
         if self.is_root {
-            // SAFETY: c is a valid path; lchown does not follow symlinks.
-            if unsafe { libc::lchown(c.as_ptr(), node.uid, node.gid) } != 0 {
-                self.warn(format!(
-                    "{}: chown: {}",
-                    path.display(),
-                    io::Error::last_os_error()
-                ));
+            if let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)) {
+                self.warn(format!("{}: chown: {e}", path.display()));
             }
         }
         for x in &node.xattrs {
@@ -772,14 +750,9 @@ impl<'p> TargetFiles<'p> {
         if self.no_fallocate.load(Ordering::Relaxed) {
             return Ok(false);
         }
-        // SAFETY: fallocate on a descriptor we own; it touches no memory of ours. Mode 0 only
-        // allocates: bytes already in the range are unchanged.
-        let r =
-            unsafe { libc::fallocate(f.as_raw_fd(), 0, offset as libc::off_t, len as libc::off_t) };
-        if r == 0 {
+        let Err(e) = crate::sys::allocate(f, offset, len as u64) else {
             return Ok(true);
-        }
-        let e = io::Error::last_os_error();
+        };
         match e.raw_os_error() {
             Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) | Some(libc::EINVAL) => {
                 self.no_fallocate.store(true, Ordering::Relaxed);

@@ -16,7 +16,6 @@
 //! - credentials come only from the standard AWS chain (environment, profile, web identity, ECS,
 //!   instance metadata), never from the repository URL.
 
-use super::{Backend, BackendError, FileInfo, FileKind, Result};
 use aws_sdk_s3::config::{
     RequestChecksumCalculation, ResponseChecksumValidation, StalledStreamProtectionConfig,
 };
@@ -35,6 +34,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use stowage_core::backend::{Backend, BackendError, FileInfo, FileKind, Result};
+use stowage_core::error::ErrorClass;
 
 const MIB: u64 = 1 << 20;
 /// S3's smallest multipart part (but the last).
@@ -121,9 +122,34 @@ pub enum S3Error {
     },
 }
 
+impl S3Error {
+    /// Whether a caller may retry, must change something, or faces a bug.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            S3Error::Unreachable { .. } | S3Error::GaveUp { .. } => ErrorClass::Transient,
+            S3Error::Runtime(_) => ErrorClass::Internal,
+            S3Error::InvalidLocation { .. }
+            | S3Error::InvalidOption { .. }
+            | S3Error::UnknownOption(_)
+            | S3Error::CaBundle { .. }
+            | S3Error::NoCredentials { .. }
+            | S3Error::NoSuchBucket { .. }
+            | S3Error::BucketTaken { .. }
+            | S3Error::BadCredentials { .. }
+            | S3Error::AccessDenied { .. }
+            | S3Error::WrongRegion { .. }
+            | S3Error::Tls { .. }
+            | S3Error::Request { .. } => ErrorClass::Config,
+        }
+    }
+}
+
 impl From<S3Error> for BackendError {
     fn from(e: S3Error) -> Self {
-        BackendError::S3(Box::new(e))
+        BackendError::Remote {
+            class: e.class(),
+            source: Box::new(e),
+        }
     }
 }
 

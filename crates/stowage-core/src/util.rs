@@ -4,26 +4,7 @@
 /// block size in use.
 pub const DIRECT_IO_ALIGN: usize = 4096;
 
-/// Sets or clears `O_DIRECT` on an open file.
-pub fn set_direct_io(file: &std::fs::File, on: bool) -> std::io::Result<()> {
-    use std::os::unix::io::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a valid descriptor with integer arguments.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let flags = if on {
-        flags | libc::O_DIRECT
-    } else {
-        flags & !libc::O_DIRECT
-    };
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
+pub use crate::sys::set_direct_io;
 
 /// This machine's host name, or "unknown".
 pub fn hostname() -> String {

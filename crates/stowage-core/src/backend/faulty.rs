@@ -1,8 +1,8 @@
-//! A backend wrapper that fails chosen operations, for fault tests.
-#![allow(dead_code)]
+//! A backend decorator that fails chosen operations: for tests of how the layers above react to
+//! a store that fails a write, a delete or a listing at a chosen moment.
 
+use super::{Backend, BackendError, FileInfo, FileKind, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use stowage::backend::{Backend, BackendError, FileInfo, FileKind, Result};
 
 /// Which operations count towards the failure point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

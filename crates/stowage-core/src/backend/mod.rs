@@ -2,9 +2,8 @@
 //! knows nothing about their contents. Everything above is built on the small [`Backend`] trait,
 //! so decorators (retries, fault injection, caching) can wrap any backend.
 
+pub mod faulty;
 pub mod local;
-#[cfg(feature = "s3")]
-pub mod s3;
 
 use std::fmt;
 
@@ -99,9 +98,13 @@ pub enum BackendError {
         offset: u64,
         len: u64,
     },
-    #[cfg(feature = "s3")]
-    #[error(transparent)]
-    S3(Box<s3::S3Error>),
+    /// A failure of a store outside this crate (S3, ...), classified by its backend.
+    #[error("{source}")]
+    Remote {
+        class: crate::error::ErrorClass,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -190,65 +193,6 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// How to open a backend beyond its location: `-o KEY=VALUE` options and what `init` asks for.
-#[derive(Clone, Debug, Default)]
-pub struct OpenOptions {
-    /// `KEY=VALUE` pairs; keys are namespaced by backend (`s3.region`, ...).
-    pub options: Vec<(String, String)>,
-    /// `init --create-bucket`: `create()` may create the bucket.
-    pub create_bucket: bool,
-}
-
-/// Parses one `-o KEY=VALUE` argument.
-pub fn parse_option(arg: &str) -> std::result::Result<(String, String), String> {
-    match arg.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!(
-            "expected KEY=VALUE (for example s3.region=eu-west-1), got {arg:?}"
-        )),
-    }
-}
-
-/// Opens the backend a repository location names: `s3:...` (see [`s3::S3Location`]), or a local
-/// path (optionally prefixed with `local:`). Options of another backend are ignored; unknown
-/// options are errors.
-pub fn open_location(location: &str, opts: &OpenOptions) -> Result<Box<dyn Backend>> {
-    #[cfg(feature = "s3")]
-    {
-        for (key, _) in &opts.options {
-            if !key.starts_with("s3.") {
-                return Err(BackendError::Other(format!(
-                    "unknown option {key:?}; options are {}",
-                    s3::OPTION_KEYS.join(", ")
-                )));
-            }
-        }
-        let pairs = || opts.options.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        if s3::S3Location::is_s3(location) {
-            let mut o = s3::S3Options::from_pairs(pairs())?;
-            o.create_bucket |= opts.create_bucket;
-            return Ok(Box::new(s3::S3Backend::open(location, o)?));
-        }
-        // Check the S3 options' syntax even here, so a typo is not silently ignored.
-        s3::S3Options::from_pairs(pairs())?;
-    }
-    #[cfg(not(feature = "s3"))]
-    {
-        if location.starts_with("s3:") {
-            return Err(BackendError::Other(format!(
-                "repository {location:?}: the S3 backend is not available in this build"
-            )));
-        }
-        if let Some((key, _)) = opts.options.first() {
-            return Err(BackendError::Other(format!(
-                "unknown option {key:?}: this build has no backend options"
-            )));
-        }
-    }
-    let path = location.strip_prefix("local:").unwrap_or(location);
-    Ok(Box::new(local::LocalBackend::new(path)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,42 +202,5 @@ mod tests {
         assert_eq!(FileKind::Pack.relative_path("abcdef"), "data/ab/abcdef");
         assert_eq!(FileKind::Index.relative_path("abcdef"), "index/abcdef");
         assert_eq!(FileKind::Config.relative_path(""), "config");
-    }
-
-    #[test]
-    fn options_parse_as_key_value() {
-        assert_eq!(
-            parse_option("s3.region=eu-west-1").unwrap(),
-            ("s3.region".to_string(), "eu-west-1".to_string())
-        );
-        assert_eq!(parse_option("s3.sse-kms-key-id=a=b").unwrap().1, "a=b");
-        assert!(parse_option("s3.region").is_err());
-        assert!(parse_option("=x").is_err());
-    }
-
-    #[cfg(feature = "s3")]
-    #[test]
-    fn unknown_options_are_refused_for_every_backend() {
-        let opts = |k: &str| OpenOptions {
-            options: vec![(k.to_string(), "1".to_string())],
-            create_bucket: false,
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().to_str().unwrap();
-        assert!(open_location(path, &opts("s3.connections")).is_ok());
-        for bad in ["s3.conections", "region"] {
-            let e = open_location(path, &opts(bad)).err().unwrap().to_string();
-            assert!(e.contains(bad), "{e}");
-        }
-    }
-
-    #[cfg(feature = "s3")]
-    #[test]
-    fn s3_locations_must_parse() {
-        let e = open_location("s3:https://host:9000", &OpenOptions::default())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("bucket name is missing"), "{e}");
     }
 }

@@ -2,13 +2,13 @@
 //! split into data regions (so holes of sparse files stay holes).
 
 use crate::repo::tree::{ByteString, Node, NodeKind, Timestamp, Xattr};
+use crate::sys;
 use base64::Engine;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -200,28 +200,28 @@ pub fn regions(file: &File, meta: &Metadata) -> Vec<Region> {
             len: size,
         }];
     }
-    let fd = file.as_raw_fd();
     let mut out = Vec::new();
     let mut pos: u64 = 0;
     while pos < size {
-        // SAFETY: lseek on a valid descriptor has no memory effects.
-        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
-        if data < 0 {
-            // ENXIO: no data after pos; the rest is a hole. Other errors: treat as data.
-            if io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+        let data = match sys::seek_data_or_hole(file, pos, true) {
+            Ok(Some(data)) => data.min(size),
+            // No data after pos: the rest is a hole.
+            Ok(None) => {
                 out.push(Region::Hole {
                     offset: pos,
                     len: size - pos,
                 });
-            } else {
+                break;
+            }
+            // Other errors: treat the rest as data.
+            Err(_) => {
                 out.push(Region::Data {
                     offset: pos,
                     len: size - pos,
                 });
+                break;
             }
-            break;
-        }
-        let data = (data as u64).min(size);
+        };
         if data > pos {
             out.push(Region::Hole {
                 offset: pos,
@@ -231,11 +231,9 @@ pub fn regions(file: &File, meta: &Metadata) -> Vec<Region> {
         if data >= size {
             break;
         }
-        let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
-        let end = if hole < 0 {
-            size
-        } else {
-            (hole as u64).min(size)
+        let end = match sys::seek_data_or_hole(file, data, false) {
+            Ok(Some(hole)) => hole.min(size),
+            _ => size,
         };
         out.push(Region::Data {
             offset: data,
@@ -412,56 +410,10 @@ pub fn read_mode(file: &File, size: u64, allow_direct: bool) -> ReadMode {
     if !allow_direct || size < DIRECT_MIN_SIZE {
         return ReadMode::Buffered;
     }
-    match cached_pages(file) {
+    match sys::cached_pages(file) {
         Some(cached) if cached.saturating_mul(4096) < size / 2 => ReadMode::Direct,
         _ => ReadMode::Buffered,
     }
-}
-
-/// Pages of the file in the page cache, by `cachestat(2)`; `None` when it is not available.
-#[cfg(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
-fn cached_pages(file: &File) -> Option<u64> {
-    #[repr(C)]
-    struct Range {
-        off: u64,
-        len: u64,
-    }
-    #[repr(C)]
-    #[derive(Default)]
-    struct Stat {
-        nr_cache: u64,
-        nr_dirty: u64,
-        nr_writeback: u64,
-        nr_evicted: u64,
-        nr_recently_evicted: u64,
-    }
-    // The same number on both architectures (the generic system call table).
-    const SYS_CACHESTAT: libc::c_long = 451;
-    let range = Range { off: 0, len: 0 };
-    let mut stat = Stat::default();
-    // SAFETY: cachestat reads `range` and writes `stat`, both live, correctly laid out
-    // structures; a kernel without it returns ENOSYS.
-    let rc = unsafe {
-        libc::syscall(
-            SYS_CACHESTAT,
-            file.as_raw_fd(),
-            &range as *const Range,
-            &mut stat as *mut Stat,
-            0,
-        )
-    };
-    (rc == 0).then_some(stat.nr_cache)
-}
-
-#[cfg(not(all(
-    target_os = "linux",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-)))]
-fn cached_pages(_file: &File) -> Option<u64> {
-    None
 }
 
 /// Reads `len` bytes of a file from `offset` with positioned reads, directly (`O_DIRECT`) when
@@ -625,7 +577,7 @@ mod tests {
         assert_eq!(read_mode(&f, 100, true), ReadMode::Buffered);
         assert_eq!(read_mode(&f, 1 << 20, false), ReadMode::Buffered);
         // Just written, so in the page cache (when the kernel can tell us).
-        if cached_pages(&f).is_some() {
+        if sys::cached_pages(&f).is_some() {
             assert_eq!(read_mode(&f, 1 << 20, true), ReadMode::Buffered);
         }
     }
