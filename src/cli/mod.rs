@@ -2,6 +2,7 @@
 //! messages and exit codes:
 //! 0 success, 1 error, 2 bad usage, 3 backup written but incomplete (some files unreadable).
 
+mod advice;
 mod commands;
 mod location;
 mod password;

@@ -45,3 +45,16 @@ impl fmt::Display for ErrorClass {
         f.write_str(self.as_str())
     }
 }
+
+/// An error that tells a program what to do with it: its [`ErrorClass`], and its kind, a stable
+/// identifier (`layer.name`, such as `repo.wrong_password` or `s3.no_such_bucket`) that does not
+/// change between releases. Front ends decide from these, never from the message: the CLI
+/// renders advice for a kind (which flag or command helps), a controller puts the kind in a
+/// status `reason` and the message, as it is, in the status `message`. Messages therefore say
+/// what went wrong and with which object, not which command-line flag to use.
+pub trait Classified: std::error::Error {
+    /// How a caller should treat the error.
+    fn class(&self) -> ErrorClass;
+    /// The stable identifier of this kind of failure.
+    fn kind(&self) -> &'static str;
+}

@@ -148,6 +148,7 @@ impl From<S3Error> for BackendError {
     fn from(e: S3Error) -> Self {
         BackendError::Remote {
             class: e.class(),
+            kind: "s3.error",
             source: Box::new(e),
         }
     }

@@ -102,6 +102,8 @@ pub enum BackendError {
     #[error("{source}")]
     Remote {
         class: crate::error::ErrorClass,
+        /// The stable kind (see [`crate::error::Classified`]), e.g. `s3.no_such_bucket`.
+        kind: &'static str,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
