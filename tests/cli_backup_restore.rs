@@ -11,6 +11,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use stowage_core::backend::local::LocalBackend;
 use stowage_core::id::BlobType;
+use stowage_core::repo::session::{IndexSource, Locked};
 use stowage_core::repo::Repository;
 
 /// A source tree with every kind of entry the format stores.
@@ -218,7 +219,10 @@ fn chunk_lengths_in_latest(env: &Env, path: &[&str]) -> (Vec<usize>, std::sync::
         )
         .unwrap(),
     );
-    let indexed = repo.load_index().unwrap();
+    let session = Locked::without_lock(&repo)
+        .load_index(&IndexSource::Memory, &())
+        .unwrap();
+    let indexed = session.indexed();
     let (_, snap) = repo.find_snapshot("latest").unwrap();
     let mut tree = indexed.read_tree(&snap.tree).unwrap();
     for (i, name) in path.iter().enumerate() {

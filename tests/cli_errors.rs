@@ -8,6 +8,7 @@ use std::fs;
 use std::sync::Arc;
 use stowage_core::backend::local::LocalBackend;
 use stowage_core::backend::FileKind;
+use stowage_core::repo::session::{BackupWork, IndexSource};
 use stowage_core::repo::tree::{ByteString, Node, NodeKind, Tree};
 use stowage_core::repo::writer::BlobWriter;
 use stowage_core::repo::Repository;
@@ -241,8 +242,12 @@ fn corrupted_index_is_reported_by_name() {
 fn plant_hostile_snapshot(env: &Env, name: &[u8]) {
     let backend = Arc::new(LocalBackend::new(&env.repo));
     let repo = Arc::new(Repository::open(backend, PASSWORD.as_bytes()).unwrap());
-    let indexed = Arc::new(repo.load_index().unwrap());
-    let writer = BlobWriter::new(indexed.clone(), 1);
+    let session = repo
+        .lock::<BackupWork>()
+        .unwrap()
+        .load_index(&IndexSource::Memory, &())
+        .unwrap();
+    let writer = BlobWriter::new(session.indexed().clone(), 1);
     let (content, _) = writer
         .add(stowage_core::id::BlobType::Data, b"pwned")
         .unwrap();

@@ -10,13 +10,15 @@ use stowage_core::backend::faulty::{FaultOn, FaultyBackend};
 use stowage_core::backend::local::LocalBackend;
 use stowage_core::backup::{self, BackupOptions, BackupProgress};
 use stowage_core::maintenance::prune::{self, PruneOptions};
+use stowage_core::repo::session::{BackupWork, IndexSource, PruneWork};
 use stowage_core::repo::Repository;
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     sh("cp", &["-a", from.to_str().unwrap(), to.to_str().unwrap()]);
 }
 
-fn faulty_repo(
+/// The repository opened through a fault-injecting backend that is not armed yet.
+fn faulty_backend(
     path: &std::path::Path,
     on: FaultOn,
     at: usize,
@@ -25,8 +27,25 @@ fn faulty_repo(
     let b = Arc::new(FaultyBackend::new(LocalBackend::new(path), on, at, sticky));
     let dynb: Arc<dyn stowage_core::backend::Backend> = b.clone();
     let repo = Arc::new(Repository::open(dynb, PASSWORD.as_bytes()).unwrap());
+    (repo, b)
+}
+
+/// The repository opened through a fault-injecting backend, armed: every counted operation
+/// from now on (taking a lock included) may fail.
+fn faulty_repo(
+    path: &std::path::Path,
+    on: FaultOn,
+    at: usize,
+    sticky: bool,
+) -> (Arc<Repository>, Arc<FaultyBackend<LocalBackend>>) {
+    let (repo, b) = faulty_backend(path, on, at, sticky);
     b.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     (repo, b)
+}
+
+/// A prune as `stowage prune` runs it: the prune lock, then the prune.
+fn locked_prune(repo: &Arc<Repository>, opts: &PruneOptions) -> stowage_core::repo::Result<()> {
+    prune::run(&repo.lock::<PruneWork>()?, opts).map(drop)
 }
 
 /// What a crashed process leaves: its locks (a live test process cannot look dead).
@@ -60,7 +79,7 @@ fn prune_failing_at_every_write_and_remove_leaves_a_consistent_repository() {
     copy_dir(&env.repo, &pristine);
     // Count the operations of a clean run.
     let (repo, b) = faulty_repo(&env.repo, FaultOn::Mutations, usize::MAX, false);
-    prune::run(
+    locked_prune(
         &repo,
         &PruneOptions {
             max_unused_percent: 0.0,
@@ -74,7 +93,7 @@ fn prune_failing_at_every_write_and_remove_leaves_a_consistent_repository() {
         fs::remove_dir_all(&env.repo).unwrap();
         copy_dir(&pristine, &env.repo);
         let (repo, _) = faulty_repo(&env.repo, FaultOn::Mutations, at, true);
-        match prune::run(
+        match locked_prune(
             &repo,
             &PruneOptions {
                 max_unused_percent: 0.0,
@@ -103,7 +122,7 @@ fn prune_failing_to_list_deletes_nothing() {
     let before = env.files_in("data");
     for at in 1..=12 {
         let (repo, b) = faulty_repo(&env.repo, FaultOn::Lists, at, false);
-        if let Err(e) = prune::run(&repo, &PruneOptions::default()) {
+        if let Err(e) = locked_prune(&repo, &PruneOptions::default()) {
             // Every list comes before the first deletion: a failed one deletes nothing.
             assert!(e.to_string().contains("injected fault"), "{e}");
             let after = env.files_in("data");
@@ -131,13 +150,20 @@ fn backup_failing_at_a_write_fails_cleanly_and_the_next_backup_works() {
             )
             .unwrap();
         }
-        let (repo, _) = faulty_repo(&env.repo, FaultOn::Writes, at, true);
-        let indexed = Arc::new(repo.load_index().unwrap());
+        // The session (lock and index) is taken before the faults are armed: the n-th write
+        // of the backup itself fails.
+        let (repo, b) = faulty_backend(&env.repo, FaultOn::Writes, at, true);
+        let session = repo
+            .lock::<BackupWork>()
+            .unwrap()
+            .load_index(&IndexSource::Memory, &())
+            .unwrap();
+        b.armed.store(true, std::sync::atomic::Ordering::SeqCst);
         let opts = BackupOptions {
             paths: vec![src.clone()],
             ..Default::default()
         };
-        let r = backup::run(indexed, &opts, &BackupProgress::default());
+        let r = backup::run(&session, &opts, &BackupProgress::default());
         let err = r.expect_err("a write failed");
         assert!(
             err.to_string().contains("injected fault"),

@@ -35,6 +35,7 @@ use stowage_core::repo::keyfile::KeyFile;
 use stowage_core::repo::lock::{
     list_locks, live_locks, LockInfo, LockKind, MAX_LOCK_LEN, REFRESH_INTERVAL, STALE_AFTER,
 };
+use stowage_core::repo::session::{IndexSource, Locked, ReadWork};
 use stowage_core::repo::snapshot::{Snapshot, SnapshotSummary};
 use stowage_core::repo::tree::{ByteString, Node, NodeKind, Timestamp, Tree, Xattr};
 use stowage_core::repo::{RepoError, Repository};
@@ -1307,7 +1308,12 @@ fn vector_directory_is_an_openable_repository() {
         repo.config().repository_id,
         id_of(&m["config"], "repository_id")
     );
-    let indexed = repo.load_index().unwrap();
+    // A read session without a lock: the vector directory is committed and must not change.
+    let session = Locked::<ReadWork>::without_lock(&repo);
+    let indexed = Locked::without_lock(&repo)
+        .load_index(&IndexSource::Memory, &())
+        .unwrap();
+    let indexed = indexed.indexed();
     assert_eq!(indexed.index().len(), 6);
     let (id, snap) = repo.find_snapshot("latest").unwrap();
     assert_eq!(id, id_of(&m["snapshot"], "id"));
@@ -1320,7 +1326,7 @@ fn vector_directory_is_an_openable_repository() {
         );
     }
     let report = stowage_core::check::run(
-        &repo,
+        &session,
         &stowage_core::check::CheckOptions {
             read_data: true,
             ..Default::default()
@@ -1341,7 +1347,9 @@ fn vector_repository_restores() {
     use std::os::unix::fs::MetadataExt;
     let backend: Arc<dyn stowage_core::backend::Backend> = Arc::new(LocalBackend::new(repo_dir()));
     let repo = Arc::new(Repository::open(backend, PASSWORD.as_bytes()).unwrap());
-    let indexed = repo.load_index().unwrap();
+    let session = Locked::without_lock(&repo)
+        .load_index(&IndexSource::Memory, &())
+        .unwrap();
     let (_, snap) = repo.find_snapshot("latest").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("out");
@@ -1352,7 +1360,7 @@ fn vector_repository_restores() {
         verify: true,
         ..Default::default()
     };
-    let report = stowage_core::restore::run(&indexed, &snap, &opts, &Default::default()).unwrap();
+    let report = stowage_core::restore::run(&session, &snap, &opts, &Default::default()).unwrap();
     let v = target.join("vector");
     assert_eq!(
         std::fs::read(v.join("notes.txt")).unwrap(),

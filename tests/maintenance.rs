@@ -9,6 +9,7 @@ use std::sync::Arc;
 use stowage_core::backend::local::LocalBackend;
 use stowage_core::maintenance::prune::{self, PruneOptions};
 use stowage_core::repo::lock::{Lock, LockKind};
+use stowage_core::repo::session::{IndexSource, Locked, PruneWork};
 use stowage_core::repo::Repository;
 
 fn open(env: &Env) -> Arc<Repository> {
@@ -174,7 +175,7 @@ fn prune_rescues_packs_a_backup_started_before_the_mark_still_uses() {
     env.ok(&["forget", &first]);
     let backup_lock = Lock::acquire(&repo, LockKind::Backup).unwrap();
     let r = prune::run(
-        &repo,
+        &repo.lock::<PruneWork>().unwrap(),
         &PruneOptions {
             max_unused_percent: 0.0,
             ..Default::default()
@@ -187,7 +188,7 @@ fn prune_rescues_packs_a_backup_started_before_the_mark_still_uses() {
     let revived_id = repo.save_snapshot(&revived).unwrap();
     drop(backup_lock);
     let r = prune::run(
-        &repo,
+        &repo.lock::<PruneWork>().unwrap(),
         &PruneOptions {
             max_unused_percent: 0.0,
             ..Default::default()
@@ -260,7 +261,10 @@ fn repair_snapshots_drops_only_what_is_lost() {
     env.ok(&["backup", src.to_str().unwrap()]);
     // Lose the packs holding "lost": those written by the first backup that hold data.
     let repo = open(&env);
-    let idx = repo.load_index().unwrap();
+    let session = Locked::without_lock(&repo)
+        .load_index(&IndexSource::Memory, &())
+        .unwrap();
+    let idx = session.indexed();
     let tree = idx
         .read_tree(&repo.find_snapshot("latest").unwrap().1.tree)
         .unwrap();
@@ -319,7 +323,10 @@ fn check_names_the_snapshots_and_files_hit_by_damage() {
     let (env, first, second) = two_snapshots();
     // Damage the data of file "a", which only the first snapshot has.
     let repo = open(&env);
-    let idx = repo.load_index().unwrap();
+    let session = Locked::without_lock(&repo)
+        .load_index(&IndexSource::Memory, &())
+        .unwrap();
+    let idx = session.indexed();
     let tree = idx
         .read_tree(&repo.find_snapshot(&first).unwrap().1.tree)
         .unwrap();

@@ -5,11 +5,12 @@ use crate::backend::FileKind;
 use crate::crypto::{open_blob_in_place, MasterKeys};
 use crate::id::{BlobType, Id};
 use crate::pack::{decode_header, header_location, PackBlob, TAIL_GUESS};
+use crate::repo::session::{Locked, ReadWork};
 use crate::repo::{IndexedRepo, RepoError, Repository};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Which packs `--read-data-subset` reads.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -278,12 +279,15 @@ impl TreeWalk<'_> {
     }
 }
 
-/// Runs a check.
+/// Runs a check in a read session (its lock keeps a concurrent prune from deleting the packs
+/// being verified). The check reads the index files itself, one by one, so that one damaged
+/// file is reported and the rest still checked: it needs no loaded index.
 pub fn run(
-    repo: &Arc<Repository>,
+    session: &Locked<ReadWork>,
     opts: &CheckOptions,
     progress: &CheckProgress,
 ) -> Result<CheckReport, RepoError> {
+    let repo = session.repo();
     let mut report = CheckReport::default();
 
     // Index files one by one, so one damaged file is reported and the rest still checked.

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use stowage_core::backup::source::{Excludes, MetadataPrefetch};
 use stowage_core::backup::{self, BackupOptions, BackupProgress, ParentChoice};
-use stowage_core::repo::lock::{Lock, LockKind};
+use stowage_core::repo::session::BackupWork;
 use stowage_core::util::human_bytes;
 
 #[derive(clap::Args, Debug)]
@@ -67,11 +67,9 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
     let _prefetch =
         (!a.stdin).then(|| MetadataPrefetch::start(a.paths.clone(), &excludes, a.one_file_system));
     let opened = super::open(g)?;
-    // The lock comes before the index is read: prune relies on that order (see repo-format/).
-    let lock = Lock::acquire(&opened, LockKind::Backup)?;
-    let repo = super::load_index(g, &opened)?;
+    let session = super::load_index(g, opened.lock::<BackupWork>()?)?;
     let parent = if let Some(p) = &a.parent {
-        ParentChoice::Id(repo.repo().find_snapshot(p)?.0)
+        ParentChoice::Id(session.repo().find_snapshot(p)?.0)
     } else {
         ParentChoice::Latest
     };
@@ -102,12 +100,11 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
             )
         })
     };
-    let report = backup::run_guarded(repo, &opts, &progress, Some(&lock));
+    let report = backup::run(&session, &opts, &progress);
     drop(bar);
-    if lock.refresh_failed() {
+    if session.finish() {
         tracing::warn!("the backup lock could not always be refreshed");
     }
-    drop(lock);
     let report = report?;
     for w in &report.warnings {
         eprintln!("warning: {w}");

@@ -3,7 +3,7 @@ use anyhow::{bail, Result};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use stowage_core::check::{self, CheckOptions, CheckProgress, Subset};
-use stowage_core::repo::lock::{Lock, LockKind};
+use stowage_core::repo::session::{Locked, ReadWork};
 use stowage_core::util::human_bytes;
 
 #[derive(clap::Args, Debug)]
@@ -28,10 +28,10 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<u8> {
         .map_err(anyhow::Error::msg)?;
     let repo = super::open(g)?;
     // A reader's lock keeps prune from deleting packs while they are being verified.
-    let _lock = if a.no_lock {
-        None
+    let session = if a.no_lock {
+        Locked::without_lock(&repo)
     } else {
-        Some(Lock::acquire(&repo, LockKind::Read)?)
+        repo.lock::<ReadWork>()?
     };
     let progress = Arc::new(CheckProgress::default());
     let bar = {
@@ -45,7 +45,7 @@ pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<u8> {
         })
     };
     let report = check::run(
-        &repo,
+        &session,
         &CheckOptions {
             read_data: a.read_data,
             read_data_subset: subset,

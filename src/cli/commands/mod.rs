@@ -19,7 +19,8 @@ use anyhow::{Context, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use stowage_core::backend::Backend;
-use stowage_core::repo::cache::{self, IndexCache};
+use stowage_core::repo::cache;
+use stowage_core::repo::session::{IndexSource, Indexed, Locked, ReadWork, Work};
 use stowage_core::repo::{IndexedRepo, Repository};
 
 /// Dispatches a parsed command line; returns the exit code.
@@ -68,21 +69,22 @@ pub fn open(g: &GlobalArgs) -> Result<Arc<Repository>> {
     Ok(Arc::new(Repository::open(backend, pw.as_bytes())?))
 }
 
-/// Opens the repository and loads its index.
+/// Opens the repository for a listing (ls, diff, stats, cat): a read session without a lock,
+/// with its index loaded.
 pub fn open_indexed(g: &GlobalArgs) -> Result<Arc<IndexedRepo>> {
     let repo = open(g)?;
-    load_index(g, &repo)
+    let session = load_index(g, Locked::<ReadWork>::without_lock(&repo))?;
+    Ok(session.indexed().clone())
 }
 
-/// The local cache of a repository, unless --no-cache or no cache folder is known.
-pub fn cache(g: &GlobalArgs, repo: &Repository) -> Result<Option<IndexCache>> {
+/// Where the index comes from: the local cache (`--cache-dir` or the default folder), or
+/// memory with `--no-cache`.
+pub fn index_source(g: &GlobalArgs) -> IndexSource {
     if g.no_cache {
-        return Ok(None);
+        IndexSource::Memory
+    } else {
+        IndexSource::cache_or_memory(g.cache_dir.clone())
     }
-    let Some(dir) = g.cache_dir.clone().or_else(cache::default_cache_dir) else {
-        return Ok(None);
-    };
-    Ok(Some(IndexCache::open(&dir, &repo.config().repository_id)?))
 }
 
 struct CacheBar(std::sync::Arc<(AtomicU64, AtomicU64)>);
@@ -94,12 +96,9 @@ impl cache::CacheProgress for CacheBar {
     }
 }
 
-/// Loads the index: through the local cache (reading only new index files), or into memory
-/// with --no-cache.
-pub fn load_index(g: &GlobalArgs, repo: &Arc<Repository>) -> Result<Arc<IndexedRepo>> {
-    let Some(mut cache) = cache(g, repo)? else {
-        return Ok(Arc::new(repo.load_index()?));
-    };
+/// Loads the index of a locked session from [`index_source`], with a progress bar for index
+/// files read into the cache.
+pub fn load_index<W: Work>(g: &GlobalArgs, session: Locked<W>) -> Result<Indexed<W>> {
     let counts = std::sync::Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     let bar = {
         let c = counts.clone();
@@ -112,12 +111,9 @@ pub fn load_index(g: &GlobalArgs, repo: &Arc<Repository>) -> Result<Arc<IndexedR
             )
         })
     };
-    cache.sync(repo, &CacheBar(counts))?;
+    let indexed = session.load_index(&index_source(g), &CacheBar(counts))?;
     drop(bar);
-    Ok(Arc::new(IndexedRepo::with_index(
-        repo.clone(),
-        Box::new(cache),
-    )))
+    Ok(indexed)
 }
 
 /// Prints a value as pretty JSON on stdout.

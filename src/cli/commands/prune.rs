@@ -2,6 +2,7 @@ use super::super::GlobalArgs;
 use anyhow::Result;
 use std::sync::Arc;
 use stowage_core::maintenance::prune::{self, PruneOptions};
+use stowage_core::repo::session::{Locked, PruneWork};
 use stowage_core::repo::Repository;
 use stowage_core::util::human_bytes;
 
@@ -27,7 +28,6 @@ pub fn run_on(g: &GlobalArgs, repo: &Arc<Repository>, a: &PruneArgs) -> Result<u
     let opts = PruneOptions {
         max_unused_percent: a.max_unused,
         max_repack_bytes: a.max_repack_size.map(|m| m << 20),
-        dry_run: a.plan,
         // Prune's temporary index database goes beside the cache (it can be as large as the
         // cache); with --no-cache, into the system's temporary folder ($TMPDIR).
         work_dir: if g.no_cache {
@@ -38,7 +38,14 @@ pub fn run_on(g: &GlobalArgs, repo: &Arc<Repository>, a: &PruneArgs) -> Result<u
                 .or_else(stowage_core::repo::cache::default_cache_dir)
         },
     };
-    let r = prune::run(repo, &opts)?;
+    // --plan shows what would happen and writes nothing, not even a lock.
+    let r = if a.plan {
+        prune::plan(&Locked::without_lock(repo), &opts)?
+            .totals()
+            .clone()
+    } else {
+        prune::run(&repo.lock::<PruneWork>()?, &opts)?
+    };
     if g.json {
         super::print_json(&r)?;
         return Ok(0);

@@ -2,6 +2,7 @@ use super::super::GlobalArgs;
 use anyhow::Result;
 use stowage_core::maintenance::repair;
 use stowage_core::repo::lock;
+use stowage_core::repo::session::{BackupWork, Locked, PruneWork};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum RepairCommand {
@@ -22,7 +23,7 @@ pub fn run(g: &GlobalArgs, cmd: RepairCommand) -> Result<u8> {
     let repo = super::open(g)?;
     match cmd {
         RepairCommand::Index => {
-            let r = repair::repair_index(&repo)?;
+            let r = repair::repair_index(&repo.lock::<PruneWork>()?)?;
             if g.json {
                 super::print_json(&r)?;
             } else {
@@ -36,7 +37,12 @@ pub fn run(g: &GlobalArgs, cmd: RepairCommand) -> Result<u8> {
             }
         }
         RepairCommand::Snapshots { dry_run } => {
-            let r = repair::repair_snapshots(&repo, dry_run)?;
+            // A dry run writes nothing, not even a lock.
+            let r = if dry_run {
+                repair::plan_snapshot_repair(&super::load_index(g, Locked::without_lock(&repo))?)?
+            } else {
+                repair::repair_snapshots(&super::load_index(g, repo.lock::<BackupWork>()?)?)?
+            };
             if g.json {
                 super::print_json(&r)?;
             } else {

@@ -3,7 +3,7 @@ use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use stowage_core::repo::lock::{Lock, LockKind};
+use stowage_core::repo::session::{Locked, ReadWork};
 use stowage_core::restore::{self, RestoreOptions, RestoreProgress};
 use stowage_core::util::human_bytes;
 
@@ -43,13 +43,13 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
     };
     let opened = super::open(g)?;
     // A reader's lock keeps prune from deleting packs (repacked ones) while we read them.
-    let _lock = if a.no_lock {
-        None
+    let locked = if a.no_lock {
+        Locked::without_lock(&opened)
     } else {
-        Some(Lock::acquire(&opened, LockKind::Read)?)
+        opened.lock::<ReadWork>()?
     };
-    let repo = super::load_index(g, &opened)?;
-    let (id, snap) = repo.repo().find_snapshot(&snap_spec)?;
+    let session = super::load_index(g, locked)?;
+    let (id, snap) = session.repo().find_snapshot(&snap_spec)?;
     let opts = RestoreOptions {
         target: a.target.clone(),
         subpath,
@@ -75,7 +75,7 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
             )
         })
     };
-    let report = restore::run(&repo, &snap, &opts, &progress);
+    let report = restore::run(&session, &snap, &opts, &progress);
     drop(bar);
     let report = report?;
     for w in &report.warnings {

@@ -17,10 +17,7 @@ pub struct SnapshotsArgs {
 
 pub fn run(g: &GlobalArgs, a: SnapshotsArgs) -> Result<u8> {
     let repo = super::open(g)?;
-    let all = match super::cache(g, &repo)? {
-        Some(c) => c.snapshots(&repo)?,
-        None => repo.list_snapshots()?,
-    };
+    let all = super::index_source(g).snapshots(&repo)?;
     let list: Vec<_> = all
         .into_iter()
         .filter(|(_, s)| a.host.as_ref().is_none_or(|h| &s.hostname == h))

@@ -15,11 +15,12 @@ use stowage_core::backend::local::LocalBackend;
 use stowage_core::backend::{Backend, FileKind};
 use stowage_core::id::{BlobType, Id};
 use stowage_core::pack::PackBlob;
-use stowage_core::repo::index::{IndexFile, IndexPack, MasterIndex};
+use stowage_core::repo::index::{IndexFile, IndexPack};
+use stowage_core::repo::session::{BackupWork, IndexSource, Indexed};
 use stowage_core::repo::snapshot::{Snapshot, SnapshotSummary};
 use stowage_core::repo::tree::{ByteString, Node, NodeKind, Tree};
 use stowage_core::repo::writer::BlobWriter;
-use stowage_core::repo::{IndexedRepo, InitOptions, Repository};
+use stowage_core::repo::{InitOptions, Repository};
 
 const BLOBS_PER_PACK: u64 = 1000;
 const BLOBS_PER_FILE: u64 = 500_000;
@@ -93,6 +94,9 @@ fn main() {
 /// The snapshot side of `--prune-fixture`: empty pack files, and trees listing the blobs of
 /// every other pack (files of 10 blobs, 1,000 files per directory).
 struct Fixture {
+    /// A backup session begun while the repository was empty: its writer deduplicates against
+    /// nothing, however many index files are written afterwards.
+    _session: Indexed<BackupWork>,
     writer: BlobWriter,
     backend: Arc<dyn Backend>,
     packs: u64,
@@ -102,9 +106,13 @@ struct Fixture {
 
 impl Fixture {
     fn new(repo: &Arc<Repository>) -> Fixture {
-        let view = Arc::new(IndexedRepo::from_parts(repo.clone(), MasterIndex::new()));
+        let session = repo
+            .lock::<BackupWork>()
+            .and_then(|l| l.load_index(&IndexSource::Memory, &()))
+            .expect("lock the new repository");
         Fixture {
-            writer: BlobWriter::new(view, 2),
+            writer: BlobWriter::new(session.indexed().clone(), 2),
+            _session: session,
             backend: repo.backend().clone(),
             packs: 0,
             files: Vec::new(),

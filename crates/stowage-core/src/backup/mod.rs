@@ -14,6 +14,7 @@ pub mod source;
 
 use crate::chunker::Chunker;
 use crate::id::{BlobType, Id};
+use crate::repo::session::{BackupWork, Indexed};
 use crate::repo::snapshot::{Snapshot, SnapshotSummary};
 use crate::repo::tree::{ByteString, Node, NodeKind, Timestamp, Tree};
 use crate::repo::writer::BlobWriter;
@@ -530,24 +531,20 @@ fn absolute_clean(p: &Path) -> io::Result<PathBuf> {
     Ok(out)
 }
 
-/// Runs a backup into `repo` and writes its snapshot.
+/// Runs a backup in `session` and writes its snapshot. The snapshot is stored only if the
+/// session's lock is still certainly live, so a prune cannot have taken this backup for dead
+/// and deleted data it references.
 pub fn run(
-    repo: Arc<IndexedRepo>,
+    session: &Indexed<BackupWork>,
     opts: &BackupOptions,
     progress: &BackupProgress,
 ) -> Result<BackupReport, BackupError> {
-    run_guarded(repo, opts, progress, None)
-}
-
-/// Like [`run`], holding `lock`: the snapshot is stored only if the lock is still certainly
-/// live, so a prune cannot have taken this backup for dead and deleted data it references.
-pub fn run_guarded(
-    repo: Arc<IndexedRepo>,
-    opts: &BackupOptions,
-    progress: &BackupProgress,
-    lock: Option<&crate::repo::lock::Lock>,
-) -> Result<BackupReport, BackupError> {
-    run_inner(repo, opts, progress, lock)
+    run_inner(
+        session.indexed().clone(),
+        opts,
+        progress,
+        session.held_lock(),
+    )
 }
 
 fn run_inner(

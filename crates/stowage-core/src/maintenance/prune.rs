@@ -15,7 +15,8 @@ use crate::crypto::open_blob;
 use crate::id::{BlobType, Id};
 use crate::repo::index::{CondemnedBatch, IndexFile, IndexPack};
 use crate::repo::index_db::{IndexDb, Mark};
-use crate::repo::lock::{live_locks, Lock, LockKind};
+use crate::repo::lock::{live_locks, Lock};
+use crate::repo::session::{Locked, PruneWork, Work};
 use crate::repo::writer::BlobWriter;
 use crate::repo::{IndexedRepo, RepoError, Repository, Result};
 use std::collections::{HashMap, HashSet};
@@ -29,8 +30,6 @@ pub struct PruneOptions {
     pub max_unused_percent: f64,
     /// Read at most this many bytes of packs to repack.
     pub max_repack_bytes: Option<u64>,
-    /// Only compute and report the plan.
-    pub dry_run: bool,
     /// Where the temporary index database goes (the system's temporary folder if `None`).
     pub work_dir: Option<PathBuf>,
 }
@@ -40,7 +39,6 @@ impl Default for PruneOptions {
         PruneOptions {
             max_unused_percent: 5.0,
             max_repack_bytes: None,
-            dry_run: false,
             work_dir: None,
         }
     }
@@ -212,16 +210,43 @@ fn ids(names: &[String]) -> Vec<Id> {
     names.iter().filter_map(|n| n.parse().ok()).collect()
 }
 
-/// Runs prune.
-pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
-    let lock = if opts.dry_run {
-        None
-    } else {
-        Some(Lock::acquire(repo, LockKind::Prune)?)
-    };
-    let own_lock = lock.as_ref().map(Lock::id);
+/// What a prune will do, computed from a verified picture of the repository before anything
+/// is written: which packs it condemns (unused, in no index, or to repack) and the totals.
+/// `prune --plan` prints [`PrunePlan::totals`]; a plan made under the prune lock can then be
+/// carried out with [`PrunePlan::execute`], in the same session.
+pub struct PrunePlan<'s, W: Work> {
+    session: &'s Locked<W>,
+    db: Arc<IndexDb>,
+    seen_snapshots: HashSet<String>,
+    batches: Vec<CondemnedBatch>,
+    /// The index files a consolidated index replaces.
+    replaced: Vec<String>,
+    /// Every stored pack with its size.
+    stored: HashMap<Id, u64>,
+    condemn: Vec<Id>,
+    repack: Vec<Id>,
+    totals: PruneReport,
+}
+
+impl<W: Work> PrunePlan<'_, W> {
+    /// The figures of the plan: what is used, what will be condemned, repacked and deleted
+    /// (`dry_run` is true: nothing has been done yet).
+    pub fn totals(&self) -> &PruneReport {
+        &self.totals
+    }
+}
+
+/// Prunes: [`plan`], then [`PrunePlan::execute`].
+pub fn run(session: &Locked<PruneWork>, opts: &PruneOptions) -> Result<PruneReport> {
+    plan(session, opts)?.execute()
+}
+
+/// Computes what a prune would do; writes nothing. Any session will do for a plan that is only
+/// shown; only one made under the prune lock can be executed.
+pub fn plan<'s, W: Work>(session: &'s Locked<W>, opts: &PruneOptions) -> Result<PrunePlan<'s, W>> {
+    let repo = session.repo();
     let mut report = PruneReport {
-        dry_run: opts.dry_run,
+        dry_run: true,
         ..Default::default()
     };
     let started = std::time::Instant::now();
@@ -240,7 +265,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         ))
     })?;
     tracing::info!("prune: index loaded in {:.1?}", started.elapsed());
-    let mut batches = std::mem::take(&mut loaded.batches);
+    let batches = std::mem::take(&mut loaded.batches);
     report.index_files_before = loaded.names.len();
     // The files a consolidated index replaces: those read, and superseded ones still present.
     let replaced = loaded.present_names();
@@ -344,145 +369,175 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         .map(|p| stored.get(p).copied().unwrap_or(0))
         .sum();
     report.waiting_packs = condemned_before.len();
-    if opts.dry_run {
-        return Ok(report);
-    }
+    Ok(PrunePlan {
+        session,
+        db,
+        seen_snapshots,
+        batches,
+        replaced,
+        stored,
+        condemn,
+        repack,
+        totals: report,
+    })
+}
 
-    // 3. Copy the used blobs of packs to repack; the copies are indexed before the originals
-    // are condemned. The view condemns the packs to repack, so that a used blob is copied
-    // unless a live copy exists elsewhere.
-    if !repack.is_empty() {
-        let used_copies: Vec<Vec<crate::pack::PackBlob>> = repack
-            .iter()
-            .map(|p| db.used_copies(p))
-            .collect::<Result<_>>()?;
-        db.condemn(&repack)?;
-        let copy_view = Arc::new(IndexedRepo::with_index(repo.clone(), Box::new(db.clone())));
-        let writer = BlobWriter::new(copy_view, repo.backend().preferred_uploaders());
-        for (pid, blobs) in repack.iter().zip(used_copies) {
-            let bytes = repo.backend().read(FileKind::Pack, &pid.to_hex())?;
-            for b in blobs {
-                let sealed = bytes
-                    .get(b.offset as usize..b.end() as usize)
-                    .ok_or_else(|| {
-                        refuse(format!(
-                            "pack {} is shorter than its index says",
-                            pid.short()
-                        ))
-                    })?;
-                let data = open_blob(
-                    repo.keys(),
-                    b.blob_type,
-                    &b.id,
-                    sealed,
-                    b.raw_length as usize,
-                )
-                .map_err(|e| refuse(format!("pack {}: {e}", pid.short())))?;
-                if writer.add_with_id(b.blob_type, b.id, &data)? {
-                    report.blobs_copied += 1;
+impl PrunePlan<'_, PruneWork> {
+    /// Carries the plan out: copies the used blobs of the packs to repack, condemns, and deletes
+    /// the condemned packs no live lock may still need.
+    pub fn execute(self) -> Result<PruneReport> {
+        let PrunePlan {
+            session,
+            db,
+            mut seen_snapshots,
+            mut batches,
+            replaced,
+            stored,
+            mut condemn,
+            repack,
+            totals: mut report,
+        } = self;
+        report.dry_run = false;
+        let repo = session.repo();
+        let lock = session.held_lock();
+        let own_lock = lock.map(Lock::id);
+        let idx = IndexedRepo::with_index(repo.clone(), Box::new(db.clone()));
+
+        // 3. Copy the used blobs of packs to repack; the copies are indexed before the originals
+        // are condemned. The view condemns the packs to repack, so that a used blob is copied
+        // unless a live copy exists elsewhere.
+        if !repack.is_empty() {
+            let used_copies: Vec<Vec<crate::pack::PackBlob>> = repack
+                .iter()
+                .map(|p| db.used_copies(p))
+                .collect::<Result<_>>()?;
+            db.condemn(&repack)?;
+            let copy_view = Arc::new(IndexedRepo::with_index(repo.clone(), Box::new(db.clone())));
+            let writer = BlobWriter::new(copy_view, repo.backend().preferred_uploaders());
+            for (pid, blobs) in repack.iter().zip(used_copies) {
+                let bytes = repo.backend().read(FileKind::Pack, &pid.to_hex())?;
+                for b in blobs {
+                    let sealed =
+                        bytes
+                            .get(b.offset as usize..b.end() as usize)
+                            .ok_or_else(|| {
+                                refuse(format!(
+                                    "pack {} is shorter than its index says",
+                                    pid.short()
+                                ))
+                            })?;
+                    let data = open_blob(
+                        repo.keys(),
+                        b.blob_type,
+                        &b.id,
+                        sealed,
+                        b.raw_length as usize,
+                    )
+                    .map_err(|e| refuse(format!("pack {}: {e}", pid.short())))?;
+                    if writer.add_with_id(b.blob_type, b.id, &data)? {
+                        report.blobs_copied += 1;
+                    }
                 }
             }
+            writer.finish()?;
+            condemn.extend(repack.iter().copied());
         }
-        writer.finish()?;
-        condemn.extend(repack.iter().copied());
-    }
 
-    // 4. Mark: store the new batch (undetermined), then record the locks live after that.
-    let now = chrono::Utc::now().timestamp();
-    if !condemn.is_empty() {
-        batches.push(CondemnedBatch {
-            marked_at: now,
-            determined: false,
-            blocking_locks: vec![],
-            packs: condemn.clone(),
-        });
-    }
-    let needs_mark = !condemn.is_empty() || batches.iter().any(|b| !b.determined);
-    if needs_mark {
-        let none = HashSet::new();
-        let m0 = write_consolidated(repo, &db, &none, &batches, ids(&replaced))?;
-        let live: Vec<Id> = live_locks(repo)?
+        // 4. Mark: store the new batch (undetermined), then record the locks live after that.
+        let now = chrono::Utc::now().timestamp();
+        if !condemn.is_empty() {
+            batches.push(CondemnedBatch {
+                marked_at: now,
+                determined: false,
+                blocking_locks: vec![],
+                packs: condemn.clone(),
+            });
+        }
+        let needs_mark = !condemn.is_empty() || batches.iter().any(|b| !b.determined);
+        if needs_mark {
+            let none = HashSet::new();
+            let m0 = write_consolidated(repo, &db, &none, &batches, ids(&replaced))?;
+            let live: Vec<Id> = live_locks(repo)?
+                .into_iter()
+                .map(|(_, l)| l.lock_id)
+                .filter(|id| Some(*id) != own_lock)
+                .collect();
+            for b in batches.iter_mut().filter(|b| !b.determined) {
+                b.determined = true;
+                b.blocking_locks = live.clone();
+            }
+            let mut sup = ids(&replaced);
+            sup.extend(ids(&m0));
+            write_consolidated(repo, &db, &none, &batches, sup)?;
+            if let Some(l) = lock {
+                l.ensure_held()?;
+            }
+            let old: Vec<String> = replaced.iter().chain(m0.iter()).cloned().collect();
+            repo.backend().remove_many(FileKind::Index, &old)?;
+        }
+
+        // 5. Delete the batches no live lock blocks any more.
+        let live: HashSet<Id> = live_locks(repo)?
             .into_iter()
             .map(|(_, l)| l.lock_id)
             .filter(|id| Some(*id) != own_lock)
             .collect();
-        for b in batches.iter_mut().filter(|b| !b.determined) {
-            b.determined = true;
-            b.blocking_locks = live.clone();
+        let eligible: HashSet<Id> = batches
+            .iter()
+            .filter(|b| b.determined && b.blocking_locks.iter().all(|l| !live.contains(l)))
+            .flat_map(|b| b.packs.iter().copied())
+            .collect();
+        let total_condemned: usize = batches.iter().map(|b| b.packs.len()).sum();
+        report.waiting_packs = total_condemned - eligible.len();
+        if eligible.is_empty() {
+            if report.waiting_packs > 0 {
+                report.notes.push(format!(
+                    "{} condemned packs wait for {} running operations; a later prune deletes them",
+                    report.waiting_packs,
+                    live.len()
+                ));
+            }
+            return Ok(report);
         }
-        let mut sup = ids(&replaced);
-        sup.extend(ids(&m0));
-        write_consolidated(repo, &db, &none, &batches, sup)?;
-        if let Some(l) = &lock {
+        // Everything written since step 1: new snapshots (listed first, as above), then the index
+        // files of concurrent backups. The used set carries over; only new trees are walked.
+        let new_trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
+        let loaded2 = db.load(repo)?;
+        let replaced2 = loaded2.present_names();
+        mark_used(&db, &idx, new_trees)?;
+        let mut delete: Vec<Id> = Vec::new();
+        let mut eligible: Vec<Id> = eligible.into_iter().collect();
+        eligible.sort();
+        for pid in eligible.iter().copied() {
+            if db.holds_needed_blob(&pid)? {
+                report.rescued_packs += 1;
+            } else {
+                delete.push(pid);
+            }
+        }
+        let gone: HashSet<Id> = eligible.iter().copied().collect();
+        let mut batches2 = loaded2.batches;
+        for b in batches2.iter_mut() {
+            b.packs.retain(|p| !gone.contains(p));
+        }
+        batches2.retain(|b| !b.packs.is_empty());
+        let delete_set: HashSet<Id> = delete.iter().copied().collect();
+        // The index without the packs is stored before the packs go.
+        // Deleting is only safe while our lock is certainly live: had it looked stale, another
+        // prune or an index repair could have run meanwhile.
+        if let Some(l) = lock {
             l.ensure_held()?;
         }
-        let old: Vec<String> = replaced.iter().chain(m0.iter()).cloned().collect();
-        repo.backend().remove_many(FileKind::Index, &old)?;
+        write_consolidated(repo, &db, &delete_set, &batches2, ids(&replaced2))?;
+        repo.backend().remove_many(FileKind::Index, &replaced2)?;
+        report.deleted_bytes = delete
+            .iter()
+            .map(|p| stored.get(p).copied().unwrap_or(0))
+            .sum();
+        let names: Vec<String> = delete.iter().map(Id::to_hex).collect();
+        repo.backend().remove_many(FileKind::Pack, &names)?;
+        report.deleted_packs = delete.len();
+        report.waiting_packs = batches2.iter().map(|b| b.packs.len()).sum();
+        Ok(report)
     }
-
-    // 5. Delete the batches no live lock blocks any more.
-    let live: HashSet<Id> = live_locks(repo)?
-        .into_iter()
-        .map(|(_, l)| l.lock_id)
-        .filter(|id| Some(*id) != own_lock)
-        .collect();
-    let eligible: HashSet<Id> = batches
-        .iter()
-        .filter(|b| b.determined && b.blocking_locks.iter().all(|l| !live.contains(l)))
-        .flat_map(|b| b.packs.iter().copied())
-        .collect();
-    let total_condemned: usize = batches.iter().map(|b| b.packs.len()).sum();
-    report.waiting_packs = total_condemned - eligible.len();
-    if eligible.is_empty() {
-        if report.waiting_packs > 0 {
-            report.notes.push(format!(
-                "{} condemned packs wait for {} running operations; a later prune deletes them",
-                report.waiting_packs,
-                live.len()
-            ));
-        }
-        drop(lock);
-        return Ok(report);
-    }
-    // Everything written since step 1: new snapshots (listed first, as above), then the index
-    // files of concurrent backups. The used set carries over; only new trees are walked.
-    let new_trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
-    let loaded2 = db.load(repo)?;
-    let replaced2 = loaded2.present_names();
-    mark_used(&db, &idx, new_trees)?;
-    let mut delete: Vec<Id> = Vec::new();
-    let mut eligible: Vec<Id> = eligible.into_iter().collect();
-    eligible.sort();
-    for pid in eligible.iter().copied() {
-        if db.holds_needed_blob(&pid)? {
-            report.rescued_packs += 1;
-        } else {
-            delete.push(pid);
-        }
-    }
-    let gone: HashSet<Id> = eligible.iter().copied().collect();
-    let mut batches2 = loaded2.batches;
-    for b in batches2.iter_mut() {
-        b.packs.retain(|p| !gone.contains(p));
-    }
-    batches2.retain(|b| !b.packs.is_empty());
-    let delete_set: HashSet<Id> = delete.iter().copied().collect();
-    // The index without the packs is stored before the packs go.
-    // Deleting is only safe while our lock is certainly live: had it looked stale, another
-    // prune or an index repair could have run meanwhile.
-    if let Some(l) = &lock {
-        l.ensure_held()?;
-    }
-    write_consolidated(repo, &db, &delete_set, &batches2, ids(&replaced2))?;
-    repo.backend().remove_many(FileKind::Index, &replaced2)?;
-    report.deleted_bytes = delete
-        .iter()
-        .map(|p| stored.get(p).copied().unwrap_or(0))
-        .sum();
-    let names: Vec<String> = delete.iter().map(Id::to_hex).collect();
-    repo.backend().remove_many(FileKind::Pack, &names)?;
-    report.deleted_packs = delete.len();
-    report.waiting_packs = batches2.iter().map(|b| b.packs.len()).sum();
-    drop(lock);
-    Ok(report)
 }

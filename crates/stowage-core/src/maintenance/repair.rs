@@ -4,10 +4,10 @@
 use crate::backend::FileKind;
 use crate::check::read_pack_header;
 use crate::id::{BlobType, Id};
-use crate::repo::lock::{Lock, LockKind};
+use crate::repo::session::{BackupWork, Indexed, Locked, PruneWork, Work};
 use crate::repo::tree::{NodeKind, Tree};
 use crate::repo::writer::BlobWriter;
-use crate::repo::{IndexedRepo, Repository, Result};
+use crate::repo::{IndexedRepo, Result};
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,8 +23,9 @@ pub struct IndexRepairReport {
 }
 
 /// Rebuilds the index from the headers of every pack, replacing all index files.
-pub fn repair_index(repo: &Arc<Repository>) -> Result<IndexRepairReport> {
-    let _lock = Lock::acquire(repo, LockKind::Prune)?;
+/// It replaces the index as a prune does, so it needs the prune lock.
+pub fn repair_index(session: &Locked<PruneWork>) -> Result<IndexRepairReport> {
+    let repo = session.repo();
     let old = repo.read_all_index_file_names()?;
     let packs = repo.backend().list(FileKind::Pack)?;
     let results: Vec<(
@@ -145,13 +146,18 @@ impl Rewriter<'_> {
 
 /// Rewrites every snapshot whose trees refer to data that is missing, dropping the affected
 /// files and directories; the new snapshot is tagged `repaired` and replaces the old one.
-pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<SnapshotRepairReport> {
-    let _lock = if dry_run {
-        None
-    } else {
-        Some(Lock::acquire(repo, LockKind::Backup)?)
-    };
-    let idx = Arc::new(repo.load_index()?);
+pub fn repair_snapshots(session: &Indexed<BackupWork>) -> Result<SnapshotRepairReport> {
+    rewrite_snapshots(session.indexed(), false)
+}
+
+/// What [`repair_snapshots`] would rewrite and drop, writing nothing (the new snapshot ids in
+/// the report are all zero).
+pub fn plan_snapshot_repair<W: Work>(session: &Indexed<W>) -> Result<SnapshotRepairReport> {
+    rewrite_snapshots(session.indexed(), true)
+}
+
+fn rewrite_snapshots(idx: &Arc<IndexedRepo>, dry_run: bool) -> Result<SnapshotRepairReport> {
+    let repo = idx.repo();
     let packs: HashSet<Id> = repo
         .backend()
         .list(FileKind::Pack)?
@@ -165,7 +171,7 @@ pub fn repair_snapshots(repo: &Arc<Repository>, dry_run: bool) -> Result<Snapsho
     for (id, snap) in repo.list_snapshots()? {
         report.snapshots_checked += 1;
         let mut rw = Rewriter {
-            idx: &idx,
+            idx,
             writer: writer.as_ref(),
             packs: &packs,
             dropped: Vec::new(),

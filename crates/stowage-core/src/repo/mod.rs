@@ -1,8 +1,9 @@
 //! The repository layer: config, keys, index, blobs, trees and snapshots on top of a backend.
 //!
-//! [`Repository`] is an opened repository (keys unlocked, config verified). Reading blobs needs
-//! the index, so it is only possible through [`IndexedRepo`], which `Repository::load_index`
-//! returns: the compiler enforces that the index is loaded first.
+//! [`Repository`] is an opened repository (keys unlocked, config verified). Work on it goes
+//! through the states of [`session`]: locked for a kind of work, then indexed. Reading blobs
+//! needs the index, so it is only possible through [`IndexedRepo`], which only an indexed
+//! session holds: the compiler enforces that the lock is taken and the index loaded first.
 
 pub mod cache;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod index;
 pub mod index_db;
 pub mod keyfile;
 pub mod lock;
+pub mod session;
 pub mod snapshot;
 pub mod tree;
 pub mod writer;
@@ -249,7 +251,7 @@ impl Repository {
 
     /// Reads every index file (in parallel) and merges them. Index files that supersede others
     /// make those others ignored.
-    pub fn load_index(self: &Arc<Self>) -> Result<IndexedRepo> {
+    pub(crate) fn load_index(self: &Arc<Self>) -> Result<IndexedRepo> {
         let IndexSet { files, .. } = self.read_all_index_files()?;
         Ok(IndexedRepo::from_parts(
             self.clone(),
@@ -446,7 +448,7 @@ pub struct IndexedRepo {
 
 impl IndexedRepo {
     /// Pairs a repository with an index built by the caller (maintenance builds its own).
-    pub fn from_parts(repo: Arc<Repository>, index: MasterIndex) -> IndexedRepo {
+    pub(crate) fn from_parts(repo: Arc<Repository>, index: MasterIndex) -> IndexedRepo {
         IndexedRepo {
             repo,
             index: Box::new(index),
@@ -454,7 +456,7 @@ impl IndexedRepo {
     }
 
     /// Pairs a repository with any index implementation (the local cache, for one).
-    pub fn with_index(repo: Arc<Repository>, index: Box<dyn BlobIndex>) -> IndexedRepo {
+    pub(crate) fn with_index(repo: Arc<Repository>, index: Box<dyn BlobIndex>) -> IndexedRepo {
         IndexedRepo { repo, index }
     }
 

@@ -14,6 +14,7 @@
 use crate::backend::{Backend, FileKind};
 use crate::crypto::open_blob_in_place;
 use crate::id::{BlobType, Id};
+use crate::repo::session::{Indexed, ReadWork};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{validate_name, Node, NodeKind, Timestamp};
 use crate::repo::{IndexedRepo, RepoError};
@@ -854,13 +855,15 @@ fn find_subpath(repo: &IndexedRepo, root: &Id, subpath: &str) -> Result<Node, Re
     node.ok_or_else(|| RestoreError::NoSuchPath(subpath.into()))
 }
 
-/// Restores `snapshot` according to `opts`.
+/// Restores `snapshot` according to `opts`, in a read session (its lock keeps a concurrent
+/// prune from deleting the packs being read).
 pub fn run(
-    repo: &IndexedRepo,
+    session: &Indexed<ReadWork>,
     snapshot: &Snapshot,
     opts: &RestoreOptions,
     progress: &RestoreProgress,
 ) -> Result<RestoreReport, RestoreError> {
+    let repo: &IndexedRepo = session.indexed();
     let target = &opts.target;
     let tio = |e: io::Error| RestoreError::Target {
         path: target.display().to_string(),
