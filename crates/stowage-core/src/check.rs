@@ -6,7 +6,9 @@ use crate::crypto::{open_blob_in_place, MasterKeys};
 use crate::id::{BlobType, Id};
 use crate::pack::{decode_header, header_location, PackBlob, TAIL_GUESS};
 use crate::repo::session::{Locked, ReadWork};
+use crate::repo::tree::Node;
 use crate::repo::{IndexedRepo, RepoError, Repository};
+use crate::walk::{self, Step, Visit};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -221,8 +223,9 @@ fn compare_listing(pack: &str, listed: &[PackBlob], header: &[PackBlob], errors:
     }
 }
 
-/// Walks trees once each, reporting missing or damaged data with the path that needs it.
-struct TreeWalk<'a> {
+/// Visits trees once each (across snapshots: results are memoized by tree id), reporting
+/// missing or damaged data with the path that needs it.
+struct TreeCheck<'a> {
     indexed: &'a IndexedRepo,
     damaged: &'a HashSet<Id>,
     memo: &'a mut HashMap<Id, bool>,
@@ -230,52 +233,83 @@ struct TreeWalk<'a> {
     errors: &'a mut Vec<String>,
     trees: &'a mut usize,
     short: &'a str,
+    /// Whether something below is missing or damaged, for each tree being visited.
+    bad: Vec<bool>,
+    /// The result for the walk's root.
+    root_bad: bool,
 }
 
-impl TreeWalk<'_> {
-    /// Whether anything below this tree is missing or damaged.
-    fn tree(&mut self, id: Id, path: &str) -> bool {
-        if let Some(&d) = self.memo.get(&id) {
-            return d;
+impl TreeCheck<'_> {
+    /// Records a tree's result: memoized, and passed up to its parent (or the root's result).
+    fn conclude(&mut self, id: &Id, bad: bool) {
+        self.memo.insert(*id, bad);
+        match self.bad.last_mut() {
+            Some(parent) => *parent |= bad,
+            None => self.root_bad = bad,
         }
-        let short = self.short;
-        let tree = match self.indexed.read_tree(&id) {
-            Ok(t) => t,
-            Err(e) => {
-                self.errors
-                    .push(format!("snapshot {short}: directory {path}: {e}"));
-                self.memo.insert(id, true);
-                return true;
+    }
+
+    fn dir_display(path: &[u8]) -> String {
+        if path.is_empty() {
+            "/".into()
+        } else {
+            format!("/{}/", String::from_utf8_lossy(path))
+        }
+    }
+}
+
+impl Visit for TreeCheck<'_> {
+    type Error = RepoError;
+
+    fn tree(&mut self, id: &Id, _: &[u8]) -> Result<Step, RepoError> {
+        if let Some(&d) = self.memo.get(id) {
+            self.conclude(id, d);
+            return Ok(Step::Skip);
+        }
+        self.bad.push(false);
+        Ok(Step::Enter)
+    }
+
+    fn unreadable(&mut self, id: &Id, path: &[u8], e: RepoError) -> Result<(), RepoError> {
+        self.bad.pop();
+        self.errors.push(format!(
+            "snapshot {}: directory {}: {e}",
+            self.short,
+            Self::dir_display(path)
+        ));
+        self.conclude(id, true);
+        Ok(())
+    }
+
+    fn node(&mut self, dir: &[u8], n: &Node) -> Result<(), RepoError> {
+        for cid in &n.content {
+            let problem = if !self.indexed.index().contains(BlobType::Data, cid) {
+                "is missing from the index"
+            } else if self.damaged.contains(cid) {
+                "is damaged or lost"
+            } else {
+                continue;
+            };
+            *self.bad.last_mut().expect("inside a tree") = true;
+            // Name each file once per blob, and stop listing after many.
+            if self.reported.insert(*cid) && self.reported.len() <= 1000 {
+                self.errors.push(format!(
+                    "snapshot {}: file /{}: data blob {} {problem}",
+                    self.short,
+                    String::from_utf8_lossy(&walk::join(dir, &n.name.0)),
+                    cid.short()
+                ));
             }
-        };
+            break;
+        }
+        Ok(())
+    }
+
+    fn tree_done(&mut self, id: &Id, _: &[u8]) -> Result<(), RepoError> {
         *self.trees += 1;
-        let mut bad = false;
-        for n in &tree.nodes {
-            let child = format!("{}{}", path, n.name.lossy());
-            if let Some(sub) = n.subtree {
-                bad |= self.tree(sub, &format!("{child}/"));
-            }
-            for cid in &n.content {
-                let problem = if !self.indexed.index().contains(BlobType::Data, cid) {
-                    "is missing from the index"
-                } else if self.damaged.contains(cid) {
-                    "is damaged or lost"
-                } else {
-                    continue;
-                };
-                bad = true;
-                // Name each file once per blob, and stop listing after many.
-                if self.reported.insert(*cid) && self.reported.len() <= 1000 {
-                    self.errors.push(format!(
-                        "snapshot {short}: file {child}: data blob {} {problem}",
-                        cid.short()
-                    ));
-                }
-                break;
-            }
-        }
-        self.memo.insert(id, bad);
-        bad
+        let bad = self.bad.pop().expect("inside a tree");
+        self.conclude(id, bad);
+        Ok(())
     }
 }
 
@@ -440,7 +474,7 @@ pub fn run(
             Err(()) => continue,
         };
         report.snapshots += 1;
-        let mut walk = TreeWalk {
+        let mut visit = TreeCheck {
             indexed: &indexed,
             damaged: &damaged,
             memo: &mut memo,
@@ -448,8 +482,11 @@ pub fn run(
             errors: &mut report.errors,
             trees: &mut report.trees,
             short,
+            bad: Vec::new(),
+            root_bad: false,
         };
-        if walk.tree(snap.tree, "/") {
+        walk::walk(&indexed, &snap.tree, b"", &mut visit)?;
+        if visit.root_bad {
             report.damaged_snapshots.push(f.name.clone());
         }
     }

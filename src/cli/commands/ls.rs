@@ -1,8 +1,7 @@
 use super::super::GlobalArgs;
-use anyhow::{bail, Result};
-use stowage_core::id::Id;
+use anyhow::Result;
+use stowage_core::inspect;
 use stowage_core::repo::tree::{Node, NodeKind};
-use stowage_core::repo::IndexedRepo;
 
 #[derive(clap::Args, Debug)]
 pub struct LsArgs {
@@ -39,43 +38,37 @@ fn mode_string(n: &Node) -> String {
     s
 }
 
-fn walk(
-    repo: &IndexedRepo,
-    tree: &Id,
-    prefix: &str,
+/// Prints one entry (or, with --json, collects it).
+fn show(
+    path: &str,
+    n: &Node,
     g: &GlobalArgs,
     long: bool,
     out: &mut Vec<serde_json::Value>,
 ) -> Result<()> {
-    for n in repo.read_tree(tree)?.nodes {
-        let path = format!("{prefix}/{}", n.name.lossy());
-        if g.json {
-            let mut v = serde_json::to_value(&n)?;
-            v["path"] = serde_json::json!(path);
-            out.push(v);
-        } else if long {
-            let t = chrono::DateTime::from_timestamp(n.mtime.0, n.mtime.1).unwrap_or_default();
-            let link = match (&n.target, &n.link_target) {
-                (Some(t), _) => format!(" -> {}", t.lossy()),
-                (_, Some(t)) => format!(" => /{}", t.lossy()),
-                _ => String::new(),
-            };
-            println!(
-                "{} {:>8} {:>8} {:>12} {} {}{}",
-                mode_string(&n),
-                n.user.clone().unwrap_or_else(|| n.uid.to_string()),
-                n.group.clone().unwrap_or_else(|| n.gid.to_string()),
-                n.size,
-                t.format("%Y-%m-%d %H:%M:%S"),
-                path,
-                link
-            );
-        } else {
-            println!("{path}");
-        }
-        if let Some(sub) = n.subtree {
-            walk(repo, &sub, &path, g, long, out)?;
-        }
+    if g.json {
+        let mut v = serde_json::to_value(n)?;
+        v["path"] = serde_json::json!(path);
+        out.push(v);
+    } else if long {
+        let t = chrono::DateTime::from_timestamp(n.mtime.0, n.mtime.1).unwrap_or_default();
+        let link = match (&n.target, &n.link_target) {
+            (Some(t), _) => format!(" -> {}", t.lossy()),
+            (_, Some(t)) => format!(" => /{}", t.lossy()),
+            _ => String::new(),
+        };
+        println!(
+            "{} {:>8} {:>8} {:>12} {} {}{}",
+            mode_string(n),
+            n.user.clone().unwrap_or_else(|| n.uid.to_string()),
+            n.group.clone().unwrap_or_else(|| n.gid.to_string()),
+            n.size,
+            t.format("%Y-%m-%d %H:%M:%S"),
+            path,
+            link
+        );
+    } else {
+        println!("{path}");
     }
     Ok(())
 }
@@ -83,23 +76,24 @@ fn walk(
 pub fn run(g: &GlobalArgs, a: LsArgs) -> Result<u8> {
     let repo = super::open_indexed(g)?;
     let (_, snap) = repo.repo().find_snapshot(&a.snapshot)?;
-    let mut tree = snap.tree;
-    let mut prefix = String::new();
-    if let Some(p) = &a.path {
-        for part in p.split('/').filter(|s| !s.is_empty()) {
-            let t = repo.read_tree(&tree)?;
-            let Some(n) = t.nodes.into_iter().find(|n| n.name.0 == part.as_bytes()) else {
-                bail!("path {p:?} does not exist in the snapshot");
-            };
-            let Some(sub) = n.subtree else {
-                bail!("path {p:?} is not a directory");
-            };
-            tree = sub;
-            prefix = format!("{prefix}/{part}");
-        }
-    }
+    let sub = a.path.as_deref().unwrap_or("");
+    let tree = inspect::find_dir(&repo, &snap.tree, sub)?;
+    let base: Vec<u8> = sub
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
+        .into_bytes();
     let mut out = Vec::new();
-    walk(&repo, &tree, &prefix, g, a.long, &mut out)?;
+    inspect::list(&repo, &tree, &base, |p, n| {
+        show(
+            &format!("/{}", String::from_utf8_lossy(p)),
+            n,
+            g,
+            a.long,
+            &mut out,
+        )
+    })?;
     if g.json {
         super::print_json(&out)?;
     }

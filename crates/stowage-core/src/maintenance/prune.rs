@@ -17,8 +17,10 @@ use crate::repo::index::{CondemnedBatch, IndexFile, IndexPack};
 use crate::repo::index_db::{IndexDb, Mark};
 use crate::repo::lock::{live_locks, Lock};
 use crate::repo::session::{Locked, PruneWork, Work};
+use crate::repo::tree::Node;
 use crate::repo::writer::BlobWriter;
 use crate::repo::{IndexedRepo, RepoError, Repository, Result};
+use crate::walk::{walk, Step, Visit};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,30 +81,31 @@ fn refuse(msg: impl std::fmt::Display) -> RepoError {
 /// blob missing from the index is an error: deleting with an incomplete picture could lose
 /// data. Trees already marked are not read again.
 fn mark_used(db: &IndexDb, idx: &IndexedRepo, trees: impl IntoIterator<Item = Id>) -> Result<()> {
-    let mut stack: Vec<Id> = trees.into_iter().collect();
-    while let Some(t) = stack.pop() {
-        match db.mark_used(BlobType::Tree, &t)? {
-            Mark::Already => continue,
-            Mark::New => {}
-            Mark::Missing => {
-                return Err(refuse(format!(
+    struct Marker<'a>(&'a IndexDb);
+    impl Visit for Marker<'_> {
+        type Error = RepoError;
+        fn tree(&mut self, t: &Id, _: &[u8]) -> Result<Step> {
+            match self.0.mark_used(BlobType::Tree, t)? {
+                Mark::Already => Ok(Step::Skip),
+                Mark::New => Ok(Step::Enter),
+                Mark::Missing => Err(refuse(format!(
                     "tree {} is missing from the index; run `stowage check` and `stowage repair`",
                     t.short()
-                )))
+                ))),
             }
         }
-        let tree = idx.read_tree(&t).map_err(|e| {
-            refuse(format!(
+        fn unreadable(&mut self, t: &Id, _: &[u8], e: RepoError) -> Result<()> {
+            Err(refuse(format!(
                 "tree {} is unreadable ({e}); run `stowage check`",
                 t.short()
-            ))
-        })?;
-        for n in tree.nodes {
-            db.stage_used(BlobType::Data, &n.content)?;
-            if let Some(s) = n.subtree {
-                stack.push(s);
-            }
+            )))
         }
+        fn node(&mut self, _: &[u8], n: &Node) -> Result<()> {
+            self.0.stage_used(BlobType::Data, &n.content)
+        }
+    }
+    for t in trees {
+        walk(idx, &t, b"", &mut Marker(db))?;
     }
     if let Some((_, id)) = db.mark_staged()? {
         return Err(refuse(format!(

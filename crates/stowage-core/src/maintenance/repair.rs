@@ -5,9 +5,11 @@ use crate::backend::FileKind;
 use crate::check::read_pack_header;
 use crate::id::{BlobType, Id};
 use crate::repo::session::{BackupWork, Indexed, Locked, PruneWork, Work};
-use crate::repo::tree::{NodeKind, Tree};
+use crate::repo::tree::{Node, NodeKind, Tree};
 use crate::repo::writer::BlobWriter;
+use crate::repo::RepoError;
 use crate::repo::{IndexedRepo, Result};
+use crate::walk::{self, Step, Visit};
 use rayon::prelude::*;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -79,12 +81,27 @@ pub struct SnapshotRepairReport {
     pub dropped: Vec<String>,
 }
 
+/// Rebuilds a snapshot's trees without the entries whose data is missing, bottom up: each
+/// directory's new tree is written when its walk is done, and its id goes into the parent.
 struct Rewriter<'a> {
     idx: &'a IndexedRepo,
     writer: Option<&'a BlobWriter>,
     packs: &'a HashSet<Id>,
     dropped: Vec<String>,
     short: String,
+    /// The directories being rebuilt, innermost last.
+    frames: Vec<Rebuilt>,
+    /// The directory entry whose tree the walk enters next.
+    entering: Option<Node>,
+    /// The new root: `None` until the walk is done, then `Some(None)` if the root was dropped.
+    root: Option<Option<Id>>,
+}
+
+struct Rebuilt {
+    /// The entry of this directory in its parent (`None` for the root).
+    entry: Option<Node>,
+    nodes: Vec<Node>,
+    changed: bool,
 }
 
 impl Rewriter<'_> {
@@ -95,52 +112,97 @@ impl Rewriter<'_> {
             .is_some_and(|l| self.packs.contains(&l.pack))
     }
 
-    /// Returns the id of the repaired tree (the same id if nothing was dropped).
-    fn tree(&mut self, id: &Id, path: &str) -> Result<Option<Id>> {
+    fn dir_display(path: &[u8]) -> String {
+        if path.is_empty() {
+            "/".into()
+        } else {
+            format!("/{}/", String::from_utf8_lossy(path))
+        }
+    }
+
+    /// The directory being entered is left out of its parent.
+    fn drop_entered(&mut self) {
+        match self.frames.last_mut() {
+            Some(parent) => parent.changed = true,
+            None => self.root = Some(None),
+        }
+    }
+}
+
+impl Visit for Rewriter<'_> {
+    type Error = RepoError;
+
+    fn tree(&mut self, id: &Id, path: &[u8]) -> Result<Step> {
+        let entry = self.entering.take();
         if !self.blob_ok(BlobType::Tree, id) {
-            self.dropped
-                .push(format!("{}: {path} (directory data missing)", self.short));
-            return Ok(None);
+            self.dropped.push(format!(
+                "{}: {} (directory data missing)",
+                self.short,
+                Self::dir_display(path)
+            ));
+            self.drop_entered();
+            return Ok(Step::Skip);
         }
-        let tree = match self.idx.read_tree(id) {
-            Ok(t) => t,
-            Err(e) => {
-                self.dropped.push(format!("{}: {path} ({e})", self.short));
-                return Ok(None);
+        self.frames.push(Rebuilt {
+            entry,
+            nodes: Vec::new(),
+            changed: false,
+        });
+        Ok(Step::Enter)
+    }
+
+    fn unreadable(&mut self, _: &Id, path: &[u8], e: RepoError) -> Result<()> {
+        self.frames.pop();
+        self.dropped
+            .push(format!("{}: {} ({e})", self.short, Self::dir_display(path)));
+        self.drop_entered();
+        Ok(())
+    }
+
+    fn node(&mut self, dir: &[u8], n: &Node) -> Result<()> {
+        if n.kind == NodeKind::Dir {
+            // Added to the parent when its own tree is done (or dropped).
+            self.entering = Some(n.clone());
+            return Ok(());
+        }
+        if n.content.iter().any(|c| !self.blob_ok(BlobType::Data, c)) {
+            self.dropped.push(format!(
+                "{}: /{} (file data missing)",
+                self.short,
+                String::from_utf8_lossy(&walk::join(dir, &n.name.0))
+            ));
+            self.frames.last_mut().expect("inside a tree").changed = true;
+            return Ok(());
+        }
+        self.frames
+            .last_mut()
+            .expect("inside a tree")
+            .nodes
+            .push(n.clone());
+        Ok(())
+    }
+
+    fn tree_done(&mut self, id: &Id, _: &[u8]) -> Result<()> {
+        let done = self.frames.pop().expect("inside a tree");
+        let new_id = if done.changed {
+            let t = Tree { nodes: done.nodes }.encode();
+            match self.writer {
+                Some(w) => w.add(BlobType::Tree, &t)?.0,
+                None => self.idx.repo().keys().blob_id(&t),
             }
+        } else {
+            *id
         };
-        let mut nodes = Vec::with_capacity(tree.nodes.len());
-        let mut changed = false;
-        for mut n in tree.nodes {
-            let p = format!("{path}{}", n.name.lossy());
-            if n.kind == NodeKind::Dir {
-                let sub = n.subtree.expect("validated");
-                match self.tree(&sub, &format!("{p}/"))? {
-                    Some(new) => {
-                        changed |= new != sub;
-                        n.subtree = Some(new);
-                    }
-                    None => {
-                        changed = true;
-                        continue;
-                    }
-                }
-            } else if n.content.iter().any(|c| !self.blob_ok(BlobType::Data, c)) {
-                self.dropped
-                    .push(format!("{}: {p} (file data missing)", self.short));
-                changed = true;
-                continue;
+        match done.entry {
+            Some(mut entry) => {
+                let parent = self.frames.last_mut().expect("a directory has a parent");
+                parent.changed |= new_id != *id;
+                entry.subtree = Some(new_id);
+                parent.nodes.push(entry);
             }
-            nodes.push(n);
+            None => self.root = Some(Some(new_id)),
         }
-        if !changed {
-            return Ok(Some(*id));
-        }
-        let t = Tree { nodes };
-        match self.writer {
-            Some(w) => Ok(Some(w.add(BlobType::Tree, &t.encode())?.0)),
-            None => Ok(Some(self.idx.repo().keys().blob_id(&t.encode()))),
-        }
+        Ok(())
     }
 }
 
@@ -176,8 +238,12 @@ fn rewrite_snapshots(idx: &Arc<IndexedRepo>, dry_run: bool) -> Result<SnapshotRe
             packs: &packs,
             dropped: Vec::new(),
             short: id.short(),
+            frames: Vec::new(),
+            entering: None,
+            root: None,
         };
-        let root = rw.tree(&snap.tree, "/")?;
+        walk::walk(idx, &snap.tree, b"", &mut rw)?;
+        let root = rw.root.expect("the walk concluded the root");
         report.dropped.append(&mut rw.dropped);
         if root == Some(snap.tree) {
             continue;
