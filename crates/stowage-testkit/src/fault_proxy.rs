@@ -44,16 +44,23 @@ pub enum Schedule {
     /// `per_mille`; the fault is picked from `faults` by another hash. Deterministic for a given
     /// request order.
     Rate {
+        /// Seed of the hash.
         seed: u64,
+        /// Share of requests that get a fault, in thousandths.
         per_mille: u64,
+        /// The faults to pick from.
         faults: Vec<Fault>,
     },
     /// The first `limit` requests whose method and path match get `fault` (`u64::MAX`: a
     /// permanent failure).
     Matching {
+        /// The HTTP method to match (`None`: any).
         method: Option<&'static str>,
+        /// A substring the request path must contain.
         path_contains: String,
+        /// The fault they get.
         fault: Fault,
+        /// How many matching requests get it.
         limit: u64,
     },
 }
@@ -61,9 +68,13 @@ pub enum Schedule {
 /// What the proxy saw and did.
 #[derive(Debug, Default, Clone)]
 pub struct Counts {
+    /// Requests received.
     pub requests: u64,
+    /// Requests that got a fault.
     pub faults: u64,
+    /// Requests by HTTP method.
     pub by_method: std::collections::BTreeMap<String, u64>,
+    /// Faults by kind (`Fault`'s debug name).
     pub by_fault: std::collections::BTreeMap<String, u64>,
     /// "METHOD PATH", in arrival order.
     pub log: Vec<String>,
@@ -127,10 +138,12 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
+    /// Replaces the schedule for the requests from now on.
     pub fn set_schedule(&self, s: Schedule) {
         *self.state.schedule.lock().unwrap() = s;
     }
 
+    /// What the proxy saw and did so far.
     pub fn counts(&self) -> Counts {
         self.state.counts.lock().unwrap().clone()
     }

@@ -43,18 +43,27 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 /// Everything a restore must reproduce about one entry.
 #[derive(Debug, PartialEq, Eq, Clone)]
 pub struct Entry {
+    /// `dir`, `file`, `symlink`, `fifo` or `other`.
     pub kind: &'static str,
+    /// Permission bits with setuid, setgid and sticky.
     pub mode: u32,
+    /// Size of a regular file (0 otherwise).
     pub size: u64,
+    /// Modification time, seconds and nanoseconds (0 for symlinks).
     pub mtime: (i64, i64),
+    /// BLAKE3 hash of a regular file's content.
     pub content: Option<blake3::Hash>,
+    /// A symlink's target.
     pub target: Option<Vec<u8>>,
+    /// Extended attributes, name to value.
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The first path (in sorted order) of the hardlink group, if the file has several names.
     pub hardlink_group: Option<Vec<u8>>,
     /// Whether the file occupies fewer blocks than its size needs.
     pub sparse: bool,
+    /// Owner.
     pub uid: u32,
+    /// Group.
     pub gid: u32,
 }
 
