@@ -38,6 +38,11 @@ fn missing_repository_is_reported() {
     let env = Env::new();
     let err = env.fails(&["snapshots"], 1);
     assert!(one_line(&err).contains("no repository at"), "{err}");
+    // The engine's message carries no advice; the command line adds it by the error's kind.
+    assert!(
+        one_line(&err).contains("; run `stowage init` first"),
+        "{err}"
+    );
     let err = env
         .cmd(&["snapshots"])
         .env_remove("STOWAGE_REPOSITORY")
@@ -166,6 +171,7 @@ fn unknown_format_version_is_refused() {
         one_line(&err).contains("format version 2 is not supported"),
         "{err}"
     );
+    assert!(one_line(&err).contains("upgrade stowage"), "{err}");
 }
 
 fn backed_up_env() -> Env {

@@ -136,6 +136,8 @@ pub fn main() -> ExitCode {
                     msg.push_str(&s);
                 }
             }
+            // The engine's messages carry no command-line advice: it is added here, by kind.
+            let msg = advice::with_advice(msg, &e);
             eprintln!("stowage: error: {msg}");
             ExitCode::from(1)
         }

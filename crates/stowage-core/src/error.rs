@@ -58,3 +58,76 @@ pub trait Classified: std::error::Error {
     /// The stable identifier of this kind of failure.
     fn kind(&self) -> &'static str;
 }
+
+/// The class of an operating system error, by its kind: a timeout or an interruption is worth a
+/// retry; a missing permission, a missing path or a full disk waits for a person; bytes that
+/// end too early or do not decode are damage. Kinds not named here (a plain `EIO`, say) are
+/// treated as transient: retrying with backoff is the safe default for a store that failed
+/// without saying why.
+pub fn io_class(kind: std::io::ErrorKind) -> ErrorClass {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::PermissionDenied
+        | K::NotFound
+        | K::AlreadyExists
+        | K::ReadOnlyFilesystem
+        | K::NotADirectory
+        | K::IsADirectory
+        | K::DirectoryNotEmpty
+        | K::InvalidInput
+        | K::InvalidFilename
+        | K::StorageFull
+        | K::QuotaExceeded
+        | K::FileTooLarge
+        | K::Unsupported
+        | K::CrossesDevices
+        | K::TooManyLinks
+        | K::AddrNotAvailable => ErrorClass::Config,
+        K::UnexpectedEof | K::InvalidData => ErrorClass::Corruption,
+        _ => ErrorClass::Transient,
+    }
+}
+
+/// The stable kind of an operating system error of the storage layer: `backend.permission_denied`,
+/// `backend.storage_full`, or `backend.io` for every other.
+pub fn io_kind(kind: std::io::ErrorKind) -> &'static str {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::PermissionDenied | K::ReadOnlyFilesystem => "backend.permission_denied",
+        K::StorageFull | K::QuotaExceeded => "backend.storage_full",
+        _ => "backend.io",
+    }
+}
+
+/// The class and kind of the outermost error of this crate in `err` or its chain of
+/// [`std::error::Error::source`]s, or `None` if there is none. For a front end holding an error
+/// of its own (an `anyhow::Error` with context, say) that wraps an engine error.
+pub fn classify(err: &(dyn std::error::Error + 'static)) -> Option<(ErrorClass, &'static str)> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(c) = classified(e) {
+            return Some((c.class(), c.kind()));
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// `e` as one of this crate's error types, if it is one.
+fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Classified> {
+    macro_rules! try_types {
+        ($($t:ty),* $(,)?) => {
+            $(if let Some(c) = e.downcast_ref::<$t>() {
+                return Some(c);
+            })*
+        };
+    }
+    try_types!(
+        crate::repo::RepoError,
+        crate::backend::BackendError,
+        crate::crypto::CryptoError,
+        crate::pack::PackError,
+        crate::maintenance::prune::PruneError,
+    );
+    None
+}

@@ -47,9 +47,11 @@ impl<B: Backend> FaultyBackend<B> {
         }
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.fail_at || (self.sticky && n > self.fail_at) {
-            return Err(BackendError::Other(format!(
-                "injected fault: {op} {kind} {name}"
-            )));
+            return Err(BackendError::Io {
+                op: "fault injected into",
+                path: format!("{op} {kind} {name}"),
+                source: std::io::Error::other("injected fault"),
+            });
         }
         Ok(())
     }

@@ -280,10 +280,9 @@ impl Backend for LocalBackend {
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
             if e.kind() == ErrorKind::NotFound {
-                return Err(BackendError::Other(format!(
-                    "{}: the repository folder is missing; is this a stowage repository?",
-                    dir.display()
-                )));
+                return Err(BackendError::MissingFolder {
+                    path: dir.display().to_string(),
+                });
             }
             return Err(Self::io("write", &tmp, e));
         }

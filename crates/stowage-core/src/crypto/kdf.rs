@@ -53,10 +53,10 @@ impl KdfParams {
     /// Derives the 32-byte wrapping key from a password.
     pub fn derive(&self, password: &[u8]) -> Result<[u8; 32], CryptoError> {
         if self.algorithm != "argon2id" || self.version != 0x13 {
-            return Err(CryptoError::Kdf(format!(
-                "unsupported key derivation {} version {}",
-                self.algorithm, self.version
-            )));
+            return Err(CryptoError::UnsupportedKdf {
+                algorithm: self.algorithm.clone(),
+                version: self.version,
+            });
         }
         if self.memory_kib > MAX_MEMORY_KIB
             || self.iterations == 0

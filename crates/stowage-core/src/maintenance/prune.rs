@@ -11,7 +11,8 @@
 //! leaves at worst unreferenced packs.
 
 use crate::backend::{BackendError, FileKind};
-use crate::crypto::open_blob;
+use crate::crypto::{open_blob, CryptoError};
+use crate::error::{Classified, ErrorClass};
 use crate::id::{BlobType, Id};
 use crate::repo::index::{CondemnedBatch, IndexFile, IndexPack};
 use crate::repo::index_db::{IndexDb, Mark};
@@ -73,32 +74,165 @@ pub struct PruneReport {
     pub notes: Vec<String>,
 }
 
-fn refuse(msg: impl std::fmt::Display) -> RepoError {
-    RepoError::Invalid(format!("refusing to prune: {msg}"))
+/// Why prune refused to delete anything: the picture of what is used would be incomplete, and
+/// deleting on it could lose data. Each names the object at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneRefusal {
+    /// The index could not be read (damaged, or the store failed while it was read).
+    #[error("the index is unreadable: {source}")]
+    IndexUnreadable {
+        /// Why.
+        #[source]
+        source: RepoError,
+    },
+    /// A snapshot could not be read.
+    #[error("snapshot {} is unreadable: {source}", snapshot.short())]
+    SnapshotUnreadable {
+        /// The snapshot.
+        snapshot: Id,
+        /// Why.
+        #[source]
+        source: RepoError,
+    },
+    /// The index lists a pack that the store does not have.
+    #[error("pack {} is listed in the index but missing", pack.short())]
+    PackMissing {
+        /// The pack.
+        pack: Id,
+    },
+    /// A snapshot refers (through its trees) to a tree that no index file lists.
+    #[error("tree {} is missing from the index", tree.short())]
+    TreeNotIndexed {
+        /// The tree.
+        tree: Id,
+    },
+    /// A tree a snapshot refers to could not be read.
+    #[error("tree {} is unreadable: {source}", tree.short())]
+    TreeUnreadable {
+        /// The tree.
+        tree: Id,
+        /// Why.
+        #[source]
+        source: RepoError,
+    },
+    /// A snapshot refers (through its trees) to a data blob that no index file lists.
+    #[error("data blob {} is missing from the index", blob.short())]
+    BlobNotIndexed {
+        /// The blob.
+        blob: Id,
+    },
+    /// A pack to repack is shorter than the index says.
+    #[error("pack {} is shorter than its index says", pack.short())]
+    PackTruncated {
+        /// The pack.
+        pack: Id,
+    },
+    /// A blob to copy out of a pack being repacked does not open.
+    #[error("pack {}: {source}", pack.short())]
+    PackDamaged {
+        /// The pack.
+        pack: Id,
+        /// Why the blob did not open.
+        #[source]
+        source: CryptoError,
+    },
+}
+
+impl Classified for PruneRefusal {
+    fn class(&self) -> ErrorClass {
+        use PruneRefusal as R;
+        match self {
+            // A store that failed while reading stays transient; anything else is damage.
+            R::IndexUnreadable { source }
+            | R::SnapshotUnreadable { source, .. }
+            | R::TreeUnreadable { source, .. } => match source.class() {
+                ErrorClass::Transient => ErrorClass::Transient,
+                _ => ErrorClass::Corruption,
+            },
+            R::PackMissing { .. }
+            | R::TreeNotIndexed { .. }
+            | R::BlobNotIndexed { .. }
+            | R::PackTruncated { .. }
+            | R::PackDamaged { .. } => ErrorClass::Corruption,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        use PruneRefusal as R;
+        match self {
+            R::IndexUnreadable { .. } => "prune.index_unreadable",
+            R::SnapshotUnreadable { .. } => "prune.snapshot_unreadable",
+            R::PackMissing { .. } => "prune.pack_missing",
+            R::TreeNotIndexed { .. } => "prune.tree_not_indexed",
+            R::TreeUnreadable { .. } => "prune.tree_unreadable",
+            R::BlobNotIndexed { .. } => "prune.blob_not_indexed",
+            R::PackTruncated { .. } => "prune.pack_truncated",
+            R::PackDamaged { .. } => "prune.pack_damaged",
+        }
+    }
+}
+
+/// Errors of [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// Prune found the repository inconsistent and deleted nothing.
+    #[error("refusing to prune: {reason}")]
+    Refused {
+        /// What is inconsistent.
+        #[source]
+        reason: PruneRefusal,
+    },
+    /// Reading or writing the repository failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+impl From<PruneRefusal> for PruneError {
+    fn from(reason: PruneRefusal) -> Self {
+        PruneError::Refused { reason }
+    }
+}
+
+impl From<BackendError> for PruneError {
+    fn from(e: BackendError) -> Self {
+        PruneError::Repo(e.into())
+    }
+}
+
+impl Classified for PruneError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PruneError::Refused { reason } => reason.class(),
+            PruneError::Repo(e) => e.class(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            PruneError::Refused { reason } => reason.kind(),
+            PruneError::Repo(e) => e.kind(),
+        }
+    }
 }
 
 /// Marks every blob reachable from the given snapshots' trees as used. Any unreadable tree or
 /// blob missing from the index is an error: deleting with an incomplete picture could lose
 /// data. Trees already marked are not read again.
-fn mark_used(db: &IndexDb, idx: &IndexedRepo, trees: impl IntoIterator<Item = Id>) -> Result<()> {
+fn mark_used(
+    db: &IndexDb,
+    idx: &IndexedRepo,
+    trees: impl IntoIterator<Item = Id>,
+) -> Result<(), PruneError> {
     let mut stack: Vec<Id> = trees.into_iter().collect();
     while let Some(t) = stack.pop() {
         match db.mark_used(BlobType::Tree, &t)? {
             Mark::Already => continue,
             Mark::New => {}
-            Mark::Missing => {
-                return Err(refuse(format!(
-                    "tree {} is missing from the index; run `stowage check` and `stowage repair`",
-                    t.short()
-                )))
-            }
+            Mark::Missing => return Err(PruneRefusal::TreeNotIndexed { tree: t }.into()),
         }
-        let tree = idx.read_tree(&t).map_err(|e| {
-            refuse(format!(
-                "tree {} is unreadable ({e}); run `stowage check`",
-                t.short()
-            ))
-        })?;
+        let tree = idx
+            .read_tree(&t)
+            .map_err(|source| PruneRefusal::TreeUnreadable { tree: t, source })?;
         for n in tree.nodes {
             db.stage_used(BlobType::Data, &n.content)?;
             if let Some(s) = n.subtree {
@@ -107,17 +241,17 @@ fn mark_used(db: &IndexDb, idx: &IndexedRepo, trees: impl IntoIterator<Item = Id
         }
     }
     if let Some((_, id)) = db.mark_staged()? {
-        return Err(refuse(format!(
-            "data blob {} is missing from the index; run `stowage check` and `stowage repair`",
-            id.short()
-        )));
+        return Err(PruneRefusal::BlobNotIndexed { blob: id }.into());
     }
     Ok(())
 }
 
 /// Reads the snapshots not in `seen`; returns their root trees. Snapshots forgotten meanwhile
 /// are skipped.
-fn new_snapshot_trees(repo: &Repository, seen: &mut HashSet<String>) -> Result<Vec<Id>> {
+fn new_snapshot_trees(
+    repo: &Repository,
+    seen: &mut HashSet<String>,
+) -> Result<Vec<Id>, PruneError> {
     let mut out = Vec::new();
     for f in repo.backend().list(FileKind::Snapshot)? {
         if seen.contains(&f.name) {
@@ -129,11 +263,12 @@ fn new_snapshot_trees(repo: &Repository, seen: &mut HashSet<String>) -> Result<V
         match repo.read_snapshot(&id) {
             Ok(s) => out.push(s.tree),
             Err(RepoError::Backend(BackendError::NotFound { .. })) => continue,
-            Err(e) => {
-                return Err(refuse(format!(
-                    "snapshot {} is unreadable: {e}",
-                    id.short()
-                )))
+            Err(source) => {
+                return Err(PruneRefusal::SnapshotUnreadable {
+                    snapshot: id,
+                    source,
+                }
+                .into())
             }
         }
         seen.insert(f.name);
@@ -213,7 +348,7 @@ fn ids(names: &[String]) -> Vec<Id> {
 }
 
 /// Runs prune.
-pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
+pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport, PruneError> {
     let lock = if opts.dry_run {
         None
     } else {
@@ -234,11 +369,9 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
     // blobs, so every snapshot listed finds its blobs in the index read after.
     let mut seen_snapshots = HashSet::new();
     let trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
-    let mut loaded = db.load(repo).map_err(|e| {
-        refuse(format!(
-            "the index is unreadable ({e}); run `stowage repair index`"
-        ))
-    })?;
+    let mut loaded = db
+        .load(repo)
+        .map_err(|source| PruneRefusal::IndexUnreadable { source })?;
     tracing::info!("prune: index loaded in {:.1?}", started.elapsed());
     let mut batches = std::mem::take(&mut loaded.batches);
     report.index_files_before = loaded.names.len();
@@ -252,10 +385,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
         .collect();
     for p in db.packs()? {
         if !stored.contains_key(&p) {
-            return Err(refuse(format!(
-                "pack {} is listed in the index but missing; run `stowage repair index` and `stowage repair snapshots`",
-                p.short()
-            )));
+            return Err(PruneRefusal::PackMissing { pack: p }.into());
         }
     }
     report.snapshots = trees.len();
@@ -364,12 +494,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
             for b in blobs {
                 let sealed = bytes
                     .get(b.offset as usize..b.end() as usize)
-                    .ok_or_else(|| {
-                        refuse(format!(
-                            "pack {} is shorter than its index says",
-                            pid.short()
-                        ))
-                    })?;
+                    .ok_or(PruneRefusal::PackTruncated { pack: *pid })?;
                 let data = open_blob(
                     repo.keys(),
                     b.blob_type,
@@ -377,7 +502,7 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport> {
                     sealed,
                     b.raw_length as usize,
                 )
-                .map_err(|e| refuse(format!("pack {}: {e}", pid.short())))?;
+                .map_err(|source| PruneRefusal::PackDamaged { pack: *pid, source })?;
                 if writer.add_with_id(b.blob_type, b.id, &data)? {
                     report.blobs_copied += 1;
                 }

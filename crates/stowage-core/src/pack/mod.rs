@@ -6,6 +6,7 @@
 //! (see [`PackBlob::encode`]). `repo-format/` documents every byte.
 
 use crate::crypto::{CryptoError, FileAad, MasterKeys, SEAL_OVERHEAD};
+use crate::error::{Classified, ErrorClass};
 use crate::id::{BlobType, Id};
 
 /// Magic bytes at the very end of every pack.
@@ -22,10 +23,33 @@ pub const TAIL_GUESS: u64 = 16 * 1024;
 /// Errors decoding a pack.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
+    /// The pack's tail or header does not decode.
     #[error("pack {pack}: {msg}")]
-    Malformed { pack: String, msg: String },
+    Malformed {
+        /// The pack's name.
+        pack: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The header (or a blob) does not open.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+}
+
+impl Classified for PackError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PackError::Malformed { .. } => ErrorClass::Corruption,
+            PackError::Crypto(e) => e.class(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            PackError::Malformed { .. } => "pack.malformed",
+            PackError::Crypto(e) => e.kind(),
+        }
+    }
 }
 
 /// Where one blob lives inside its pack.

@@ -111,7 +111,10 @@ impl IndexFile {
         let mut r = Reader { b, pos: 0 };
         let version = r.u8().ok_or_else(|| bad("empty"))?;
         if version != INDEX_VERSION {
-            return Err(bad(&format!("unknown index version {version}")));
+            return Err(RepoError::UnsupportedFileVersion {
+                what: format!("index {name}"),
+                version: version.into(),
+            });
         }
         let n = r.u32().ok_or_else(|| bad("truncated"))? as usize;
         if n.saturating_mul(ID_LEN) > r.left() {

@@ -26,7 +26,7 @@ pub const PAGE_CACHE_KIB: i64 = 32 * 1024;
 const FILES_IN_FLIGHT: usize = 1;
 
 fn db_err(e: rusqlite::Error) -> RepoError {
-    RepoError::Invalid(format!("prune work database: {e}"))
+    RepoError::WorkDatabase(e)
 }
 
 /// What loading the index found besides the blob records.
@@ -96,7 +96,7 @@ impl IndexDb {
     /// Creates an empty database in a new temporary folder under `parent` (the system's
     /// temporary folder if `None`).
     pub fn create(parent: Option<&Path>) -> Result<IndexDb> {
-        let io = |e: std::io::Error| RepoError::Invalid(format!("prune work folder: {e}"));
+        let io = RepoError::WorkFolder;
         let dir = match parent {
             Some(p) => {
                 std::fs::create_dir_all(p).map_err(io)?;
@@ -145,11 +145,7 @@ impl IndexDb {
             match self.load_once(repo) {
                 Err(RepoError::Backend(BackendError::NotFound { .. })) if attempt < 20 => {}
                 Ok(None) if attempt < 20 => {}
-                Ok(None) => {
-                    return Err(RepoError::Invalid(
-                        "the index keeps changing; try again".into(),
-                    ))
-                }
+                Ok(None) => return Err(RepoError::ListingUnstable(FileKind::Index)),
                 Ok(Some(l)) => return Ok(l),
                 Err(e) => return Err(e),
             }

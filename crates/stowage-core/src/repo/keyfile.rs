@@ -57,10 +57,10 @@ impl KeyFile {
         let k: KeyFile =
             serde_json::from_slice(bytes).map_err(|e| RepoError::malformed(what(), e))?;
         if k.version != 1 {
-            return Err(RepoError::malformed(
-                what(),
-                format!("unknown key file version {}", k.version),
-            ));
+            return Err(RepoError::UnsupportedFileVersion {
+                what: what(),
+                version: k.version,
+            });
         }
         Ok(k)
     }

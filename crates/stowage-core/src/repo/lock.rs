@@ -40,6 +40,17 @@ pub enum LockKind {
     Unknown,
 }
 
+impl std::fmt::Display for LockKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LockKind::Backup => "backup",
+            LockKind::Prune => "prune",
+            LockKind::Read => "read",
+            LockKind::Unknown => "operation",
+        })
+    }
+}
+
 /// The content of a lock file (sealed JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -149,9 +160,7 @@ pub fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
             return Ok(out);
         }
     }
-    Err(RepoError::Invalid(
-        "the lock files keep changing; try again".into(),
-    ))
+    Err(RepoError::ListingUnstable(FileKind::Lock))
 }
 
 /// Locks that are not stale.
@@ -269,10 +278,12 @@ impl Lock {
                 .filter(|l| l.kind == LockKind::Prune && l.lock_id != me)
                 .collect();
             if let Some(o) = others.first() {
-                return Err(RepoError::Invalid(format!(
-                    "another prune is running (host {}, pid {}, since {}); if it is dead, run `stowage unlock`",
-                    o.hostname, o.pid, o.created
-                )));
+                return Err(RepoError::LockConflict {
+                    kind: o.kind,
+                    hostname: o.hostname.clone(),
+                    pid: o.pid,
+                    since: o.created,
+                });
             }
         }
         Ok(lock)
@@ -304,9 +315,7 @@ impl Lock {
         if self.still_held() {
             Ok(())
         } else {
-            Err(RepoError::Invalid(
-                "this process's lock could not be refreshed for too long and may look stale to others; stopping".into(),
-            ))
+            Err(RepoError::LockLost)
         }
     }
 }

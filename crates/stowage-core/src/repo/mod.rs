@@ -73,20 +73,20 @@ impl Repository {
         password: &[u8],
         opts: &InitOptions,
     ) -> Result<Repository> {
-        opts.chunker.validate().map_err(RepoError::Invalid)?;
+        opts.chunker.validate().map_err(RepoError::InvalidOptions)?;
         if let Some(large) = &opts.large_files {
             large
                 .chunker
                 .validate()
-                .map_err(|e| RepoError::Invalid(format!("large-file {e}")))?;
+                .map_err(|e| RepoError::InvalidOptions(format!("large-file {e}")))?;
         }
         if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
-            return Err(RepoError::Invalid(
+            return Err(RepoError::InvalidOptions(
                 "pack size must be between 1 MiB and 1 GiB".into(),
             ));
         }
         if !(0..=22).contains(&opts.compression_level) {
-            return Err(RepoError::Invalid(
+            return Err(RepoError::InvalidOptions(
                 "compression level must be between 0 and 22".into(),
             ));
         }
@@ -279,9 +279,7 @@ impl Repository {
             }
             names = again;
         }
-        Err(RepoError::Invalid(
-            "the index keeps changing; try again".into(),
-        ))
+        Err(RepoError::ListingUnstable(FileKind::Index))
     }
 
     /// Reads every index file that no other supersedes, in parallel. A file that a concurrent
@@ -321,9 +319,7 @@ impl Repository {
                 if attempt < 20 {
                     continue;
                 }
-                return Err(RepoError::Invalid(
-                    "the index keeps changing; try again".into(),
-                ));
+                return Err(RepoError::ListingUnstable(FileKind::Index));
             }
             let superseded: std::collections::HashSet<Id> = files
                 .iter()

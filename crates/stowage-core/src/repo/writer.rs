@@ -344,7 +344,7 @@ impl BlobWriter {
             .as_ref()
             .expect("writer is open")
             .send(pack)
-            .map_err(|_| RepoError::Invalid("upload threads stopped".into()))
+            .map_err(|_| RepoError::Internal("upload threads stopped".into()))
     }
 
     /// Uploads what is left, waits for every upload and writes the final index file. Only after
