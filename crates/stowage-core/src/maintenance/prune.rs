@@ -456,9 +456,10 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport, P
             .max_repack_bytes
             .is_some_and(|m| repack_read + size > m)
         {
-            report
-                .notes
-                .push("stopped repacking at --max-repack-size".into());
+            report.notes.push(format!(
+                "stopped repacking at the limit of {} read",
+                crate::util::human_bytes(opts.max_repack_bytes.unwrap_or(0))
+            ));
             break;
         }
         repack.push(*pid);
