@@ -75,16 +75,22 @@ pub struct CheckOptions {
 /// Live counters for a progress display.
 #[derive(Debug, Default)]
 pub struct CheckProgress {
+    /// Packs whose data has been read and verified so far.
     pub packs_checked: AtomicU64,
+    /// Bytes of pack data read so far.
     pub bytes_read: AtomicU64,
 }
 
 /// The findings of a check.
 #[derive(Debug, Default)]
 pub struct CheckReport {
+    /// Snapshots checked.
     pub snapshots: usize,
+    /// Trees read.
     pub trees: usize,
+    /// Packs listed by the index.
     pub packs: usize,
+    /// Blobs listed by the index.
     pub blobs: usize,
     /// Packs stored but listed by no index (left by interrupted backups; harmless).
     pub unreferenced_packs: Vec<String>,
@@ -97,6 +103,7 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// Whether the check found no error.
     pub fn is_ok(&self) -> bool {
         self.errors.is_empty()
     }
@@ -113,6 +120,7 @@ fn pack_error(name: &str, e: &dyn std::fmt::Display) -> String {
     }
 }
 
+/// Reads and decodes the header of the pack named `pack`, whose size is `size`.
 pub fn read_pack_header(
     repo: &Repository,
     pack: &str,

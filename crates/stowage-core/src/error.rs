@@ -136,7 +136,7 @@ fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Cl
 mod tests {
     use super::*;
     use crate::backend::local::LocalBackend;
-    use crate::backend::{Backend, BackendError, FileKind};
+    use crate::backend::{BackendError, FileKind};
     use crate::id::BlobType;
     use crate::maintenance::prune::{self, PruneError, PruneOptions, PruneRefusal};
     use crate::repo::lock::{Lock, LockKind};

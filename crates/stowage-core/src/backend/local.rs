@@ -83,6 +83,7 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
+    /// A backend for the repository at `root` (which need not exist yet: `create` makes it).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalBackend { root: root.into() }
     }

@@ -109,6 +109,7 @@ impl std::fmt::Debug for MasterKeys {
 }
 
 impl MasterKeys {
+    /// Keys from their parts (generated at `init`, or unwrapped from a key file).
     pub fn new(encryption: [u8; 32], id_key: [u8; 32], chunker_seed: u64) -> Self {
         let cipher = Cipher::new(&encryption);
         MasterKeys {
@@ -175,14 +176,20 @@ impl MasterKeys {
 /// The associated data that tells sealed repository files apart.
 #[derive(Clone, Copy, Debug)]
 pub enum FileAad {
+    /// The repository's `config` file.
     Config,
+    /// An index file.
     Index,
+    /// A snapshot file.
     Snapshot,
+    /// The header at the end of a pack.
     PackHeader,
+    /// A lock file.
     Lock,
 }
 
 impl FileAad {
+    /// The associated data sealed with files of this kind, so one cannot be passed off as another.
     pub fn aad(self) -> &'static [u8] {
         match self {
             FileAad::Config => b"stowage config v1",

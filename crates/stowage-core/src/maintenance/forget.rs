@@ -9,11 +9,17 @@ use std::collections::BTreeMap;
 /// How many snapshots to keep per time bucket, and which to keep regardless.
 #[derive(Clone, Debug, Default)]
 pub struct RetentionPolicy {
+    /// Keep the newest this many snapshots.
     pub keep_last: usize,
+    /// Keep the newest snapshot of each of the last this many hours.
     pub keep_hourly: usize,
+    /// Keep the newest snapshot of each of the last this many days.
     pub keep_daily: usize,
+    /// Keep the newest snapshot of each of the last this many weeks.
     pub keep_weekly: usize,
+    /// Keep the newest snapshot of each of the last this many months.
     pub keep_monthly: usize,
+    /// Keep the newest snapshot of each of the last this many years.
     pub keep_yearly: usize,
     /// Keep every snapshot this much younger than the group's newest.
     pub keep_within: Option<Duration>,
@@ -22,6 +28,7 @@ pub struct RetentionPolicy {
 }
 
 impl RetentionPolicy {
+    /// Whether the policy names nothing to keep (applying it would forget every snapshot).
     pub fn is_empty(&self) -> bool {
         self.keep_last == 0
             && self.keep_hourly == 0
@@ -37,8 +44,11 @@ impl RetentionPolicy {
 /// What to group snapshots by before applying the policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupBy {
+    /// Group by host name.
     pub host: bool,
+    /// Group by the backed-up paths.
     pub paths: bool,
+    /// Group by tags.
     pub tags: bool,
 }
 
@@ -80,14 +90,18 @@ impl std::str::FromStr for GroupBy {
 /// The decision for one snapshot.
 #[derive(Clone, Debug)]
 pub struct Decision {
+    /// The snapshot's id.
     pub id: Id,
+    /// The snapshot.
     pub snapshot: Snapshot,
+    /// The group it was judged in, as shown to a user.
     pub group: String,
     /// Why it is kept; empty means it is forgotten.
     pub reasons: Vec<String>,
 }
 
 impl Decision {
+    /// Whether the snapshot is kept.
     pub fn keep(&self) -> bool {
         !self.reasons.is_empty()
     }

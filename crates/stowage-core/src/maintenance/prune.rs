@@ -50,27 +50,41 @@ impl Default for PruneOptions {
 /// What prune found and did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct PruneReport {
+    /// Snapshots whose trees were walked.
     pub snapshots: usize,
+    /// Packs in the index.
     pub packs: usize,
+    /// Bytes of those packs.
     pub pack_bytes: u64,
+    /// Blobs some snapshot uses.
     pub used_blobs: usize,
+    /// Bytes of the used blobs in packs.
     pub used_bytes: u64,
+    /// Bytes of packs that no snapshot uses.
     pub unused_bytes: u64,
     /// Packs newly condemned in this run: fully unused, not in any index, or repacked.
     pub condemned_packs: usize,
+    /// Bytes of the packs condemned in this run.
     pub condemned_bytes: u64,
+    /// Partly used packs repacked (their used blobs copied to new packs).
     pub repacked_packs: usize,
+    /// Bytes of the repacked packs.
     pub repacked_bytes: u64,
+    /// Blobs copied out of repacked packs.
     pub blobs_copied: u64,
     /// Condemned packs deleted in this run.
     pub deleted_packs: usize,
+    /// Bytes of the packs deleted in this run.
     pub deleted_bytes: u64,
     /// Condemned packs waiting for running operations to finish.
     pub waiting_packs: usize,
     /// Condemned packs a new snapshot turned out to need, kept.
     pub rescued_packs: usize,
+    /// Index files in force when prune started.
     pub index_files_before: usize,
+    /// Whether this was a plan only: nothing written or deleted.
     pub dry_run: bool,
+    /// Remarks for the user (limits reached, packs left for a later run).
     pub notes: Vec<String>,
 }
 
@@ -83,7 +97,7 @@ pub enum PruneRefusal {
     IndexUnreadable {
         /// Why.
         #[source]
-        source: RepoError,
+        source: Box<RepoError>,
     },
     /// A snapshot could not be read.
     #[error("snapshot {} is unreadable: {source}", snapshot.short())]
@@ -92,7 +106,7 @@ pub enum PruneRefusal {
         snapshot: Id,
         /// Why.
         #[source]
-        source: RepoError,
+        source: Box<RepoError>,
     },
     /// The index lists a pack that the store does not have.
     #[error("pack {} is listed in the index but missing", pack.short())]
@@ -113,7 +127,7 @@ pub enum PruneRefusal {
         tree: Id,
         /// Why.
         #[source]
-        source: RepoError,
+        source: Box<RepoError>,
     },
     /// A snapshot refers (through its trees) to a data blob that no index file lists.
     #[error("data blob {} is missing from the index", blob.short())]
@@ -232,7 +246,10 @@ fn mark_used(
         }
         let tree = idx
             .read_tree(&t)
-            .map_err(|source| PruneRefusal::TreeUnreadable { tree: t, source })?;
+            .map_err(|e| PruneRefusal::TreeUnreadable {
+                tree: t,
+                source: Box::new(e),
+            })?;
         for n in tree.nodes {
             db.stage_used(BlobType::Data, &n.content)?;
             if let Some(s) = n.subtree {
@@ -263,10 +280,10 @@ fn new_snapshot_trees(
         match repo.read_snapshot(&id) {
             Ok(s) => out.push(s.tree),
             Err(RepoError::Backend(BackendError::NotFound { .. })) => continue,
-            Err(source) => {
+            Err(e) => {
                 return Err(PruneRefusal::SnapshotUnreadable {
                     snapshot: id,
-                    source,
+                    source: Box::new(e),
                 }
                 .into())
             }
@@ -369,9 +386,9 @@ pub fn run(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<PruneReport, P
     // blobs, so every snapshot listed finds its blobs in the index read after.
     let mut seen_snapshots = HashSet::new();
     let trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
-    let mut loaded = db
-        .load(repo)
-        .map_err(|source| PruneRefusal::IndexUnreadable { source })?;
+    let mut loaded = db.load(repo).map_err(|e| PruneRefusal::IndexUnreadable {
+        source: Box::new(e),
+    })?;
     tracing::info!("prune: index loaded in {:.1?}", started.elapsed());
     let mut batches = std::mem::take(&mut loaded.batches);
     report.index_files_before = loaded.names.len();

@@ -55,7 +55,9 @@ impl Classified for PackError {
 /// Where one blob lives inside its pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PackBlob {
+    /// Whether the blob is file data or a tree.
     pub blob_type: BlobType,
+    /// The blob's id (keyed hash of its plaintext).
     pub id: Id,
     /// Offset of the sealed blob from the start of the pack.
     pub offset: u32,
@@ -112,6 +114,7 @@ impl PackBlob {
         Ok(e)
     }
 
+    /// Offset just past the sealed blob.
     pub fn end(&self) -> u64 {
         self.offset as u64 + self.length as u64
     }
@@ -130,6 +133,7 @@ impl Default for PackWriter {
 }
 
 impl PackWriter {
+    /// An empty pack.
     pub fn new() -> Self {
         Self::with_buffer(Vec::new())
     }
@@ -168,10 +172,12 @@ impl PackWriter {
         self.data.len()
     }
 
+    /// Number of blobs added.
     pub fn count(&self) -> usize {
         self.blobs.len()
     }
 
+    /// Whether no blob was added.
     pub fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }

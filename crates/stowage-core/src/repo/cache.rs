@@ -28,6 +28,7 @@ fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> RepoError + '_ {
 
 /// Progress reported while the cache is filled.
 pub trait CacheProgress: Sync {
+    /// `done` of `total` index files have been read into the cache.
     fn index_files(&self, done: usize, total: usize);
 }
 

@@ -61,8 +61,11 @@ pub enum Mark {
 /// Bytes of a pack's blob records, and of those that are the used copy of a used blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackUsage {
+    /// The pack.
     pub pack: Id,
+    /// Bytes of all its blob records.
     pub total_bytes: u64,
+    /// Bytes of the records that are the used copy of a used blob.
     pub used_bytes: u64,
 }
 

@@ -56,13 +56,18 @@ impl std::fmt::Display for LockKind {
 pub struct LockInfo {
     /// Stays the same when the lock is refreshed (the file name changes).
     pub lock_id: Id,
+    /// What the holder is doing.
     pub kind: LockKind,
+    /// The holder's host name.
     pub hostname: String,
+    /// The holder's process id on its host.
     pub pid: u32,
     /// Start time of the process in clock ticks since boot (`/proc/PID/stat` field 22), so a
     /// recycled pid is not mistaken for the holder.
     pub process_start: u64,
+    /// When the lock was first taken.
     pub created: DateTime<Utc>,
+    /// When it was last rewritten.
     pub refreshed: DateTime<Utc>,
     /// Identifies the kernel and pid namespace of the holder (boot id and pid namespace), so
     /// only a process that can really see the holder's pid judges it by its pid. Empty when
@@ -106,6 +111,7 @@ impl LockInfo {
         false
     }
 
+    /// The sealed bytes of the lock file.
     pub fn encode(&self, repo: &Repository) -> Vec<u8> {
         repo.keys().seal_file(
             FileAad::Lock,
@@ -113,6 +119,7 @@ impl LockInfo {
         )
     }
 
+    /// Opens and parses the lock file `name`.
     pub fn decode(repo: &Repository, name: &str, sealed: &[u8]) -> Result<LockInfo> {
         let what = format!("lock {}", crate::util::short_name(name));
         if sealed.len() > MAX_LOCK_LEN {

@@ -32,12 +32,17 @@ use tree::Tree;
 /// Choices made once, at `init`.
 #[derive(Clone, Debug)]
 pub struct InitOptions {
+    /// How files are cut into chunks.
     pub chunker: ChunkerParams,
     /// Finer chunks for large files (`None`: every file is cut with `chunker`).
     pub large_files: Option<LargeFileChunking>,
+    /// Target size of a pack file in bytes (1 MiB to 1 GiB).
     pub pack_size: u32,
+    /// zstd compression level (0 to 22; 0: stored uncompressed).
     pub compression_level: i32,
+    /// Argon2 memory of the first key, in KiB.
     pub kdf_memory_kib: u32,
+    /// Argon2 passes of the first key.
     pub kdf_iterations: u32,
 }
 
@@ -195,14 +200,17 @@ impl Repository {
         Err(config_error.unwrap_or(RepoError::WrongPassword))
     }
 
+    /// The storage the repository lives in.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
 
+    /// The repository's unlocked master keys.
     pub fn keys(&self) -> &MasterKeys {
         &self.keys
     }
 
+    /// The repository's parameters.
     pub fn config(&self) -> &RepoConfig {
         &self.config
     }
@@ -454,10 +462,12 @@ impl IndexedRepo {
         IndexedRepo { repo, index }
     }
 
+    /// The repository.
     pub fn repo(&self) -> &Arc<Repository> {
         &self.repo
     }
 
+    /// Its index.
     pub fn index(&self) -> &dyn BlobIndex {
         self.index.as_ref()
     }
