@@ -122,12 +122,15 @@ fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Cl
             })*
         };
     }
+    // Every public error type of the crate that implements `Classified` belongs here. The
+    // outer types come first only by convention: a chain is walked from the outside anyway.
     try_types!(
         crate::repo::RepoError,
         crate::backend::BackendError,
         crate::crypto::CryptoError,
         crate::pack::PackError,
         crate::maintenance::prune::PruneError,
+        crate::maintenance::prune::PruneRefusal,
     );
     None
 }
