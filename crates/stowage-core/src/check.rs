@@ -3,6 +3,7 @@
 
 use crate::backend::FileKind;
 use crate::crypto::{open_blob_in_place, MasterKeys};
+use crate::error::InvalidInput;
 use crate::id::{BlobType, Id};
 use crate::pack::{decode_header, header_location, PackBlob, TAIL_GUESS};
 use crate::repo::{IndexedRepo, RepoError, Repository};
@@ -22,9 +23,14 @@ pub enum Subset {
 }
 
 impl std::str::FromStr for Subset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid subset {s:?}: use N/M (e.g. 2/7) or a percentage (e.g. 10%)");
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, InvalidInput> {
+        let bad = || InvalidInput {
+            what: "subset",
+            input: s.to_string(),
+            expected: "use N/M (e.g. 2/7) or a percentage (e.g. 10%)",
+            kind: "input.check_subset",
+        };
         if let Some((n, m)) = s.split_once('/') {
             let (n, m): (u64, u64) = (
                 n.trim().parse().map_err(|_| bad())?,

@@ -59,6 +59,31 @@ pub trait Classified: std::error::Error {
     fn kind(&self) -> &'static str;
 }
 
+/// A value given as text (a retention duration, a grouping, a subset of packs to check) that
+/// does not parse. Always [`ErrorClass::Config`]: the input has to change.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} {input:?}: {expected}")]
+pub struct InvalidInput {
+    /// What the value was to be (`duration`, `grouping`, `subset`).
+    pub what: &'static str,
+    /// The text given.
+    pub input: String,
+    /// What is accepted, with examples.
+    pub expected: &'static str,
+    /// The stable kind (`input.duration`, ...).
+    pub kind: &'static str,
+}
+
+impl Classified for InvalidInput {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Config
+    }
+
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+}
+
 /// The class of an operating system error, by its kind: a timeout or an interruption is worth a
 /// retry; a missing permission, a missing path or a full disk waits for a person; bytes that
 /// end too early or do not decode are damage. Kinds not named here (a plain `EIO`, say) are
@@ -131,6 +156,7 @@ fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Cl
         crate::pack::PackError,
         crate::maintenance::prune::PruneError,
         crate::maintenance::prune::PruneRefusal,
+        InvalidInput,
     );
     None
 }
@@ -303,6 +329,25 @@ mod tests {
         };
         let e = RepoError::from(remote);
         assert_eq!(class_and_kind(&e), (ErrorClass::Transient, "s3.throttled"));
+    }
+
+    #[test]
+    fn text_that_does_not_parse_is_a_configuration_error_of_its_own_kind() {
+        let e = crate::maintenance::forget::parse_duration("7x").unwrap_err();
+        assert_eq!(class_and_kind(&e), (ErrorClass::Config, "input.duration"));
+        assert_eq!(
+            e.to_string(),
+            "invalid duration \"7x\": use e.g. 7d, 2w, 6m, 1y2m, 36h"
+        );
+        let e = "tags,hosts"
+            .parse::<crate::maintenance::forget::GroupBy>()
+            .unwrap_err();
+        assert_eq!(class_and_kind(&e), (ErrorClass::Config, "input.group_by"));
+        let e = "3/2".parse::<crate::check::Subset>().unwrap_err();
+        assert_eq!(
+            class_and_kind(&e),
+            (ErrorClass::Config, "input.check_subset")
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `forget`: choose which snapshots to keep by a retention policy, and delete the others'
 //! snapshot files. (The data they alone used is freed by prune.)
 
+use crate::error::InvalidInput;
 use crate::id::Id;
 use crate::repo::snapshot::Snapshot;
 use chrono::{DateTime, Datelike, Duration, Local};
@@ -63,9 +64,9 @@ impl Default for GroupBy {
 }
 
 impl std::str::FromStr for GroupBy {
-    type Err = String;
+    type Err = InvalidInput;
     /// A comma-separated subset of `host`, `paths`, `tags`; empty means one group.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, InvalidInput> {
         let mut g = GroupBy {
             host: false,
             paths: false,
@@ -77,9 +78,12 @@ impl std::str::FromStr for GroupBy {
                 "paths" => g.paths = true,
                 "tags" => g.tags = true,
                 other => {
-                    return Err(format!(
-                        "cannot group by {other:?}: use host, paths and/or tags"
-                    ))
+                    return Err(InvalidInput {
+                        what: "grouping",
+                        input: other.to_string(),
+                        expected: "use host, paths and/or tags",
+                        kind: "input.group_by",
+                    })
                 }
             }
         }
@@ -108,8 +112,13 @@ impl Decision {
 }
 
 /// Parses a duration such as `90d`, `1y6m`, `2w`, `36h` (y = 365 days, m = 30 days).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}: use e.g. 7d, 2w, 6m, 1y2m, 36h");
+pub fn parse_duration(s: &str) -> Result<Duration, InvalidInput> {
+    let bad = || InvalidInput {
+        what: "duration",
+        input: s.to_string(),
+        expected: "use e.g. 7d, 2w, 6m, 1y2m, 36h",
+        kind: "input.duration",
+    };
     let mut total = Duration::zero();
     let mut num = String::new();
     for c in s.chars() {
