@@ -1,5 +1,5 @@
 //! Command-line parsing and dispatch. Library errors are typed; here they become one-line
-//! messages and exit codes:
+//! messages, followed by the advice for their kind (`advice.rs`), and exit codes:
 //! 0 success, 1 error, 2 bad usage, 3 backup written but incomplete (some files unreadable).
 
 mod advice;
