@@ -39,6 +39,11 @@ fn missing_repository_is_reported() {
     let env = Env::new();
     let err = env.fails(&["snapshots"], 1);
     assert!(one_line(&err).contains("no repository at"), "{err}");
+    // The engine's message carries no advice; the command line adds it by the error's kind.
+    assert!(
+        one_line(&err).contains("; run `stowage init` first"),
+        "{err}"
+    );
     let err = env
         .cmd(&["snapshots"])
         .env_remove("STOWAGE_REPOSITORY")
@@ -155,6 +160,30 @@ fn unknown_snapshot_is_reported() {
 }
 
 #[test]
+fn advice_comes_from_the_command_line_not_from_the_engine() {
+    let env = Env::new();
+    // The engine's error names the problem and its kind, and no command to run...
+    let e = Repository::open(Arc::new(LocalBackend::new(&env.repo)), b"pw")
+        .err()
+        .unwrap();
+    assert_eq!(
+        stowage_core::error::classify(&e),
+        Some((
+            stowage_core::error::ErrorClass::Config,
+            "repo.not_a_repository"
+        ))
+    );
+    assert!(!e.to_string().contains("stowage init"), "{e}");
+    // ...and the command line renders the advice for that kind on the same line.
+    let err = env.fails(&["snapshots"], 1);
+    let line = one_line(&err);
+    assert!(
+        line.contains(&format!("{e}; run `stowage init` first")),
+        "{err}"
+    );
+}
+
+#[test]
 fn unknown_format_version_is_refused() {
     let env = Env::init(&[]);
     let p = env.repo.join("config");
@@ -167,6 +196,7 @@ fn unknown_format_version_is_refused() {
         one_line(&err).contains("format version 2 is not supported"),
         "{err}"
     );
+    assert!(one_line(&err).contains("upgrade stowage"), "{err}");
 }
 
 fn backed_up_env() -> Env {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use stowage_core::backend::faulty::{FaultOn, FaultyBackend};
 use stowage_core::backend::local::LocalBackend;
 use stowage_core::backup::{self, BackupOptions, BackupProgress};
-use stowage_core::maintenance::prune::{self, PruneOptions};
+use stowage_core::maintenance::prune::{self, PruneError, PruneOptions};
 use stowage_core::repo::session::{BackupWork, IndexSource, PruneWork};
 use stowage_core::repo::Repository;
 
@@ -44,7 +44,7 @@ fn faulty_repo(
 }
 
 /// A prune as `stowage prune` runs it: the prune lock, then the prune.
-fn locked_prune(repo: &Arc<Repository>, opts: &PruneOptions) -> stowage_core::repo::Result<()> {
+fn locked_prune(repo: &Arc<Repository>, opts: &PruneOptions) -> Result<(), PruneError> {
     prune::run(&repo.lock::<PruneWork>()?, opts).map(drop)
 }
 

@@ -122,6 +122,10 @@ fn prune_refuses_when_a_pack_is_missing() {
         err.contains("refusing to prune") && err.contains("missing"),
         "{err}"
     );
+    assert!(
+        err.contains("run `stowage repair index` and `stowage repair snapshots`"),
+        "{err}"
+    );
     assert_eq!(env.files_in("data"), left, "nothing may be deleted");
 }
 
@@ -136,6 +140,7 @@ fn prune_refuses_when_the_index_is_damaged() {
     let packs = env.files_in("data");
     let err = env.fails(&["prune"], 1);
     assert!(err.contains("refusing to prune"), "{err}");
+    assert!(err.contains("run `stowage repair index`"), "{err}");
     assert_eq!(env.files_in("data"), packs);
 }
 
@@ -207,6 +212,7 @@ fn a_second_prune_is_refused_while_one_runs() {
     let _prune = Lock::acquire(&repo, LockKind::Prune).unwrap();
     let err = env.fails(&["prune"], 1);
     assert!(err.contains("another prune is running"), "{err}");
+    assert!(err.contains("if it is dead, run `stowage unlock`"), "{err}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Command-line parsing and dispatch. Library errors are typed; here they become one-line
-//! messages and exit codes:
+//! messages, followed by the advice for their kind (`advice.rs`), and exit codes:
 //! 0 success, 1 error, 2 bad usage, 3 backup written but incomplete (some files unreadable).
 
 mod advice;
@@ -136,6 +136,8 @@ pub fn main() -> ExitCode {
                     msg.push_str(&s);
                 }
             }
+            // The engine's messages carry no command-line advice: it is added here, by kind.
+            let msg = advice::with_advice(msg, &e);
             eprintln!("stowage: error: {msg}");
             ExitCode::from(1)
         }

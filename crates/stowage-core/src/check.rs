@@ -3,6 +3,7 @@
 
 use crate::backend::FileKind;
 use crate::crypto::{open_blob_in_place, MasterKeys};
+use crate::error::InvalidInput;
 use crate::id::{BlobType, Id};
 use crate::pack::{decode_header, header_location, PackBlob, TAIL_GUESS};
 use crate::repo::session::{Locked, ReadWork};
@@ -25,9 +26,14 @@ pub enum Subset {
 }
 
 impl std::str::FromStr for Subset {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid subset {s:?}: use N/M (e.g. 2/7) or a percentage (e.g. 10%)");
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, InvalidInput> {
+        let bad = || InvalidInput {
+            what: "subset",
+            input: s.to_string(),
+            expected: "use N/M (e.g. 2/7) or a percentage (e.g. 10%)",
+            kind: "input.check_subset",
+        };
         if let Some((n, m)) = s.split_once('/') {
             let (n, m): (u64, u64) = (
                 n.trim().parse().map_err(|_| bad())?,
@@ -78,16 +84,22 @@ pub struct CheckOptions {
 /// Live counters for a progress display.
 #[derive(Debug, Default)]
 pub struct CheckProgress {
+    /// Packs whose data has been read and verified so far.
     pub packs_checked: AtomicU64,
+    /// Bytes of pack data read so far.
     pub bytes_read: AtomicU64,
 }
 
 /// The findings of a check.
 #[derive(Debug, Default)]
 pub struct CheckReport {
+    /// Snapshots checked.
     pub snapshots: usize,
+    /// Trees read.
     pub trees: usize,
+    /// Packs listed by the index.
     pub packs: usize,
+    /// Blobs listed by the index.
     pub blobs: usize,
     /// Packs stored but listed by no index (left by interrupted backups; harmless).
     pub unreferenced_packs: Vec<String>,
@@ -100,6 +112,7 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// Whether the check found no error.
     pub fn is_ok(&self) -> bool {
         self.errors.is_empty()
     }
@@ -116,6 +129,7 @@ fn pack_error(name: &str, e: &dyn std::fmt::Display) -> String {
     }
 }
 
+/// Reads and decodes the header of the pack named `pack`, whose size is `size`.
 pub fn read_pack_header(
     repo: &Repository,
     pack: &str,

@@ -77,6 +77,7 @@ pub struct LargeFileChunking {
     /// Files of at least this many bytes (their size when the backup opens them) are cut with
     /// `chunker`; so is standard input.
     pub min_file_size: u64,
+    /// The parameters large files are cut with.
     pub chunker: ChunkerParams,
 }
 
@@ -123,6 +124,7 @@ impl ChunkerSpec {
         })
     }
 
+    /// The parameters this table was built from.
     pub fn params(&self) -> ChunkerParams {
         self.params
     }
@@ -184,6 +186,7 @@ pub struct Chunker {
 }
 
 impl Chunker {
+    /// A chunker with no input yet, cutting by `spec`.
     pub fn new(spec: Arc<ChunkerSpec>) -> Self {
         Chunker {
             spec,
@@ -196,10 +199,12 @@ impl Chunker {
         }
     }
 
+    /// The parameters it cuts with.
     pub fn params(&self) -> ChunkerParams {
         self.spec.params
     }
 
+    /// The table it cuts with.
     pub fn spec(&self) -> &Arc<ChunkerSpec> {
         &self.spec
     }
@@ -301,6 +306,7 @@ impl Chunker {
 
 /// A chunk lent by [`Chunker::next_chunk_ref`].
 pub struct ChunkRef<'a> {
+    /// The chunk's bytes.
     pub data: &'a [u8],
     /// The stream ended with this chunk (when `false` it may still have, which the next call
     /// tells by returning `None`).

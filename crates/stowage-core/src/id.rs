@@ -26,10 +26,12 @@ impl Id {
         Id(b)
     }
 
+    /// The id's bytes.
     pub fn as_bytes(&self) -> &[u8; ID_LEN] {
         &self.0
     }
 
+    /// The id as 64 lower-case hex digits (file names use it).
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -39,6 +41,7 @@ impl Id {
         hex::encode(&self.0[..4])
     }
 
+    /// An id from exactly 32 bytes, or `None` for another length.
     pub fn from_slice(b: &[u8]) -> Option<Id> {
         <[u8; ID_LEN]>::try_from(b).ok().map(Id)
     }
@@ -116,6 +119,7 @@ impl BlobType {
         }
     }
 
+    /// The blob type with this code, or `None` for an unknown one.
     pub fn from_code(c: u8) -> Option<BlobType> {
         match c {
             0 => Some(BlobType::Data),

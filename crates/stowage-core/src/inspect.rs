@@ -3,6 +3,7 @@
 //! is a [`walk`](crate::walk) of the snapshot's trees; front ends only format the results.
 
 use crate::backend::FileKind;
+use crate::error::{Classified, ErrorClass};
 use crate::id::{BlobType, Id};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{Node, NodeKind};
@@ -22,6 +23,23 @@ pub enum InspectError {
     /// The path asked for is in the snapshot, but is not a directory.
     #[error("path {0:?} is not a directory")]
     NotADirectory(String),
+}
+
+impl Classified for InspectError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            InspectError::Repo(e) => e.class(),
+            InspectError::NoSuchPath(_) | InspectError::NotADirectory(_) => ErrorClass::Config,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            InspectError::Repo(e) => e.kind(),
+            InspectError::NoSuchPath(_) => "inspect.no_such_path",
+            InspectError::NotADirectory(_) => "inspect.not_a_directory",
+        }
+    }
 }
 
 /// The tree of the directory at `path` (`a/b`, leading and trailing `/` ignored) below `root`.

@@ -20,12 +20,7 @@ pub struct CheckArgs {
 }
 
 pub fn run(g: &GlobalArgs, a: CheckArgs) -> Result<u8> {
-    let subset: Option<Subset> = a
-        .read_data_subset
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let subset: Option<Subset> = a.read_data_subset.as_deref().map(str::parse).transpose()?;
     let repo = super::open(g)?;
     // A reader's lock keeps prune from deleting packs while they are being verified.
     let session = if a.no_lock {

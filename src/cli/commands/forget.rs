@@ -61,18 +61,13 @@ pub fn run(g: &GlobalArgs, a: ForgetArgs) -> Result<u8> {
             keep_weekly: a.keep_weekly,
             keep_monthly: a.keep_monthly,
             keep_yearly: a.keep_yearly,
-            keep_within: a
-                .keep_within
-                .as_deref()
-                .map(parse_duration)
-                .transpose()
-                .map_err(anyhow::Error::msg)?,
+            keep_within: a.keep_within.as_deref().map(parse_duration).transpose()?,
             keep_tags: a.keep_tags.clone(),
         };
         if policy.is_empty() {
             bail!("no retention policy given (e.g. --keep-daily 7) and no snapshot named: nothing to forget");
         }
-        let group_by: GroupBy = a.group_by.parse().map_err(anyhow::Error::msg)?;
+        let group_by: GroupBy = a.group_by.parse()?;
         let snaps: Vec<_> = repo
             .list_snapshots()?
             .into_iter()

@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Which operations count towards the failure point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultOn {
+    /// Writes of files.
     Writes,
+    /// Removals of files.
     Removes,
+    /// Listings of a folder.
     Lists,
     /// Writes and removes.
     Mutations,
@@ -17,16 +20,22 @@ pub enum FaultOn {
 /// Passes every call to `inner` until the `fail_at`-th counted operation, which fails (and, if
 /// `sticky`, every counted operation after it).
 pub struct FaultyBackend<B> {
+    /// The backend every call is passed to.
     pub inner: B,
+    /// Which operations count.
     pub on: FaultOn,
+    /// The counted operation (1-based) that fails.
     pub fail_at: usize,
+    /// Whether every counted operation after the failing one fails too.
     pub sticky: bool,
+    /// Counted operations so far.
     pub count: AtomicUsize,
     /// Operations count only once armed (so opening the repository is not disturbed).
     pub armed: std::sync::atomic::AtomicBool,
 }
 
 impl<B: Backend> FaultyBackend<B> {
+    /// Wraps `inner`; failures start only once armed.
     pub fn new(inner: B, on: FaultOn, fail_at: usize, sticky: bool) -> Self {
         FaultyBackend {
             inner,
@@ -47,9 +56,11 @@ impl<B: Backend> FaultyBackend<B> {
         }
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.fail_at || (self.sticky && n > self.fail_at) {
-            return Err(BackendError::Other(format!(
-                "injected fault: {op} {kind} {name}"
-            )));
+            return Err(BackendError::Io {
+                op: "fault injected into",
+                path: format!("{op} {kind} {name}"),
+                source: std::io::Error::other("injected fault"),
+            });
         }
         Ok(())
     }

@@ -83,6 +83,7 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
+    /// A backend for the repository at `root` (which need not exist yet: `create` makes it).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalBackend { root: root.into() }
     }
@@ -280,10 +281,9 @@ impl Backend for LocalBackend {
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
             if e.kind() == ErrorKind::NotFound {
-                return Err(BackendError::Other(format!(
-                    "{}: the repository folder is missing; is this a stowage repository?",
-                    dir.display()
-                )));
+                return Err(BackendError::MissingFolder {
+                    path: dir.display().to_string(),
+                });
             }
             return Err(Self::io("write", &tmp, e));
         }

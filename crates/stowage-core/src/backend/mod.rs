@@ -5,6 +5,7 @@
 pub mod faulty;
 pub mod local;
 
+use crate::error::{io_class, io_kind, Classified, ErrorClass};
 use std::fmt;
 
 /// The kinds of file a repository holds, each in its own folder.
@@ -73,44 +74,105 @@ impl fmt::Display for FileKind {
 /// One file found by [`Backend::list`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileInfo {
+    /// The file's name within its folder (for packs, without the `XX/` sub-folder).
     pub name: String,
+    /// The file's size in bytes.
     pub size: u64,
 }
 
 /// Errors of the storage layer. Each names the file it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
+    /// A file that was asked for does not exist.
     #[error("{kind} {name:?} does not exist in the repository")]
-    NotFound { kind: FileKind, name: String },
+    NotFound {
+        /// The kind of the missing file.
+        kind: FileKind,
+        /// Its name.
+        name: String,
+    },
+    /// An exclusive write found the file there already.
     #[error("{kind} {name:?} already exists in the repository")]
-    AlreadyExists { kind: FileKind, name: String },
+    AlreadyExists {
+        /// The kind of the file.
+        kind: FileKind,
+        /// Its name.
+        name: String,
+    },
+    /// An operation of the operating system failed; classed by its [`std::io::ErrorKind`].
     #[error("{op} {path}: {source}")]
     Io {
+        /// What was being done (`read`, `write`, `list`, ...).
         op: &'static str,
+        /// The path (or, for a decorator, the file) it was done to.
         path: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// A file is shorter than a range read from it: a truncated file.
     #[error("reading {kind} {name:?}: asked for {len} bytes at offset {offset}, file is shorter")]
     ShortRead {
+        /// The kind of the file.
         kind: FileKind,
+        /// Its name.
         name: String,
+        /// Where the range started.
         offset: u64,
+        /// How long it was.
         len: u64,
+    },
+    /// A folder of the repository's layout is missing, so no file can be stored in it: the
+    /// location is not (or no longer) a repository.
+    #[error("{path}: the repository folder is missing; is this a repository?")]
+    MissingFolder {
+        /// The missing folder.
+        path: String,
     },
     /// A failure of a store outside this crate (S3, ...), classified by its backend.
     #[error("{source}")]
     Remote {
-        class: crate::error::ErrorClass,
+        /// How a caller should treat it, as its backend judged.
+        class: ErrorClass,
         /// The stable kind (see [`crate::error::Classified`]), e.g. `s3.no_such_bucket`.
         kind: &'static str,
+        /// The backend's own error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
-    #[error("{0}")]
-    Other(String),
 }
 
+impl Classified for BackendError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            // The config and key files are looked for by name when a repository is opened: not
+            // finding them is a wrong location. Any other file is named by the repository's
+            // own records (index, trees), so its absence is damage.
+            BackendError::NotFound { kind, .. } => match kind {
+                FileKind::Config | FileKind::Key => ErrorClass::Config,
+                _ => ErrorClass::Corruption,
+            },
+            BackendError::AlreadyExists { .. } => ErrorClass::Config,
+            BackendError::Io { source, .. } => io_class(source.kind()),
+            BackendError::ShortRead { .. } => ErrorClass::Corruption,
+            BackendError::MissingFolder { .. } => ErrorClass::Config,
+            BackendError::Remote { class, .. } => *class,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            BackendError::NotFound { .. } => "backend.not_found",
+            BackendError::AlreadyExists { .. } => "backend.already_exists",
+            BackendError::Io { source, .. } => io_kind(source.kind()),
+            BackendError::ShortRead { .. } => "backend.short_read",
+            BackendError::MissingFolder { .. } => "backend.missing_folder",
+            BackendError::Remote { kind, .. } => kind,
+        }
+    }
+}
+
+/// The result of a backend operation.
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 
 /// A place to store repository files. Implementations must be safe to share between threads.

@@ -18,8 +18,11 @@ pub struct KdfParams {
     pub algorithm: String,
     /// Argon2 version number (19 = 0x13).
     pub version: u32,
+    /// Argon2 memory cost in KiB.
     pub memory_kib: u32,
+    /// Argon2 passes over the memory.
     pub iterations: u32,
+    /// Argon2 lanes.
     pub parallelism: u32,
     /// Base64 of the random salt (16 bytes when written by us).
     pub salt: String,
@@ -28,7 +31,9 @@ pub struct KdfParams {
 /// Bounds applied to parameters read from a key file, so a hostile file cannot make us allocate
 /// without limit or spin for hours.
 pub const MAX_MEMORY_KIB: u32 = 4 << 20;
+/// Largest number of passes accepted from a key file.
 pub const MAX_ITERATIONS: u32 = 64;
+/// Largest number of lanes accepted from a key file.
 pub const MAX_PARALLELISM: u32 = 16;
 /// Lanes of new key files. The lanes are computed on separate threads, so on a machine with
 /// that many cores opening a repository takes a fraction of the time for the same memory and
@@ -53,10 +58,10 @@ impl KdfParams {
     /// Derives the 32-byte wrapping key from a password.
     pub fn derive(&self, password: &[u8]) -> Result<[u8; 32], CryptoError> {
         if self.algorithm != "argon2id" || self.version != 0x13 {
-            return Err(CryptoError::Kdf(format!(
-                "unsupported key derivation {} version {}",
-                self.algorithm, self.version
-            )));
+            return Err(CryptoError::UnsupportedKdf {
+                algorithm: self.algorithm.clone(),
+                version: self.version,
+            });
         }
         if self.memory_kib > MAX_MEMORY_KIB
             || self.iterations == 0

@@ -11,6 +11,7 @@
 
 pub mod kdf;
 
+use crate::error::{Classified, ErrorClass};
 use crate::id::{BlobType, Id};
 use rand::RngCore;
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
@@ -24,17 +25,61 @@ pub const TAG_LEN: usize = 16;
 /// Bytes a sealed object is longer than its plaintext.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
-/// Errors of the crypto layer.
+/// Errors of the crypto layer. Each names the object (`what`) it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
+    /// The authentication tag does not match: the key is not the one the object was sealed
+    /// with, or the bytes changed. Within an opened repository (whose keys are known to be
+    /// right) this is damage; a wrong password is reported as
+    /// [`crate::repo::RepoError::WrongPassword`] instead.
     #[error("{0}: authentication failed (wrong key, or the data is corrupted)")]
     Mac(String),
+    /// The object is shorter than a nonce and a tag.
     #[error("{0}: too short to be a sealed object")]
     TooShort(String),
+    /// The object opened, but its content is not what it must be (bad encoding, a
+    /// decompression failure, content that does not match its id).
     #[error("{what}: {msg}")]
-    Invalid { what: String, msg: String },
+    Invalid {
+        /// The object.
+        what: String,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// A key file names a key derivation this program does not know (written by a newer
+    /// version).
+    #[error("unsupported key derivation {algorithm} version {version}")]
+    UnsupportedKdf {
+        /// The algorithm's name in the key file.
+        algorithm: String,
+        /// Its version.
+        version: u32,
+    },
+    /// A key file's key derivation parameters are out of range or malformed.
     #[error("key derivation failed: {0}")]
     Kdf(String),
+}
+
+impl Classified for CryptoError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            CryptoError::UnsupportedKdf { .. } => ErrorClass::Config,
+            CryptoError::Mac(_)
+            | CryptoError::TooShort(_)
+            | CryptoError::Invalid { .. }
+            | CryptoError::Kdf(_) => ErrorClass::Corruption,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            CryptoError::Mac(_) => "crypto.authentication_failed",
+            CryptoError::TooShort(_) => "crypto.too_short",
+            CryptoError::Invalid { .. } => "crypto.malformed",
+            CryptoError::UnsupportedKdf { .. } => "crypto.unsupported_kdf",
+            CryptoError::Kdf(_) => "crypto.bad_kdf_parameters",
+        }
+    }
 }
 
 /// The secrets of one repository, generated once at `init` and stored only wrapped by passwords.
@@ -64,6 +109,7 @@ impl std::fmt::Debug for MasterKeys {
 }
 
 impl MasterKeys {
+    /// Keys from their parts (generated at `init`, or unwrapped from a key file).
     pub fn new(encryption: [u8; 32], id_key: [u8; 32], chunker_seed: u64) -> Self {
         let cipher = Cipher::new(&encryption);
         MasterKeys {
@@ -130,14 +176,20 @@ impl MasterKeys {
 /// The associated data that tells sealed repository files apart.
 #[derive(Clone, Copy, Debug)]
 pub enum FileAad {
+    /// The repository's `config` file.
     Config,
+    /// An index file.
     Index,
+    /// A snapshot file.
     Snapshot,
+    /// The header at the end of a pack.
     PackHeader,
+    /// A lock file.
     Lock,
 }
 
 impl FileAad {
+    /// The associated data sealed with files of this kind, so one cannot be passed off as another.
     pub fn aad(self) -> &'static [u8] {
         match self {
             FileAad::Config => b"stowage config v1",

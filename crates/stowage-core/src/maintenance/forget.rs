@@ -1,6 +1,7 @@
 //! `forget`: choose which snapshots to keep by a retention policy, and delete the others'
 //! snapshot files. (The data they alone used is freed by prune.)
 
+use crate::error::InvalidInput;
 use crate::id::Id;
 use crate::repo::snapshot::Snapshot;
 use chrono::{DateTime, Datelike, Duration, Local};
@@ -9,11 +10,17 @@ use std::collections::BTreeMap;
 /// How many snapshots to keep per time bucket, and which to keep regardless.
 #[derive(Clone, Debug, Default)]
 pub struct RetentionPolicy {
+    /// Keep the newest this many snapshots.
     pub keep_last: usize,
+    /// Keep the newest snapshot of each of the last this many hours.
     pub keep_hourly: usize,
+    /// Keep the newest snapshot of each of the last this many days.
     pub keep_daily: usize,
+    /// Keep the newest snapshot of each of the last this many weeks.
     pub keep_weekly: usize,
+    /// Keep the newest snapshot of each of the last this many months.
     pub keep_monthly: usize,
+    /// Keep the newest snapshot of each of the last this many years.
     pub keep_yearly: usize,
     /// Keep every snapshot this much younger than the group's newest.
     pub keep_within: Option<Duration>,
@@ -22,6 +29,7 @@ pub struct RetentionPolicy {
 }
 
 impl RetentionPolicy {
+    /// Whether the policy names nothing to keep (applying it would forget every snapshot).
     pub fn is_empty(&self) -> bool {
         self.keep_last == 0
             && self.keep_hourly == 0
@@ -37,8 +45,11 @@ impl RetentionPolicy {
 /// What to group snapshots by before applying the policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GroupBy {
+    /// Group by host name.
     pub host: bool,
+    /// Group by the backed-up paths.
     pub paths: bool,
+    /// Group by tags.
     pub tags: bool,
 }
 
@@ -53,9 +64,9 @@ impl Default for GroupBy {
 }
 
 impl std::str::FromStr for GroupBy {
-    type Err = String;
+    type Err = InvalidInput;
     /// A comma-separated subset of `host`, `paths`, `tags`; empty means one group.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, InvalidInput> {
         let mut g = GroupBy {
             host: false,
             paths: false,
@@ -67,9 +78,12 @@ impl std::str::FromStr for GroupBy {
                 "paths" => g.paths = true,
                 "tags" => g.tags = true,
                 other => {
-                    return Err(format!(
-                        "cannot group by {other:?}: use host, paths and/or tags"
-                    ))
+                    return Err(InvalidInput {
+                        what: "grouping",
+                        input: other.to_string(),
+                        expected: "use host, paths and/or tags",
+                        kind: "input.group_by",
+                    })
                 }
             }
         }
@@ -80,22 +94,31 @@ impl std::str::FromStr for GroupBy {
 /// The decision for one snapshot.
 #[derive(Clone, Debug)]
 pub struct Decision {
+    /// The snapshot's id.
     pub id: Id,
+    /// The snapshot.
     pub snapshot: Snapshot,
+    /// The group it was judged in, as shown to a user.
     pub group: String,
     /// Why it is kept; empty means it is forgotten.
     pub reasons: Vec<String>,
 }
 
 impl Decision {
+    /// Whether the snapshot is kept.
     pub fn keep(&self) -> bool {
         !self.reasons.is_empty()
     }
 }
 
 /// Parses a duration such as `90d`, `1y6m`, `2w`, `36h` (y = 365 days, m = 30 days).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}: use e.g. 7d, 2w, 6m, 1y2m, 36h");
+pub fn parse_duration(s: &str) -> Result<Duration, InvalidInput> {
+    let bad = || InvalidInput {
+        what: "duration",
+        input: s.to_string(),
+        expected: "use e.g. 7d, 2w, 6m, 1y2m, 36h",
+        kind: "input.duration",
+    };
     let mut total = Duration::zero();
     let mut num = String::new();
     for c in s.chars() {

@@ -11,7 +11,8 @@
 //! leaves at worst unreferenced packs.
 
 use crate::backend::{BackendError, FileKind};
-use crate::crypto::open_blob;
+use crate::crypto::{open_blob, CryptoError};
+use crate::error::{Classified, ErrorClass};
 use crate::id::{BlobType, Id};
 use crate::repo::index::{CondemnedBatch, IndexFile, IndexPack};
 use crate::repo::index_db::{IndexDb, Mark};
@@ -49,76 +50,229 @@ impl Default for PruneOptions {
 /// What prune found and did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct PruneReport {
+    /// Snapshots whose trees were walked.
     pub snapshots: usize,
+    /// Packs in the index.
     pub packs: usize,
+    /// Bytes of those packs.
     pub pack_bytes: u64,
+    /// Blobs some snapshot uses.
     pub used_blobs: usize,
+    /// Bytes of the used blobs in packs.
     pub used_bytes: u64,
+    /// Bytes of packs that no snapshot uses.
     pub unused_bytes: u64,
     /// Packs newly condemned in this run: fully unused, not in any index, or repacked.
     pub condemned_packs: usize,
+    /// Bytes of the packs condemned in this run.
     pub condemned_bytes: u64,
+    /// Partly used packs repacked (their used blobs copied to new packs).
     pub repacked_packs: usize,
+    /// Bytes of the repacked packs.
     pub repacked_bytes: u64,
+    /// Blobs copied out of repacked packs.
     pub blobs_copied: u64,
     /// Condemned packs deleted in this run.
     pub deleted_packs: usize,
+    /// Bytes of the packs deleted in this run.
     pub deleted_bytes: u64,
     /// Condemned packs waiting for running operations to finish.
     pub waiting_packs: usize,
     /// Condemned packs a new snapshot turned out to need, kept.
     pub rescued_packs: usize,
+    /// Index files in force when prune started.
     pub index_files_before: usize,
+    /// Whether this was a plan only: nothing written or deleted.
     pub dry_run: bool,
+    /// Remarks for the user (limits reached, packs left for a later run).
     pub notes: Vec<String>,
 }
 
-fn refuse(msg: impl std::fmt::Display) -> RepoError {
-    RepoError::Invalid(format!("refusing to prune: {msg}"))
+/// Why prune refused to delete anything: the picture of what is used would be incomplete, and
+/// deleting on it could lose data. Each names the object at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneRefusal {
+    /// The index could not be read (damaged, or the store failed while it was read).
+    #[error("the index is unreadable: {source}")]
+    IndexUnreadable {
+        /// Why.
+        #[source]
+        source: Box<RepoError>,
+    },
+    /// A snapshot could not be read.
+    #[error("snapshot {} is unreadable: {source}", snapshot.short())]
+    SnapshotUnreadable {
+        /// The snapshot.
+        snapshot: Id,
+        /// Why.
+        #[source]
+        source: Box<RepoError>,
+    },
+    /// The index lists a pack that the store does not have.
+    #[error("pack {} is listed in the index but missing", pack.short())]
+    PackMissing {
+        /// The pack.
+        pack: Id,
+    },
+    /// A snapshot refers (through its trees) to a tree that no index file lists.
+    #[error("tree {} is missing from the index", tree.short())]
+    TreeNotIndexed {
+        /// The tree.
+        tree: Id,
+    },
+    /// A tree a snapshot refers to could not be read.
+    #[error("tree {} is unreadable: {source}", tree.short())]
+    TreeUnreadable {
+        /// The tree.
+        tree: Id,
+        /// Why.
+        #[source]
+        source: Box<RepoError>,
+    },
+    /// A snapshot refers (through its trees) to a data blob that no index file lists.
+    #[error("data blob {} is missing from the index", blob.short())]
+    BlobNotIndexed {
+        /// The blob.
+        blob: Id,
+    },
+    /// A pack to repack is shorter than the index says.
+    #[error("pack {} is shorter than its index says", pack.short())]
+    PackTruncated {
+        /// The pack.
+        pack: Id,
+    },
+    /// A blob to copy out of a pack being repacked does not open.
+    #[error("pack {}: {source}", pack.short())]
+    PackDamaged {
+        /// The pack.
+        pack: Id,
+        /// Why the blob did not open.
+        #[source]
+        source: CryptoError,
+    },
+}
+
+impl Classified for PruneRefusal {
+    fn class(&self) -> ErrorClass {
+        use PruneRefusal as R;
+        match self {
+            // A store that failed while reading stays transient; anything else is damage.
+            R::IndexUnreadable { source }
+            | R::SnapshotUnreadable { source, .. }
+            | R::TreeUnreadable { source, .. } => match source.class() {
+                ErrorClass::Transient => ErrorClass::Transient,
+                _ => ErrorClass::Corruption,
+            },
+            R::PackMissing { .. }
+            | R::TreeNotIndexed { .. }
+            | R::BlobNotIndexed { .. }
+            | R::PackTruncated { .. }
+            | R::PackDamaged { .. } => ErrorClass::Corruption,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        use PruneRefusal as R;
+        match self {
+            R::IndexUnreadable { .. } => "prune.index_unreadable",
+            R::SnapshotUnreadable { .. } => "prune.snapshot_unreadable",
+            R::PackMissing { .. } => "prune.pack_missing",
+            R::TreeNotIndexed { .. } => "prune.tree_not_indexed",
+            R::TreeUnreadable { .. } => "prune.tree_unreadable",
+            R::BlobNotIndexed { .. } => "prune.blob_not_indexed",
+            R::PackTruncated { .. } => "prune.pack_truncated",
+            R::PackDamaged { .. } => "prune.pack_damaged",
+        }
+    }
+}
+
+/// Errors of [`run`].
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// Prune found the repository inconsistent and deleted nothing.
+    #[error("refusing to prune: {reason}")]
+    Refused {
+        /// What is inconsistent.
+        #[source]
+        reason: PruneRefusal,
+    },
+    /// Reading or writing the repository failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+impl From<PruneRefusal> for PruneError {
+    fn from(reason: PruneRefusal) -> Self {
+        PruneError::Refused { reason }
+    }
+}
+
+impl From<BackendError> for PruneError {
+    fn from(e: BackendError) -> Self {
+        PruneError::Repo(e.into())
+    }
+}
+
+impl Classified for PruneError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PruneError::Refused { reason } => reason.class(),
+            PruneError::Repo(e) => e.class(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            PruneError::Refused { reason } => reason.kind(),
+            PruneError::Repo(e) => e.kind(),
+        }
+    }
 }
 
 /// Marks every blob reachable from the given snapshots' trees as used. Any unreadable tree or
 /// blob missing from the index is an error: deleting with an incomplete picture could lose
 /// data. Trees already marked are not read again.
-fn mark_used(db: &IndexDb, idx: &IndexedRepo, trees: impl IntoIterator<Item = Id>) -> Result<()> {
+fn mark_used(
+    db: &IndexDb,
+    idx: &IndexedRepo,
+    trees: impl IntoIterator<Item = Id>,
+) -> Result<(), PruneError> {
     struct Marker<'a>(&'a IndexDb);
     impl Visit for Marker<'_> {
-        type Error = RepoError;
-        fn tree(&mut self, t: &Id, _: &[u8]) -> Result<Step> {
+        type Error = PruneError;
+        fn tree(&mut self, t: &Id, _: &[u8]) -> Result<Step, PruneError> {
             match self.0.mark_used(BlobType::Tree, t)? {
                 Mark::Already => Ok(Step::Skip),
                 Mark::New => Ok(Step::Enter),
-                Mark::Missing => Err(refuse(format!(
-                    "tree {} is missing from the index; run `stowage check` and `stowage repair`",
-                    t.short()
-                ))),
+                Mark::Missing => Err(PruneRefusal::TreeNotIndexed { tree: *t }.into()),
             }
         }
-        fn unreadable(&mut self, t: &Id, _: &[u8], e: RepoError) -> Result<()> {
-            Err(refuse(format!(
-                "tree {} is unreadable ({e}); run `stowage check`",
-                t.short()
-            )))
+        fn unreadable(&mut self, t: &Id, _: &[u8], e: RepoError) -> Result<(), PruneError> {
+            Err(PruneRefusal::TreeUnreadable {
+                tree: *t,
+                source: Box::new(e),
+            }
+            .into())
         }
-        fn node(&mut self, _: &[u8], n: &Node) -> Result<()> {
-            self.0.stage_used(BlobType::Data, &n.content)
+        fn node(&mut self, _: &[u8], n: &Node) -> Result<(), PruneError> {
+            Ok(self.0.stage_used(BlobType::Data, &n.content)?)
         }
     }
     for t in trees {
         walk(idx, &t, b"", &mut Marker(db))?;
     }
     if let Some((_, id)) = db.mark_staged()? {
-        return Err(refuse(format!(
-            "data blob {} is missing from the index; run `stowage check` and `stowage repair`",
-            id.short()
-        )));
+        return Err(PruneRefusal::BlobNotIndexed { blob: id }.into());
     }
     Ok(())
 }
 
 /// Reads the snapshots not in `seen`; returns their root trees. Snapshots forgotten meanwhile
 /// are skipped.
-fn new_snapshot_trees(repo: &Repository, seen: &mut HashSet<String>) -> Result<Vec<Id>> {
+fn new_snapshot_trees(
+    repo: &Repository,
+    seen: &mut HashSet<String>,
+) -> Result<Vec<Id>, PruneError> {
     let mut out = Vec::new();
     for f in repo.backend().list(FileKind::Snapshot)? {
         if seen.contains(&f.name) {
@@ -131,10 +285,11 @@ fn new_snapshot_trees(repo: &Repository, seen: &mut HashSet<String>) -> Result<V
             Ok(s) => out.push(s.tree),
             Err(RepoError::Backend(BackendError::NotFound { .. })) => continue,
             Err(e) => {
-                return Err(refuse(format!(
-                    "snapshot {} is unreadable: {e}",
-                    id.short()
-                )))
+                return Err(PruneRefusal::SnapshotUnreadable {
+                    snapshot: id,
+                    source: Box::new(e),
+                }
+                .into())
             }
         }
         seen.insert(f.name);
@@ -240,13 +395,16 @@ impl<W: Work> PrunePlan<'_, W> {
 }
 
 /// Prunes: [`plan`], then [`PrunePlan::execute`].
-pub fn run(session: &Locked<PruneWork>, opts: &PruneOptions) -> Result<PruneReport> {
+pub fn run(session: &Locked<PruneWork>, opts: &PruneOptions) -> Result<PruneReport, PruneError> {
     plan(session, opts)?.execute()
 }
 
 /// Computes what a prune would do; writes nothing. Any session will do for a plan that is only
 /// shown; only one made under the prune lock can be executed.
-pub fn plan<'s, W: Work>(session: &'s Locked<W>, opts: &PruneOptions) -> Result<PrunePlan<'s, W>> {
+pub fn plan<'s, W: Work>(
+    session: &'s Locked<W>,
+    opts: &PruneOptions,
+) -> Result<PrunePlan<'s, W>, PruneError> {
     let repo = session.repo();
     let mut report = PruneReport {
         dry_run: true,
@@ -262,10 +420,8 @@ pub fn plan<'s, W: Work>(session: &'s Locked<W>, opts: &PruneOptions) -> Result<
     // blobs, so every snapshot listed finds its blobs in the index read after.
     let mut seen_snapshots = HashSet::new();
     let trees = new_snapshot_trees(repo, &mut seen_snapshots)?;
-    let mut loaded = db.load(repo).map_err(|e| {
-        refuse(format!(
-            "the index is unreadable ({e}); run `stowage repair index`"
-        ))
+    let mut loaded = db.load(repo).map_err(|e| PruneRefusal::IndexUnreadable {
+        source: Box::new(e),
     })?;
     tracing::info!("prune: index loaded in {:.1?}", started.elapsed());
     let batches = std::mem::take(&mut loaded.batches);
@@ -280,10 +436,7 @@ pub fn plan<'s, W: Work>(session: &'s Locked<W>, opts: &PruneOptions) -> Result<
         .collect();
     for p in db.packs()? {
         if !stored.contains_key(&p) {
-            return Err(refuse(format!(
-                "pack {} is listed in the index but missing; run `stowage repair index` and `stowage repair snapshots`",
-                p.short()
-            )));
+            return Err(PruneRefusal::PackMissing { pack: p }.into());
         }
     }
     report.snapshots = trees.len();
@@ -354,9 +507,10 @@ pub fn plan<'s, W: Work>(session: &'s Locked<W>, opts: &PruneOptions) -> Result<
             .max_repack_bytes
             .is_some_and(|m| repack_read + size > m)
         {
-            report
-                .notes
-                .push("stopped repacking at --max-repack-size".into());
+            report.notes.push(format!(
+                "stopped repacking at the limit of {} read",
+                crate::util::human_bytes(opts.max_repack_bytes.unwrap_or(0))
+            ));
             break;
         }
         repack.push(*pid);
@@ -388,7 +542,7 @@ pub fn plan<'s, W: Work>(session: &'s Locked<W>, opts: &PruneOptions) -> Result<
 impl PrunePlan<'_, PruneWork> {
     /// Carries the plan out: copies the used blobs of the packs to repack, condemns, and deletes
     /// the condemned packs no live lock may still need.
-    pub fn execute(self) -> Result<PruneReport> {
+    pub fn execute(self) -> Result<PruneReport, PruneError> {
         let PrunePlan {
             session,
             db,
@@ -420,15 +574,9 @@ impl PrunePlan<'_, PruneWork> {
             for (pid, blobs) in repack.iter().zip(used_copies) {
                 let bytes = repo.backend().read(FileKind::Pack, &pid.to_hex())?;
                 for b in blobs {
-                    let sealed =
-                        bytes
-                            .get(b.offset as usize..b.end() as usize)
-                            .ok_or_else(|| {
-                                refuse(format!(
-                                    "pack {} is shorter than its index says",
-                                    pid.short()
-                                ))
-                            })?;
+                    let sealed = bytes
+                        .get(b.offset as usize..b.end() as usize)
+                        .ok_or(PruneRefusal::PackTruncated { pack: *pid })?;
                     let data = open_blob(
                         repo.keys(),
                         b.blob_type,
@@ -436,7 +584,7 @@ impl PrunePlan<'_, PruneWork> {
                         sealed,
                         b.raw_length as usize,
                     )
-                    .map_err(|e| refuse(format!("pack {}: {e}", pid.short())))?;
+                    .map_err(|source| PruneRefusal::PackDamaged { pack: *pid, source })?;
                     if writer.add_with_id(b.blob_type, b.id, &data)? {
                         report.blobs_copied += 1;
                     }

@@ -17,10 +17,15 @@ use std::sync::Arc;
 /// What `repair index` did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct IndexRepairReport {
+    /// Packs whose headers were read.
     pub packs: usize,
+    /// Blobs listed in the new index.
     pub blobs: usize,
+    /// Packs whose header could not be read, with the reason (left out of the index).
     pub unreadable_packs: Vec<String>,
+    /// Index files removed (replaced by the new ones).
     pub index_files_removed: usize,
+    /// Index files written.
     pub index_files_written: usize,
 }
 
@@ -74,6 +79,7 @@ pub fn repair_index(session: &Locked<PruneWork>) -> Result<IndexRepairReport> {
 /// What `repair snapshots` did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct SnapshotRepairReport {
+    /// Snapshots whose trees were walked.
     pub snapshots_checked: usize,
     /// (old id, new id) of rewritten snapshots.
     pub rewritten: Vec<(Id, Id)>,

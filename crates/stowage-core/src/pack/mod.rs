@@ -6,6 +6,7 @@
 //! (see [`PackBlob::encode`]). `repo-format/` documents every byte.
 
 use crate::crypto::{CryptoError, FileAad, MasterKeys, SEAL_OVERHEAD};
+use crate::error::{Classified, ErrorClass};
 use crate::id::{BlobType, Id};
 
 /// Magic bytes at the very end of every pack.
@@ -22,16 +23,41 @@ pub const TAIL_GUESS: u64 = 16 * 1024;
 /// Errors decoding a pack.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
+    /// The pack's tail or header does not decode.
     #[error("pack {pack}: {msg}")]
-    Malformed { pack: String, msg: String },
+    Malformed {
+        /// The pack's name.
+        pack: String,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The header (or a blob) does not open.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+}
+
+impl Classified for PackError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            PackError::Malformed { .. } => ErrorClass::Corruption,
+            PackError::Crypto(e) => e.class(),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            PackError::Malformed { .. } => "pack.malformed",
+            PackError::Crypto(e) => e.kind(),
+        }
+    }
 }
 
 /// Where one blob lives inside its pack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PackBlob {
+    /// Whether the blob is file data or a tree.
     pub blob_type: BlobType,
+    /// The blob's id (keyed hash of its plaintext).
     pub id: Id,
     /// Offset of the sealed blob from the start of the pack.
     pub offset: u32,
@@ -88,6 +114,7 @@ impl PackBlob {
         Ok(e)
     }
 
+    /// Offset just past the sealed blob.
     pub fn end(&self) -> u64 {
         self.offset as u64 + self.length as u64
     }
@@ -106,6 +133,7 @@ impl Default for PackWriter {
 }
 
 impl PackWriter {
+    /// An empty pack.
     pub fn new() -> Self {
         Self::with_buffer(Vec::new())
     }
@@ -144,10 +172,12 @@ impl PackWriter {
         self.data.len()
     }
 
+    /// Number of blobs added.
     pub fn count(&self) -> usize {
         self.blobs.len()
     }
 
+    /// Whether no blob was added.
     pub fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }

@@ -20,11 +20,15 @@ use std::sync::Mutex;
 const SCHEMA_VERSION: i64 = 2;
 
 fn db_err(path: &Path) -> impl Fn(rusqlite::Error) -> RepoError + '_ {
-    move |e| RepoError::Invalid(format!("cache {}: {e}", path.display()))
+    move |source| RepoError::Cache {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// Progress reported while the cache is filled.
 pub trait CacheProgress: Sync {
+    /// `done` of `total` index files have been read into the cache.
     fn index_files(&self, done: usize, total: usize);
 }
 
@@ -157,8 +161,10 @@ impl IndexCache {
     /// or fails its checks is deleted and created anew.
     pub fn open(dir: &Path, repo_id: &Id) -> Result<IndexCache> {
         let folder = dir.join(repo_id.to_hex());
-        std::fs::create_dir_all(&folder)
-            .map_err(|e| RepoError::Invalid(format!("cache folder {}: {e}", folder.display())))?;
+        std::fs::create_dir_all(&folder).map_err(|source| RepoError::CacheFolder {
+            path: folder.display().to_string(),
+            source,
+        })?;
         let path = folder.join("cache.sqlite");
         let conn = match open_db(&path, repo_id) {
             Ok(c) => c,

@@ -22,10 +22,13 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 /// The parameters of a repository, fixed at `init`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoConfig {
+    /// The repository format version (see `repo-format/`).
     pub format_version: u32,
+    /// A random id, fixed at `init`: names the local cache.
     pub repository_id: Id,
     /// Fingerprint of the master keys ([`MasterKeys::fingerprint`]).
     pub master_key_fingerprint: Id,
+    /// The parameters files are cut with.
     pub chunker: ChunkerParams,
     /// Finer chunks for large files; absent: every file is cut with `chunker`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

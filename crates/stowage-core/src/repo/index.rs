@@ -19,7 +19,9 @@ pub const MAX_INDEX_LEN: usize = 256 << 20;
 /// The blobs of one pack, as listed in an index file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexPack {
+    /// The pack's id (hash of its content, and its file name).
     pub id: Id,
+    /// Its blobs.
     pub blobs: Vec<PackBlob>,
 }
 
@@ -28,6 +30,7 @@ pub struct IndexPack {
 pub struct IndexFile {
     /// Index files this one replaces (written by index consolidation); readers ignore them.
     pub supersedes: Vec<Id>,
+    /// The packs this file lists.
     pub packs: Vec<IndexPack>,
     /// Packs that prune has marked for deletion (see `repo-format/`, "Concurrency").
     pub condemned: Vec<CondemnedBatch>,
@@ -46,10 +49,12 @@ pub struct CondemnedBatch {
     pub determined: bool,
     /// Identities of the locks that were live right after the mark was stored.
     pub blocking_locks: Vec<Id>,
+    /// The condemned packs.
     pub packs: Vec<Id>,
 }
 
 impl IndexFile {
+    /// The plaintext encoding (before sealing) described in `repo-format/`.
     pub fn encode_plaintext(&self) -> Vec<u8> {
         let blobs: usize = self.packs.iter().map(|p| p.blobs.len()).sum();
         let mut out = Vec::with_capacity(
@@ -111,7 +116,10 @@ impl IndexFile {
         let mut r = Reader { b, pos: 0 };
         let version = r.u8().ok_or_else(|| bad("empty"))?;
         if version != INDEX_VERSION {
-            return Err(bad(&format!("unknown index version {version}")));
+            return Err(RepoError::UnsupportedFileVersion {
+                what: format!("index {name}"),
+                version: version.into(),
+            });
         }
         let n = r.u32().ok_or_else(|| bad("truncated"))? as usize;
         if n.saturating_mul(ID_LEN) > r.left() {
@@ -219,10 +227,15 @@ impl<'a> Reader<'a> {
 /// Where a blob is stored, as looked up in the master index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobLocation {
+    /// Whether the blob is data or a tree.
     pub blob_type: BlobType,
+    /// The pack it is in.
     pub pack: Id,
+    /// Offset of the sealed blob in the pack.
     pub offset: u32,
+    /// Length of the sealed blob.
     pub length: u32,
+    /// Length of the plaintext.
     pub raw_length: u32,
 }
 
@@ -243,9 +256,11 @@ pub trait BlobIndex: Send + Sync {
     fn contains_live(&self, blob_type: BlobType, id: &Id) -> bool;
     /// Number of blobs of both types.
     fn len(&self) -> usize;
+    /// Whether a blob is stored (in any pack, condemned or not).
     fn contains(&self, blob_type: BlobType, id: &Id) -> bool {
         self.get(blob_type, id).is_some()
     }
+    /// Whether the index holds no blob.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -285,6 +300,7 @@ pub struct MasterIndex {
 }
 
 impl MasterIndex {
+    /// An empty index.
     pub fn new() -> Self {
         Self::default()
     }
@@ -365,6 +381,7 @@ impl MasterIndex {
             .is_some_and(|s| !self.condemned.contains(&s.pack))
     }
 
+    /// Adds the packs and condemned batches of one index file.
     pub fn add_file(&mut self, file: &IndexFile) {
         for c in &file.condemned {
             self.condemn(c.packs.iter().copied());
@@ -374,6 +391,7 @@ impl MasterIndex {
         }
     }
 
+    /// Where a blob is stored: a copy outside condemned packs when there is one.
     pub fn get(&self, blob_type: BlobType, id: &Id) -> Option<BlobLocation> {
         self.blobs[blob_type.code() as usize]
             .get(id)
@@ -390,6 +408,7 @@ impl MasterIndex {
         }
     }
 
+    /// Whether a blob is stored (in any pack, condemned or not).
     pub fn contains(&self, blob_type: BlobType, id: &Id) -> bool {
         self.blobs[blob_type.code() as usize].contains_key(id)
     }
@@ -399,6 +418,7 @@ impl MasterIndex {
         self.blobs.iter().map(HashMap::len).sum()
     }
 
+    /// Whether the index holds no blob.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

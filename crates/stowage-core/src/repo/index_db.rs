@@ -26,7 +26,7 @@ pub const PAGE_CACHE_KIB: i64 = 32 * 1024;
 const FILES_IN_FLIGHT: usize = 1;
 
 fn db_err(e: rusqlite::Error) -> RepoError {
-    RepoError::Invalid(format!("prune work database: {e}"))
+    RepoError::WorkDatabase(e)
 }
 
 /// What loading the index found besides the blob records.
@@ -61,8 +61,11 @@ pub enum Mark {
 /// Bytes of a pack's blob records, and of those that are the used copy of a used blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PackUsage {
+    /// The pack.
     pub pack: Id,
+    /// Bytes of all its blob records.
     pub total_bytes: u64,
+    /// Bytes of the records that are the used copy of a used blob.
     pub used_bytes: u64,
 }
 
@@ -96,7 +99,7 @@ impl IndexDb {
     /// Creates an empty database in a new temporary folder under `parent` (the system's
     /// temporary folder if `None`).
     pub fn create(parent: Option<&Path>) -> Result<IndexDb> {
-        let io = |e: std::io::Error| RepoError::Invalid(format!("prune work folder: {e}"));
+        let io = RepoError::WorkFolder;
         let dir = match parent {
             Some(p) => {
                 std::fs::create_dir_all(p).map_err(io)?;
@@ -145,11 +148,7 @@ impl IndexDb {
             match self.load_once(repo) {
                 Err(RepoError::Backend(BackendError::NotFound { .. })) if attempt < 20 => {}
                 Ok(None) if attempt < 20 => {}
-                Ok(None) => {
-                    return Err(RepoError::Invalid(
-                        "the index keeps changing; try again".into(),
-                    ))
-                }
+                Ok(None) => return Err(RepoError::ListingUnstable(FileKind::Index)),
                 Ok(Some(l)) => return Ok(l),
                 Err(e) => return Err(e),
             }

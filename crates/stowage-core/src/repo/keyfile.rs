@@ -18,8 +18,11 @@ pub struct KeyFile {
     pub version: u32,
     /// RFC 3339 time of creation.
     pub created: String,
+    /// Host that created the key.
     pub hostname: String,
+    /// User that created the key.
     pub username: String,
+    /// How the password is turned into the wrapping key.
     pub kdf: KdfParams,
     /// Base64 of the master keys sealed with the password-derived key.
     pub master: String,
@@ -39,12 +42,14 @@ impl KeyFile {
         })
     }
 
+    /// The file's bytes: pretty JSON and a newline.
     pub fn encode(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).expect("key file serializes");
         v.push(b'\n');
         v
     }
 
+    /// Parses the key file `name` (its contents are not trusted: sizes and versions are checked).
     pub fn decode(name: &str, bytes: &[u8]) -> Result<KeyFile> {
         let what = || format!("key file {name}");
         if bytes.len() > MAX_KEY_FILE_LEN {
@@ -57,10 +62,10 @@ impl KeyFile {
         let k: KeyFile =
             serde_json::from_slice(bytes).map_err(|e| RepoError::malformed(what(), e))?;
         if k.version != 1 {
-            return Err(RepoError::malformed(
-                what(),
-                format!("unknown key file version {}", k.version),
-            ));
+            return Err(RepoError::UnsupportedFileVersion {
+                what: what(),
+                version: k.version,
+            });
         }
         Ok(k)
     }

@@ -40,18 +40,34 @@ pub enum LockKind {
     Unknown,
 }
 
+impl std::fmt::Display for LockKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LockKind::Backup => "backup",
+            LockKind::Prune => "prune",
+            LockKind::Read => "read",
+            LockKind::Unknown => "operation",
+        })
+    }
+}
+
 /// The content of a lock file (sealed JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
     /// Stays the same when the lock is refreshed (the file name changes).
     pub lock_id: Id,
+    /// What the holder is doing.
     pub kind: LockKind,
+    /// The holder's host name.
     pub hostname: String,
+    /// The holder's process id on its host.
     pub pid: u32,
     /// Start time of the process in clock ticks since boot (`/proc/PID/stat` field 22), so a
     /// recycled pid is not mistaken for the holder.
     pub process_start: u64,
+    /// When the lock was first taken.
     pub created: DateTime<Utc>,
+    /// When it was last rewritten.
     pub refreshed: DateTime<Utc>,
     /// Identifies the kernel and pid namespace of the holder (boot id and pid namespace), so
     /// only a process that can really see the holder's pid judges it by its pid. Empty when
@@ -95,6 +111,7 @@ impl LockInfo {
         false
     }
 
+    /// The sealed bytes of the lock file.
     pub fn encode(&self, repo: &Repository) -> Vec<u8> {
         repo.keys().seal_file(
             FileAad::Lock,
@@ -102,6 +119,7 @@ impl LockInfo {
         )
     }
 
+    /// Opens and parses the lock file `name`.
     pub fn decode(repo: &Repository, name: &str, sealed: &[u8]) -> Result<LockInfo> {
         let what = format!("lock {}", crate::util::short_name(name));
         if sealed.len() > MAX_LOCK_LEN {
@@ -149,9 +167,7 @@ pub fn list_locks(repo: &Repository) -> Result<Vec<(String, LockInfo)>> {
             return Ok(out);
         }
     }
-    Err(RepoError::Invalid(
-        "the lock files keep changing; try again".into(),
-    ))
+    Err(RepoError::ListingUnstable(FileKind::Lock))
 }
 
 /// Locks that are not stale.
@@ -269,10 +285,12 @@ impl Lock {
                 .filter(|l| l.kind == LockKind::Prune && l.lock_id != me)
                 .collect();
             if let Some(o) = others.first() {
-                return Err(RepoError::Invalid(format!(
-                    "another prune is running (host {}, pid {}, since {}); if it is dead, run `stowage unlock`",
-                    o.hostname, o.pid, o.created
-                )));
+                return Err(RepoError::LockConflict {
+                    kind: o.kind,
+                    hostname: o.hostname.clone(),
+                    pid: o.pid,
+                    since: o.created,
+                });
             }
         }
         Ok(lock)
@@ -304,9 +322,7 @@ impl Lock {
         if self.still_held() {
             Ok(())
         } else {
-            Err(RepoError::Invalid(
-                "this process's lock could not be refreshed for too long and may look stale to others; stopping".into(),
-            ))
+            Err(RepoError::LockLost)
         }
     }
 }

@@ -34,12 +34,17 @@ use tree::Tree;
 /// Choices made once, at `init`.
 #[derive(Clone, Debug)]
 pub struct InitOptions {
+    /// How files are cut into chunks.
     pub chunker: ChunkerParams,
     /// Finer chunks for large files (`None`: every file is cut with `chunker`).
     pub large_files: Option<LargeFileChunking>,
+    /// Target size of a pack file in bytes (1 MiB to 1 GiB).
     pub pack_size: u32,
+    /// zstd compression level (0 to 22; 0: stored uncompressed).
     pub compression_level: i32,
+    /// Argon2 memory of the first key, in KiB.
     pub kdf_memory_kib: u32,
+    /// Argon2 passes of the first key.
     pub kdf_iterations: u32,
 }
 
@@ -75,20 +80,20 @@ impl Repository {
         password: &[u8],
         opts: &InitOptions,
     ) -> Result<Repository> {
-        opts.chunker.validate().map_err(RepoError::Invalid)?;
+        opts.chunker.validate().map_err(RepoError::InvalidOptions)?;
         if let Some(large) = &opts.large_files {
             large
                 .chunker
                 .validate()
-                .map_err(|e| RepoError::Invalid(format!("large-file {e}")))?;
+                .map_err(|e| RepoError::InvalidOptions(format!("large-file {e}")))?;
         }
         if !(1 << 20..=1 << 30).contains(&opts.pack_size) {
-            return Err(RepoError::Invalid(
+            return Err(RepoError::InvalidOptions(
                 "pack size must be between 1 MiB and 1 GiB".into(),
             ));
         }
         if !(0..=22).contains(&opts.compression_level) {
-            return Err(RepoError::Invalid(
+            return Err(RepoError::InvalidOptions(
                 "compression level must be between 0 and 22".into(),
             ));
         }
@@ -197,14 +202,17 @@ impl Repository {
         Err(config_error.unwrap_or(RepoError::WrongPassword))
     }
 
+    /// The storage the repository lives in.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
 
+    /// The repository's unlocked master keys.
     pub fn keys(&self) -> &MasterKeys {
         &self.keys
     }
 
+    /// The repository's parameters.
     pub fn config(&self) -> &RepoConfig {
         &self.config
     }
@@ -281,9 +289,7 @@ impl Repository {
             }
             names = again;
         }
-        Err(RepoError::Invalid(
-            "the index keeps changing; try again".into(),
-        ))
+        Err(RepoError::ListingUnstable(FileKind::Index))
     }
 
     /// Reads every index file that no other supersedes, in parallel. A file that a concurrent
@@ -323,9 +329,7 @@ impl Repository {
                 if attempt < 20 {
                     continue;
                 }
-                return Err(RepoError::Invalid(
-                    "the index keeps changing; try again".into(),
-                ));
+                return Err(RepoError::ListingUnstable(FileKind::Index));
             }
             let superseded: std::collections::HashSet<Id> = files
                 .iter()
@@ -460,10 +464,12 @@ impl IndexedRepo {
         IndexedRepo { repo, index }
     }
 
+    /// The repository.
     pub fn repo(&self) -> &Arc<Repository> {
         &self.repo
     }
 
+    /// Its index.
     pub fn index(&self) -> &dyn BlobIndex {
         self.index.as_ref()
     }

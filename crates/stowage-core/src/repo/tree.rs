@@ -21,12 +21,15 @@ pub const MAX_NAME_LEN: usize = 4096;
 pub struct ByteString(pub Vec<u8>);
 
 impl ByteString {
+    /// The bytes of an OS string.
     pub fn from_os(s: &OsStr) -> Self {
         ByteString(s.as_bytes().to_vec())
     }
+    /// The bytes as an OS string.
     pub fn to_os(&self) -> OsString {
         OsString::from_vec(self.0.clone())
     }
+    /// The bytes as an OS string, borrowed.
     pub fn as_os(&self) -> &OsStr {
         OsStr::from_bytes(&self.0)
     }
@@ -71,14 +74,21 @@ impl<'de> Deserialize<'de> for ByteString {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
     /// A further name of a file seen earlier in the same snapshot (see `link_target`).
     Hardlink,
+    /// A character device.
     Chardev,
+    /// A block device.
     Blockdev,
+    /// A named pipe.
     Fifo,
+    /// A Unix socket.
     Socket,
 }
 
@@ -89,6 +99,7 @@ pub struct Timestamp(pub i64, pub u32);
 /// One extended attribute.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Xattr {
+    /// The attribute's name.
     pub name: ByteString,
     /// Base64 of the value.
     pub value: String,
@@ -101,33 +112,46 @@ fn is_zero(v: &u64) -> bool {
 /// One directory entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {
+    /// The entry's name (no slash).
     pub name: ByteString,
     #[serde(rename = "type")]
+    /// What kind of object it is.
     pub kind: NodeKind,
     /// Permission bits including setuid, setgid and sticky (`st_mode & 0o7777`).
     pub mode: u32,
+    /// Owner's user id.
     pub uid: u32,
+    /// Owner's group id.
     pub gid: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Owner's user name, where known.
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Owner's group name, where known.
     pub group: Option<String>,
+    /// Modification time.
     pub mtime: Timestamp,
+    /// Status change time.
     pub ctime: Timestamp,
+    /// Access time.
     pub atime: Timestamp,
     #[serde(default, skip_serializing_if = "is_zero")]
+    /// Size in bytes (files only).
     pub size: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
+    /// Inode number (with `device`, tells hard links apart).
     pub inode: u64,
     /// `st_dev` of the file system the entry was on.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub device: u64,
     #[serde(default, skip_serializing_if = "is_zero")]
+    /// Number of hard links.
     pub links: u64,
     /// `st_rdev` of a device node.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rdev: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Extended attributes.
     pub xattrs: Vec<Xattr>,
     /// Target of a symlink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,6 +241,7 @@ pub fn validate_relative_path(path: &[u8]) -> std::result::Result<(), String> {
 /// A directory listing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
+    /// The entries, sorted by name.
     pub nodes: Vec<Node>,
 }
 
@@ -226,6 +251,7 @@ impl Tree {
         self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
+    /// The tree's blob: compact JSON.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("trees serialize")
     }

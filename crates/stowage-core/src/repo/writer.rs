@@ -40,10 +40,15 @@ thread_local! {
 /// Counters of what a writer stored.
 #[derive(Debug, Default)]
 pub struct WriterStats {
+    /// Blobs new to the repository.
     pub blobs_added: AtomicU64,
+    /// Plaintext bytes of the new blobs.
     pub bytes_added: AtomicU64,
+    /// Bytes the new blobs take in packs.
     pub bytes_stored: AtomicU64,
+    /// Packs uploaded.
     pub packs_written: AtomicU64,
+    /// Index files written.
     pub index_files_written: AtomicU64,
 }
 
@@ -255,6 +260,7 @@ impl BlobWriter {
         self.level = level;
     }
 
+    /// The live counters.
     pub fn stats(&self) -> &WriterStats {
         &self.shared.stats
     }
@@ -344,7 +350,7 @@ impl BlobWriter {
             .as_ref()
             .expect("writer is open")
             .send(pack)
-            .map_err(|_| RepoError::Invalid("upload threads stopped".into()))
+            .map_err(|_| RepoError::Internal("upload threads stopped".into()))
     }
 
     /// Uploads what is left, waits for every upload and writes the final index file. Only after
@@ -388,11 +394,14 @@ impl Drop for BlobWriter {
 /// What a finished writer stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterSummary {
+    /// Blobs new to the repository.
     pub blobs_added: u64,
     /// Plaintext bytes of new blobs.
     pub bytes_added: u64,
     /// Bytes the new blobs take in packs.
     pub bytes_stored: u64,
+    /// Packs uploaded.
     pub packs_written: u64,
+    /// Index files written.
     pub index_files_written: u64,
 }
