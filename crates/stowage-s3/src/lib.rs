@@ -2,8 +2,20 @@
 //! its interoperability API, ...).
 //!
 //! Object keys are the repository's relative paths (`config`, `keys/ID`, `data/XX/ID`, ...) under
-//! an optional prefix. The [`Backend`] trait is synchronous and called from many plain threads at
-//! once; the backend keeps a private tokio runtime and blocks on it in every method.
+//! an optional prefix. The [`Backend`](stowage_core::backend::Backend) trait is synchronous and
+//! called from many plain threads at once; the backend keeps a private tokio runtime on which
+//! every request runs.
+//!
+//! # Calling it from async code
+//!
+//! The engine is synchronous, and the one way async code calls it is
+//! `tokio::task::spawn_blocking` around the engine call (a backup, a restore, a prune), which
+//! then calls this backend from a blocking thread. The backend also tolerates being called
+//! directly from a thread that belongs to a tokio runtime, multi-thread or current-thread: it
+//! neither panics nor deadlocks there (the request runs on the backend's own runtime while the
+//! caller waits), but it does block that thread for as long as the request takes, stalling the
+//! other tasks of a current-thread runtime. Creating and dropping an [`S3Backend`] inside a
+//! runtime is fine too.
 //!
 //! What it guarantees on top of the trait:
 //! - every request is retried with exponential backoff and full jitter on throttling (503
@@ -14,7 +26,15 @@
 //! - `exclusive` writes send `If-None-Match: *`, so two writers cannot both create an object;
 //!   a store that answers 501 to it gets a check-then-write instead;
 //! - credentials come only from the standard AWS chain (environment, profile, web identity, ECS,
-//!   instance metadata), never from the repository URL.
+//!   instance metadata), never from the repository URL;
+//! - every error is an [`S3Error`] with a class (retry, fix the configuration, a bug) and a
+//!   stable kind (`s3.no_such_bucket`, ...), carried into
+//!   [`BackendError::Remote`](stowage_core::backend::BackendError::Remote).
+//!
+//! The modules follow the layers of a request: `location` and `options` say where and how;
+//! `client` builds the SDK client and its TLS; `retry` classifies failures and retries them;
+//! `reads`, `uploads` and `listing` are the requests; `backend` puts them behind the `Backend`
+//! trait through `bridge`, the runtime they run on.
 
 mod backend;
 mod bridge;
