@@ -136,6 +136,11 @@ pub fn main() -> ExitCode {
                     msg.push_str(&s);
                 }
             }
+            // What to do about it, phrased for this program's flags, from the error's kind.
+            if let Some(advice) = advice::for_error(&e) {
+                msg.push_str("; ");
+                msg.push_str(advice);
+            }
             eprintln!("stowage: error: {msg}");
             ExitCode::from(1)
         }

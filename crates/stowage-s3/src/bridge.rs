@@ -83,11 +83,9 @@ impl Drop for IoRuntime {
 mod tests {
     use super::*;
 
-    fn answer() -> impl Future<Output = u32> + Send + 'static {
-        async {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            42
-        }
+    async fn answer() -> u32 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        42
     }
 
     #[test]

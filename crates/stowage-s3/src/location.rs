@@ -15,6 +15,7 @@ use stowage_core::backend::FileKind;
 pub struct S3Location {
     /// `scheme://host[:port]` of a custom endpoint; `None` for AWS.
     pub endpoint: Option<String>,
+    /// The bucket's name.
     pub bucket: String,
     /// Key prefix without leading or trailing slashes; empty for the bucket's root.
     pub prefix: String,
@@ -32,6 +33,9 @@ impl S3Location {
             location: redact_userinfo(location),
             reason: reason.to_string(),
         };
+        let credentials = || S3Error::CredentialsInLocation {
+            location: redact_userinfo(location),
+        };
         let (endpoint, path) = if let Some(rest) = location.strip_prefix("s3://") {
             (None, rest)
         } else if let Some(rest) = location.strip_prefix("s3:") {
@@ -46,10 +50,7 @@ impl S3Location {
             };
             let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
             if host.contains('@') {
-                return Err(bad(
-                    "credentials never go in the repository URL; use AWS_ACCESS_KEY_ID and \
-                     AWS_SECRET_ACCESS_KEY, a profile or a web identity",
-                ));
+                return Err(credentials());
             }
             validate_host(host).map_err(|r| bad(&r))?;
             (Some(format!("{scheme}://{host}")), path)
@@ -67,10 +68,7 @@ impl S3Location {
             return Err(bad("the bucket name is missing"));
         }
         if bucket.contains('@') || bucket.contains(':') && endpoint.is_none() {
-            return Err(bad(
-                "credentials never go in the repository URL; use AWS_ACCESS_KEY_ID and \
-                 AWS_SECRET_ACCESS_KEY, a profile or a web identity",
-            ));
+            return Err(credentials());
         }
         if bucket.len() > 255
             || !bucket
@@ -261,6 +259,8 @@ mod tests {
         ] {
             let e = bad_loc(s);
             assert!(e.contains("credentials never go"), "{e}");
+            let kind = S3Location::parse(s).unwrap_err().kind();
+            assert_eq!(kind, "s3.credentials_in_location");
             assert!(!e.contains("secret@"), "{e}");
         }
     }

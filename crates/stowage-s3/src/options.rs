@@ -35,7 +35,10 @@ pub enum Sse {
     /// SSE-S3 (`AES256`): keys managed by the store.
     S3,
     /// SSE-KMS (`aws:kms`), with the bucket's default key when `key_id` is `None`.
-    Kms { key_id: Option<String> },
+    Kms {
+        /// The KMS key's id or ARN.
+        key_id: Option<String>,
+    },
 }
 
 /// How to talk to the store: everything `-o s3.*` can set.
@@ -52,6 +55,7 @@ pub struct S3Options {
     pub insecure_tls: bool,
     /// Storage class of new objects (STANDARD, STANDARD_IA, INTELLIGENT_TIERING, ...).
     pub storage_class: Option<String>,
+    /// Server-side encryption of new objects; the bucket's default when unset.
     pub sse: Option<Sse>,
     /// Requests in flight at once, and the number of upload threads asked of the blob writer.
     pub connections: usize,
@@ -61,6 +65,7 @@ pub struct S3Options {
     pub retries: u32,
     /// Objects larger than this go up as multipart uploads.
     pub multipart_threshold: u64,
+    /// The size of each part of a multipart upload (but the last).
     pub part_size: u64,
     /// `create()` makes the bucket when it is missing (`init --create-bucket`).
     pub create_bucket: bool,

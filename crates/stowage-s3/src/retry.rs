@@ -311,22 +311,24 @@ impl Bucket {
                     .region
                     .clone()
                     .unwrap_or_else(|| "the one configured".into()),
-                hint: actual.map(|r| format!(" but in {r}")).unwrap_or_default(),
+                actual,
             },
             FailureKind::Unreachable => S3Error::Unreachable {
                 endpoint: self.endpoint.clone(),
                 detail: f.detail,
                 attempts,
             },
+            FailureKind::Tls
+                if f.detail.contains("InvalidContentType")
+                    || f.detail.contains("corrupt message") =>
+            {
+                S3Error::TlsNotSpoken {
+                    endpoint: self.endpoint.clone(),
+                    detail: f.detail,
+                }
+            }
             FailureKind::Tls => S3Error::Tls {
                 endpoint: self.endpoint.clone(),
-                hint: if f.detail.contains("InvalidContentType")
-                    || f.detail.contains("corrupt message")
-                {
-                    "the server does not speak TLS on that port: is the endpoint http:// rather than https://?"
-                } else {
-                    "for a private CA use -o s3.ca-bundle=FILE (-o s3.insecure-tls=true skips verification: unsafe)"
-                },
                 detail: f.detail,
             },
             FailureKind::Transient | FailureKind::Unparsed => S3Error::GaveUp {
