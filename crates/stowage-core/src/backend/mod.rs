@@ -13,6 +13,9 @@
 
 pub mod faulty;
 pub mod local;
+pub mod memory;
+pub mod metered;
+pub mod read_only;
 
 use std::fmt;
 
