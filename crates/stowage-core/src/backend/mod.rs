@@ -1,9 +1,21 @@
 //! Storage backends: the bottom layer. A backend stores named, immutable files of a few kinds and
 //! knows nothing about their contents. Everything above is built on the small [`Backend`] trait,
 //! so decorators (retries, fault injection, caching) can wrap any backend.
+//!
+//! # Async callers
+//!
+//! The engine, and this trait, are synchronous: a backend may block the calling thread for as
+//! long as a request takes. The one way async code (a controller, a node agent) calls the engine
+//! is `tokio::task::spawn_blocking` around the engine call, never the call itself on a runtime
+//! thread. Backends that run on an async runtime of their own (`stowage_s3::S3Backend`) also
+//! tolerate being called directly from a runtime thread: no panic, no deadlock, only a blocked
+//! thread.
 
 pub mod faulty;
 pub mod local;
+pub mod memory;
+pub mod metered;
+pub mod read_only;
 
 use crate::error::{io_class, io_kind, Classified, ErrorClass};
 use std::fmt;
