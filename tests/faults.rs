@@ -8,7 +8,7 @@ use std::fs;
 use std::sync::Arc;
 use stowage_core::backend::faulty::{FaultOn, FaultyBackend};
 use stowage_core::backend::local::LocalBackend;
-use stowage_core::backup::{self, BackupOptions, BackupProgress};
+use stowage_core::backup::{self, BackupOptions, BackupSource};
 use stowage_core::maintenance::prune::{self, PruneOptions};
 use stowage_core::repo::Repository;
 
@@ -133,11 +133,13 @@ fn backup_failing_at_a_write_fails_cleanly_and_the_next_backup_works() {
         }
         let (repo, _) = faulty_repo(&env.repo, FaultOn::Writes, at, true);
         let indexed = Arc::new(repo.load_index().unwrap());
-        let opts = BackupOptions {
-            paths: vec![src.clone()],
-            ..Default::default()
-        };
-        let r = backup::run(indexed, &opts, &BackupProgress::default());
+        let source = BackupSource::Paths(vec![src.clone()]);
+        let r = backup::run(
+            indexed,
+            source,
+            &BackupOptions::default(),
+            &Default::default(),
+        );
         let err = r.expect_err("a write failed");
         assert!(
             err.to_string().contains("injected fault"),

@@ -190,11 +190,19 @@ pub enum Region {
 /// their size are one data region without asking the file system; otherwise `SEEK_DATA` and
 /// `SEEK_HOLE` find the holes (file systems without them report one data region).
 pub fn regions(file: &File, meta: &Metadata) -> Vec<Region> {
-    let size = meta.len();
+    regions_of(file, meta.len(), Some(meta.blocks() * 512))
+}
+
+/// The data and hole regions of the first `size` bytes of an open file or device. With
+/// `allocated` (the bytes the file system allocated to a file) at least `size`, one data region
+/// without asking; otherwise, and always for a device (`None`: its allocation is unknown),
+/// `SEEK_DATA` and `SEEK_HOLE` are asked, and what does not answer them (most block devices)
+/// is one data region.
+pub fn regions_of(file: &File, size: u64, allocated: Option<u64>) -> Vec<Region> {
     if size == 0 {
         return Vec::new();
     }
-    if meta.blocks() * 512 >= size {
+    if allocated.is_some_and(|a| a >= size) {
         return vec![Region::Data {
             offset: 0,
             len: size,
