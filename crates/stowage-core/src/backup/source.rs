@@ -22,6 +22,7 @@ pub struct Excludes {
 }
 
 impl Excludes {
+    /// Compiles patterns; the error names the first that does not parse.
     pub fn new(patterns: &[String]) -> Result<Excludes, String> {
         let mut by_path = GlobSetBuilder::new();
         let mut by_name = GlobSetBuilder::new();
@@ -58,6 +59,7 @@ impl Excludes {
             .collect())
     }
 
+    /// Whether an entry at this absolute path is skipped (and with it everything below).
     pub fn is_excluded(&self, path: &Path) -> bool {
         if self.by_path.is_match(path) {
             return true;
@@ -65,6 +67,7 @@ impl Excludes {
         path.file_name().is_some_and(|n| self.by_name.is_match(n))
     }
 
+    /// The patterns as given, for the snapshot to record.
     pub fn patterns(&self) -> &[String] {
         &self.patterns
     }
@@ -78,6 +81,7 @@ pub struct OwnerNames {
 }
 
 impl OwnerNames {
+    /// The name of user `uid`, if it has one.
     pub fn user(&self, uid: u32) -> Option<String> {
         self.users
             .lock()
@@ -92,6 +96,7 @@ impl OwnerNames {
             .clone()
     }
 
+    /// The name of group `gid`, if it has one.
     pub fn group(&self, gid: u32) -> Option<String> {
         self.groups
             .lock()
@@ -182,8 +187,20 @@ pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
 /// One region of a file: data to read, or a hole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Region {
-    Data { offset: u64, len: u64 },
-    Hole { offset: u64, len: u64 },
+    /// Bytes to read.
+    Data {
+        /// Where they start in the file.
+        offset: u64,
+        /// How many.
+        len: u64,
+    },
+    /// A hole: reads as zeros, nothing allocated.
+    Hole {
+        /// Where it starts in the file.
+        offset: u64,
+        /// How long it is.
+        len: u64,
+    },
 }
 
 /// The data and hole regions of an open file of `size` bytes. Files whose allocated blocks cover
@@ -438,6 +455,7 @@ pub struct ContentReader<'a> {
 }
 
 impl<'a> ContentReader<'a> {
+    /// A reader of `file` in `mode`, with an empty region (see [`set_region`](Self::set_region)).
     pub fn new(file: &'a File, mode: ReadMode) -> Self {
         ContentReader {
             file,
