@@ -113,7 +113,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
             return Err(anyhow::Error::new(e).context("--stdin-filename"))
         }
         Err(e @ BackupError::LockLost) => {
-            return Err(anyhow::Error::new(e).context("run the backup again"))
+            return Err(anyhow::anyhow!("{e} (run the backup again)"))
         }
         r => r?,
     };

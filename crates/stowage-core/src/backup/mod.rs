@@ -264,8 +264,9 @@ struct Counters {
     dirs_unchanged: AtomicU64,
     total_bytes: AtomicU64,
     total_files: AtomicU64,
-    /// Content bytes read from the source (progress also counts unchanged files as done).
-    bytes_read: AtomicU64,
+    /// Bytes of the unchanged files, which are not read: progress counts them as done, the
+    /// summary's `bytes_read` does not.
+    bytes_unchanged: AtomicU64,
 }
 
 /// How a node compares with the parent snapshot.
@@ -399,16 +400,12 @@ impl Ctx<'_> {
         self.counters.total_files.fetch_add(1, Ordering::Relaxed);
         self.counters.total_bytes.fetch_add(size, Ordering::Relaxed);
         Meter::add(&self.meter.files_done, 1);
-        if novelty == Novelty::Unchanged {
-            Meter::add(&self.meter.bytes_done, size);
-        }
     }
 
     /// Stores one chunk, returning its id.
     fn store_chunk(&self, data: &[u8]) -> Result<Id, RepoError> {
         let (id, new) = self.writer.add(BlobType::Data, data)?;
         let n = data.len() as u64;
-        Meter::add(&self.counters.bytes_read, n);
         Meter::add(&self.meter.bytes_done, n);
         if new {
             Meter::add(&self.meter.bytes_added, n);
@@ -487,9 +484,9 @@ impl Ctx<'_> {
                     true
                 } else {
                     match chunker.next_chunk_ref(r) {
-                        // One relaxed load per chunk: a cancelled or failed backup stops
-                        // reading a large file at once.
-                        Ok(Some(_)) if self.stopped() => {
+                        // One relaxed load per chunk: a cancelled backup stops reading a
+                        // large file at once.
+                        Ok(Some(_)) if self.cancel.is_canceled() => {
                             failure.get_or_insert(StreamError::Stopped);
                             false
                         }
@@ -872,7 +869,7 @@ pub fn run_guarded(
             dirs_new: ld(&c.dirs_new),
             dirs_changed: ld(&c.dirs_changed),
             dirs_unchanged: ld(&c.dirs_unchanged),
-            bytes_read: ld(&c.bytes_read),
+            bytes_read: ld(&ctx.meter.bytes_done) - ld(&c.bytes_unchanged),
             bytes_added: ws.bytes_added,
             bytes_added_stored: ws.bytes_stored,
             blobs_added: ws.blobs_added,
@@ -1416,6 +1413,8 @@ fn walk_entry(
                 let o = old.unwrap();
                 node.content = o.content.clone();
                 node.holes = o.holes.clone();
+                Meter::add(&ctx.meter.bytes_done, node.size);
+                Meter::add(&ctx.counters.bytes_unchanged, node.size);
                 ctx.count_file(novelty, node.size);
                 ctx.complete(dir, slot, Some(node));
                 return;
