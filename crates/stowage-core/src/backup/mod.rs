@@ -367,8 +367,13 @@ impl Ctx<'_> {
             .flatten()
             .collect();
         let tree = Tree { nodes };
-        let id = match self.writer.add(BlobType::Tree, &tree.encode()) {
-            Ok((id, _)) => Some(id),
+        // A cancelled backup's directories are incomplete, and nothing will refer to them.
+        let id = match self.cancel.is_canceled() {
+            true => Ok(None),
+            false => self.writer.add(BlobType::Tree, &tree.encode()).map(Some),
+        };
+        let id = match id {
+            Ok(id) => id.map(|(id, _)| id),
             Err(e) => {
                 self.fail(e);
                 None
