@@ -9,6 +9,17 @@
 //! directory's tree blob is written by whichever thread completes its last entry, so no thread
 //! waits on another and the walker is never more than the queue length ahead. The snapshot is
 //! written only after every pack and index file is stored.
+//!
+//! Sources ([`BackupSource`]): walked paths as above; a stream, a device and in-memory
+//! documents are stored on the calling thread, their chunks sealed on all cores as a large
+//! file's are. Guarantees to a caller:
+//! - a cancelled backup ([`crate::cancel::CancelToken`], checked per entry, per file and per
+//!   chunk) and a failed one write no snapshot; what they stored is unreferenced, `check`
+//!   accepts the repository, and prune removes it;
+//! - progress reaches the caller's sink at a bounded rate from a thread of its own (see
+//!   [`crate::progress`]), never from the readers;
+//! - an entry that cannot be read is a [`Warning`] (path, operation, class, message) and makes
+//!   the snapshot incomplete; it never fails the backup.
 
 pub mod source;
 

@@ -8,6 +8,12 @@
 //! files kept open between writes (a bounded set). Metadata: ownership, mode, xattrs and times,
 //! files first and directories last (deepest first) so their times stick.
 //!
+//! A device or stream target ([`RestoreTarget`]) takes one file: in place, its content goes
+//! through the same content phase; to a stream, blobs are fetched a window at a time and
+//! written in order. The token of a [`crate::progress::Control`] is checked per entry planned,
+//! file created and blob written; a cancelled restore returns [`RestoreError::Canceled`] with
+//! the files and bytes it wrote.
+//!
 //! Names come from the repository and are untrusted: trees are validated on decode (no `/`,
 //! `..` or NUL), nothing is created through an existing symlink, and files are opened with
 //! `O_NOFOLLOW`, so nothing is ever written outside the target.
