@@ -8,7 +8,7 @@ use std::fs;
 use std::sync::Arc;
 use stowage_core::backend::faulty::{FaultOn, FaultyBackend};
 use stowage_core::backend::local::LocalBackend;
-use stowage_core::backup::{self, BackupOptions, BackupProgress};
+use stowage_core::backup::{self, BackupOptions, BackupSource};
 use stowage_core::maintenance::prune::{self, PruneError, PruneOptions};
 use stowage_core::repo::session::{BackupWork, IndexSource, PruneWork};
 use stowage_core::repo::Repository;
@@ -159,11 +159,13 @@ fn backup_failing_at_a_write_fails_cleanly_and_the_next_backup_works() {
             .load_index(&IndexSource::Memory, &())
             .unwrap();
         b.armed.store(true, std::sync::atomic::Ordering::SeqCst);
-        let opts = BackupOptions {
-            paths: vec![src.clone()],
-            ..Default::default()
-        };
-        let r = backup::run(&session, &opts, &BackupProgress::default());
+        let source = BackupSource::Paths(vec![src.clone()]);
+        let r = backup::run(
+            &session,
+            source,
+            &BackupOptions::default(),
+            &Default::default(),
+        );
         let err = r.expect_err("a write failed");
         assert!(
             err.to_string().contains("injected fault"),

@@ -1354,13 +1354,14 @@ fn vector_repository_restores() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("out");
     let opts = stowage_core::restore::RestoreOptions {
-        target: target.clone(),
         // No device node in a test.
         excludes: vec!["null".into()],
         verify: true,
         ..Default::default()
     };
-    let report = stowage_core::restore::run(&session, &snap, &opts, &Default::default()).unwrap();
+    let to = stowage_core::restore::RestoreTarget::Directory(target.clone());
+    let report =
+        stowage_core::restore::run(&session, &snap, to, &opts, &Default::default()).unwrap();
     let v = target.join("vector");
     assert_eq!(
         std::fs::read(v.join("notes.txt")).unwrap(),

@@ -2,7 +2,7 @@
 //! commands, looked up by the error's stable kind (see `stowage_core::error::Classified`). The
 //! libraries' messages stay free of it, so that other front ends can show them as they are.
 
-use stowage_core::error::{Classified, ErrorClass};
+use stowage_core::error::ErrorClass;
 
 /// The advice for an error of this kind, if the command line has any.
 pub fn for_kind(kind: &str) -> Option<&'static str> {
@@ -17,6 +17,8 @@ pub fn for_kind(kind: &str) -> Option<&'static str> {
             "run `stowage check` and `stowage repair`"
         }
         "prune.tree_unreadable" | "prune.snapshot_unreadable" => "run `stowage check`",
+        "restore.target_not_empty" => "use --overwrite to restore into it anyway",
+        "backup.lock_lost" => "run the backup again",
         // The S3 backend (stowage_s3::S3Error).
         "s3.no_such_bucket" => "create it, or run `stowage init --create-bucket`",
         "s3.bucket_taken" => "choose another bucket name",

@@ -157,6 +157,8 @@ fn classified<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a dyn Cl
         crate::maintenance::prune::PruneError,
         crate::maintenance::prune::PruneRefusal,
         crate::inspect::InspectError,
+        crate::backup::BackupError,
+        crate::restore::RestoreError,
         InvalidInput,
     );
     None

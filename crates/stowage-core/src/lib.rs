@@ -7,13 +7,16 @@
 //!   the S3 backend is the `stowage-s3` crate);
 //! - [`crypto`], [`chunker`], [`pack`]: keys and sealing, content-defined chunking, pack files;
 //! - [`repo`]: config, keys, index, blobs, trees and snapshots;
-//! - [`backup`], [`restore`], [`check`], [`maintenance`]: the operations;
+//! - [`backup`], [`restore`], [`check`], [`maintenance`]: the operations, which a caller steers
+//!   with a [`progress::Control`] (a [`cancel::CancelToken`], progress events) and which report
+//!   trouble on single entries as [`warning::Warning`]s;
 //! - front ends, in other crates: the `stowage` binary (`src/main.rs`, `src/cli/`).
 //!
 //! Every error carries an [`error::ErrorClass`].
 
 pub mod backend;
 pub mod backup;
+pub mod cancel;
 pub mod check;
 pub mod chunker;
 pub mod crypto;
@@ -22,8 +25,10 @@ pub mod id;
 pub mod inspect;
 pub mod maintenance;
 pub mod pack;
+pub mod progress;
 pub mod repo;
 pub mod restore;
 pub mod sys;
 pub mod util;
 pub mod walk;
+pub mod warning;

@@ -60,6 +60,29 @@ pub fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
     .map_err(io_err)
 }
 
+/// The size of an open regular file or block device: where its end is (`lseek(SEEK_END)`,
+/// which block devices answer with their size, as `BLKGETSIZE64` would). Leaves the file's
+/// offset at its start.
+pub fn device_size(file: &mut File) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    let size = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(size)
+}
+
+/// Deallocates `len` bytes at `offset` of a file or block device, keeping its size
+/// (`fallocate(PUNCH_HOLE | KEEP_SIZE)`): they read as zeros afterwards. Fails with
+/// `EOPNOTSUPP` (or `EINVAL`, `ENODEV`) where the file system or device cannot.
+pub fn punch_hole(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    nix::fcntl::fallocate(
+        file.as_raw_fd(),
+        FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE,
+        offset as libc::off_t,
+        len as libc::off_t,
+    )
+    .map_err(io_err)
+}
+
 /// Where the next data (`data: true`, `SEEK_DATA`) or hole (`SEEK_HOLE`) starts at or after
 /// `offset`; `Ok(None)` when there is none (`ENXIO`).
 pub fn seek_data_or_hole(file: &File, offset: u64, data: bool) -> io::Result<Option<u64>> {

@@ -1,10 +1,9 @@
 use super::super::{progress::Progress, GlobalArgs, EXIT_INCOMPLETE};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use stowage_core::backup::source::{Excludes, MetadataPrefetch};
-use stowage_core::backup::{self, BackupOptions, BackupProgress, ParentChoice};
+use stowage_core::backup::{self, BackupError, BackupOptions, BackupSource, ParentChoice};
+use stowage_core::progress::{Control, ProgressEvent};
 use stowage_core::repo::session::BackupWork;
 use stowage_core::util::human_bytes;
 
@@ -74,8 +73,6 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
         ParentChoice::Latest
     };
     let opts = BackupOptions {
-        paths: a.paths.clone(),
-        stdin_filename: a.stdin.then(|| a.stdin_filename.clone()),
         tags: a.tags.clone(),
         hostname: a.host.clone(),
         excludes,
@@ -85,27 +82,35 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
         threads: a.threads,
         no_direct_io: a.no_direct_io,
     };
-    let progress = Arc::new(BackupProgress::default());
-    let bar = {
-        let p = progress.clone();
-        Progress::start(!g.quiet && !g.json, move || {
-            (
-                p.bytes_read.load(Ordering::Relaxed),
-                None,
-                format!(
-                    "{} files, {} new",
-                    p.files_done.load(Ordering::Relaxed),
-                    human_bytes(p.bytes_added.load(Ordering::Relaxed))
-                ),
-            )
-        })
+    let bar = Progress::new(!g.quiet && !g.json);
+    let show = |e: &ProgressEvent| {
+        // The total is shown once the walk has found everything.
+        let total = e.bytes_expected.filter(|_| !e.counting);
+        let msg = format!("{} files, {} new", e.files_done, human_bytes(e.bytes_added));
+        bar.update(e.bytes_done, total, msg);
     };
-    let report = backup::run(&session, &opts, &progress);
+    let control = Control::new().with_progress(&show);
+    // Standard input is the CLI's to read: the engine takes any stream.
+    let mut stdin = std::io::stdin().lock();
+    let source = if a.stdin {
+        BackupSource::Stream {
+            name: a.stdin_filename.clone(),
+            reader: &mut stdin,
+        }
+    } else {
+        BackupSource::Paths(a.paths.clone())
+    };
+    let report = backup::run(&session, source, &opts, &control);
     drop(bar);
     if session.finish() {
         tracing::warn!("the backup lock could not always be refreshed");
     }
-    let report = report?;
+    let report = match report {
+        Err(e @ BackupError::BadName { .. }) if a.stdin => {
+            return Err(anyhow::Error::new(e).context("--stdin-filename"))
+        }
+        r => r?,
+    };
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -115,7 +120,7 @@ pub fn run(g: &GlobalArgs, a: BackupArgs) -> Result<u8> {
             "snapshot_id": report.snapshot_id,
             "parent": report.parent,
             "incomplete": report.snapshot.incomplete,
-            "warnings": report.warnings,
+            "warnings": report.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
             "summary": s,
         }))?;
     } else {

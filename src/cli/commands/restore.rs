@@ -1,10 +1,9 @@
 use super::super::{progress::Progress, GlobalArgs};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use stowage_core::progress::{Control, ProgressEvent};
 use stowage_core::repo::session::{Locked, ReadWork};
-use stowage_core::restore::{self, RestoreOptions, RestoreProgress};
+use stowage_core::restore::{self, RestoreOptions, RestoreTarget};
 use stowage_core::util::human_bytes;
 
 #[derive(clap::Args, Debug)]
@@ -51,7 +50,6 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
     let session = super::load_index(g, locked)?;
     let (id, snap) = session.repo().find_snapshot(&snap_spec)?;
     let opts = RestoreOptions {
-        target: a.target.clone(),
         subpath,
         includes: a.includes.clone(),
         excludes: a.excludes.clone(),
@@ -63,19 +61,17 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
             restore::Zeros::Allocate
         },
     };
-    let progress = Arc::new(RestoreProgress::default());
-    let bar = {
-        let p = progress.clone();
-        Progress::start(!g.quiet && !g.json, move || {
-            let total = p.total_bytes.load(Ordering::Relaxed);
-            (
-                p.bytes_written.load(Ordering::Relaxed),
-                (total > 0).then_some(total),
-                String::new(),
-            )
-        })
+    let bar = Progress::new(!g.quiet && !g.json);
+    let show = |e: &ProgressEvent| {
+        bar.update(
+            e.bytes_done,
+            e.bytes_expected.filter(|&t| t > 0),
+            String::new(),
+        )
     };
-    let report = restore::run(&session, &snap, &opts, &progress);
+    let control = Control::new().with_progress(&show);
+    let target = RestoreTarget::Directory(a.target.clone());
+    let report = restore::run(&session, &snap, target, &opts, &control);
     drop(bar);
     let report = report?;
     for w in &report.warnings {
@@ -89,7 +85,7 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
             "other": report.other,
             "bytes": report.bytes,
             "verified_files": report.verified_files,
-            "errors": report.warnings,
+            "errors": report.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
         }))?;
     } else {
         println!(

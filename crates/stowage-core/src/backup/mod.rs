@@ -9,23 +9,41 @@
 //! directory's tree blob is written by whichever thread completes its last entry, so no thread
 //! waits on another and the walker is never more than the queue length ahead. The snapshot is
 //! written only after every pack and index file is stored.
+//!
+//! Sources ([`BackupSource`]): walked paths as above; a stream, a device and in-memory
+//! documents are stored on the calling thread, their chunks sealed on all cores as a large
+//! file's are. Guarantees to a caller:
+//! - a cancelled backup ([`crate::cancel::CancelToken`], checked per entry, per file and per
+//!   chunk) and a failed one write no snapshot; what they stored is unreferenced, `check`
+//!   accepts the repository, and prune removes it;
+//! - progress reaches the caller's sink at a bounded rate from a thread of its own (see
+//!   [`crate::progress`]), never from the readers;
+//! - an entry that cannot be read is a [`Warning`] (path, operation, class, message) and makes
+//!   the snapshot incomplete; it never fails the backup.
 
 pub mod source;
 
+use crate::cancel::CancelToken;
 use crate::chunker::Chunker;
+use crate::error::{Classified, ErrorClass};
 use crate::id::{BlobType, Id};
+use crate::progress::{Control, Meter};
 use crate::repo::session::{BackupWork, Indexed};
 use crate::repo::snapshot::{Snapshot, SnapshotSummary};
 use crate::repo::tree::{ByteString, Node, NodeKind, Timestamp, Tree};
 use crate::repo::writer::BlobWriter;
 use crate::repo::{IndexedRepo, RepoError};
+use crate::warning::{Operation, Warning};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use source::{node_from_metadata, read_mode, regions, ContentReader, Excludes, OwnerNames, Region};
-use std::collections::HashMap;
+use source::{
+    node_from_metadata, read_mode, regions_of, ContentReader, Excludes, OwnerNames, Region,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -33,19 +51,172 @@ use std::time::Instant;
 const READERS_PER_THREAD: usize = 3;
 
 /// Errors that stop a backup. (Unreadable entries below the given paths do not: they are
-/// warnings and make the snapshot incomplete.)
+/// [`Warning`]s and make the snapshot incomplete.) None of them leaves a snapshot behind.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// Reading or writing the repository failed.
     #[error(transparent)]
     Repo(#[from] RepoError),
+    /// A path given to back up, a device or a stream could not be read.
     #[error("{path}: {source}")]
     Source {
+        /// The path as given (or `standard input`, or the stream's name).
         path: String,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// An exclude pattern does not parse.
     #[error("{0}")]
-    Invalid(String),
+    BadExclude(String),
+    /// [`BackupSource::Paths`] with no path.
+    #[error("nothing to back up: give at least one path")]
+    NoPaths,
+    /// Two top-level paths have the same name, which a snapshot's root cannot hold.
+    #[error("two paths are named {0:?}; back them up separately")]
+    DuplicateName(String),
+    /// A name given for a stream or a device, or a document's path, is not a valid entry name.
+    #[error("{what}: {reason}")]
+    BadName {
+        /// Which name (`stream name "x"`, `document path "a//b"`).
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Two documents have the same path, or one's path runs through another.
+    #[error("document {0:?} is given twice, or as a file and as a directory")]
+    DocumentConflict(String),
+    /// [`BackupSource::Device`] names something that is neither a block device nor a regular
+    /// file.
+    #[error("{0}: neither a block device nor a regular file")]
+    NotADevice(String),
+    /// The backup's lock could not be refreshed for too long: a prune may have taken the backup
+    /// for dead. The data is stored; no snapshot was written.
+    #[error("the backup lock could not be refreshed for too long; the data is stored, but no snapshot was written")]
+    LockLost,
+    /// The caller cancelled the backup. No snapshot was written; packs already stored stay,
+    /// unreferenced, until a prune removes them.
+    #[error("backup canceled; no snapshot was written")]
+    Canceled,
+    /// A broken invariant (a bug).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl Classified for BackupError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            BackupError::Repo(e) => e.class(),
+            BackupError::Source { source, .. } => crate::warning::io_class(source),
+            BackupError::BadExclude(_)
+            | BackupError::NoPaths
+            | BackupError::DuplicateName(_)
+            | BackupError::BadName { .. }
+            | BackupError::DocumentConflict(_)
+            | BackupError::NotADevice(_) => ErrorClass::Config,
+            BackupError::LockLost => ErrorClass::Transient,
+            BackupError::Canceled => ErrorClass::Canceled,
+            BackupError::Internal(_) => ErrorClass::Internal,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            BackupError::Repo(e) => e.kind(),
+            BackupError::Source { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                "backup.source_not_found"
+            }
+            BackupError::Source { .. } => "backup.source_unreadable",
+            BackupError::BadExclude(_) => "backup.bad_exclude",
+            BackupError::NoPaths => "backup.no_paths",
+            BackupError::DuplicateName(_) => "backup.duplicate_name",
+            BackupError::BadName { .. } => "backup.bad_name",
+            BackupError::DocumentConflict(_) => "backup.document_conflict",
+            BackupError::NotADevice(_) => "backup.not_a_device",
+            BackupError::LockLost => "backup.lock_lost",
+            BackupError::Canceled => "backup.canceled",
+            BackupError::Internal(_) => "backup.internal",
+        }
+    }
+}
+
+/// What a backup reads.
+pub enum BackupSource<'a> {
+    /// Files and directories, walked (today's `stowage backup PATH...`). Each becomes an entry
+    /// of the snapshot's root named after its last component.
+    Paths(Vec<PathBuf>),
+    /// A byte stream (standard input, a database dump), stored as one file of this name at the
+    /// snapshot's root, cut with the large-file chunk sizes.
+    Stream {
+        /// The file's name in the snapshot.
+        name: String,
+        /// Read to its end.
+        reader: &'a mut dyn Read,
+    },
+    /// A block device (or a regular file standing for one, such as a disk image) read as one
+    /// large file: its size comes from the device, it is cut with the large-file chunk sizes,
+    /// and ranges the device reports as holes (`SEEK_HOLE`) are recorded as holes, not read.
+    Device {
+        /// The device or file.
+        path: PathBuf,
+        /// The file's name in the snapshot (default: the path's last component).
+        name: Option<String>,
+    },
+    /// Documents held in memory (Kubernetes objects, say), stored as files at their paths;
+    /// the directories their paths name are created.
+    Documents {
+        /// What the snapshot records as its path, to find it again as the next one's parent.
+        label: String,
+        /// The documents, in any order.
+        documents: Vec<Document>,
+    },
+}
+
+impl std::fmt::Debug for BackupSource<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackupSource::Paths(p) => f.debug_tuple("Paths").field(p).finish(),
+            BackupSource::Stream { name, .. } => {
+                f.debug_struct("Stream").field("name", name).finish()
+            }
+            BackupSource::Device { path, name } => f
+                .debug_struct("Device")
+                .field("path", path)
+                .field("name", name)
+                .finish(),
+            BackupSource::Documents { label, documents } => f
+                .debug_struct("Documents")
+                .field("label", label)
+                .field("documents", &documents.len())
+                .finish(),
+        }
+    }
+}
+
+/// One document of [`BackupSource::Documents`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document {
+    /// `/`-separated path below the snapshot's root (`namespaces/web/deployments/api.yaml`);
+    /// every component must be a valid name (not empty, `.` or `..`, no NUL).
+    pub path: String,
+    /// The content.
+    pub data: Vec<u8>,
+    /// Permission bits (default `0o644`).
+    pub mode: Option<u32>,
+    /// Modification time (default: the backup's time).
+    pub mtime: Option<std::time::SystemTime>,
+}
+
+impl Document {
+    /// A document with default mode and time.
+    pub fn new(path: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
+        Document {
+            path: path.into(),
+            data: data.into(),
+            mode: None,
+            mtime: None,
+        }
+    }
 }
 
 /// Which snapshot to compare with to skip unchanged files.
@@ -56,20 +227,22 @@ pub enum ParentChoice {
     Latest,
     /// Read every file.
     None,
+    /// This snapshot.
     Id(Id),
 }
 
-/// What to back up and how.
+/// How to back up (what to back up is the [`BackupSource`]).
 #[derive(Clone, Debug, Default)]
 pub struct BackupOptions {
-    pub paths: Vec<PathBuf>,
-    /// Back up standard input as one file of this name instead of `paths`.
-    pub stdin_filename: Option<String>,
+    /// Tags to record.
     pub tags: Vec<String>,
     /// Host name to record (default: this machine's).
     pub hostname: Option<String>,
+    /// Exclude patterns (see [`Excludes`]), for [`BackupSource::Paths`].
     pub excludes: Vec<String>,
+    /// Do not descend into other file systems than the given paths' own.
     pub one_file_system: bool,
+    /// The snapshot to compare with.
     pub parent: ParentChoice,
     /// Read every file even when the parent snapshot says it is unchanged.
     pub force_read: bool,
@@ -80,23 +253,17 @@ pub struct BackupOptions {
     pub no_direct_io: bool,
 }
 
-/// Live counters for a progress display.
-#[derive(Debug, Default)]
-pub struct BackupProgress {
-    pub files_done: AtomicU64,
-    pub bytes_read: AtomicU64,
-    pub bytes_added: AtomicU64,
-    pub errors: AtomicU64,
-}
-
 /// The result of a backup.
 #[derive(Debug)]
 pub struct BackupReport {
+    /// The snapshot written.
     pub snapshot_id: Id,
+    /// Its content.
     pub snapshot: Snapshot,
+    /// The snapshot compared with, if any.
     pub parent: Option<Id>,
     /// Entries that could not be read (the snapshot is then marked incomplete).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<Warning>,
 }
 
 #[derive(Default)]
@@ -109,6 +276,9 @@ struct Counters {
     dirs_unchanged: AtomicU64,
     total_bytes: AtomicU64,
     total_files: AtomicU64,
+    /// Bytes of the unchanged files, which are not read: progress counts them as done, the
+    /// summary's `bytes_read` does not.
+    bytes_unchanged: AtomicU64,
 }
 
 /// How a node compares with the parent snapshot.
@@ -143,9 +313,12 @@ struct Ctx<'a> {
     excludes: Excludes,
     one_file_system: bool,
     counters: Counters,
-    progress: &'a BackupProgress,
-    warnings: Mutex<Vec<String>>,
+    meter: Meter,
+    cancel: &'a CancelToken,
+    warnings: Mutex<Vec<Warning>>,
     fatal: Mutex<Option<RepoError>>,
+    /// Set with `fatal`, read without its lock at every entry and job.
+    failed: AtomicBool,
     root_tree: Mutex<Option<Id>>,
     hardlinks: Mutex<HashMap<(u64, u64), Vec<u8>>>,
     threads: usize,
@@ -161,10 +334,15 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn warn(&self, msg: String) {
-        tracing::warn!("{msg}");
-        self.progress.errors.fetch_add(1, Ordering::Relaxed);
-        self.warnings.lock().unwrap().push(msg);
+    fn warn(&self, w: Warning) {
+        tracing::warn!("{w}");
+        Meter::add(&self.meter.warnings, 1);
+        self.warnings.lock().unwrap().push(w);
+    }
+
+    /// Warns about an I/O error on `path`.
+    fn warn_io(&self, path: &Path, op: Operation, e: &io::Error) {
+        self.warn(Warning::io(path, op, e));
     }
 
     fn fail(&self, e: RepoError) {
@@ -172,10 +350,13 @@ impl Ctx<'_> {
         if f.is_none() {
             *f = Some(e);
         }
+        self.failed.store(true, Ordering::Relaxed);
     }
 
-    fn failed(&self) -> bool {
-        self.fatal.lock().unwrap().is_some()
+    /// Whether to stop: the repository failed, or the caller cancelled.
+    #[inline]
+    fn stopped(&self) -> bool {
+        self.failed.load(Ordering::Relaxed) || self.cancel.is_canceled()
     }
 
     /// Fills one slot of a directory; finishes the directory if it was the last.
@@ -198,8 +379,13 @@ impl Ctx<'_> {
             .flatten()
             .collect();
         let tree = Tree { nodes };
-        let id = match self.writer.add(BlobType::Tree, &tree.encode()) {
-            Ok((id, _)) => Some(id),
+        // A cancelled backup's directories are incomplete, and nothing will refer to them.
+        let id = match self.cancel.is_canceled() {
+            true => Ok(None),
+            false => self.writer.add(BlobType::Tree, &tree.encode()).map(Some),
+        };
+        let id = match id {
+            Ok(id) => id.map(|(id, _)| id),
             Err(e) => {
                 self.fail(e);
                 None
@@ -230,19 +416,16 @@ impl Ctx<'_> {
         c.fetch_add(1, Ordering::Relaxed);
         self.counters.total_files.fetch_add(1, Ordering::Relaxed);
         self.counters.total_bytes.fetch_add(size, Ordering::Relaxed);
-        self.progress.files_done.fetch_add(1, Ordering::Relaxed);
+        Meter::add(&self.meter.files_done, 1);
     }
 
     /// Stores one chunk, returning its id.
     fn store_chunk(&self, data: &[u8]) -> Result<Id, RepoError> {
         let (id, new) = self.writer.add(BlobType::Data, data)?;
-        self.progress
-            .bytes_read
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let n = data.len() as u64;
+        Meter::add(&self.meter.bytes_done, n);
         if new {
-            self.progress
-                .bytes_added
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            Meter::add(&self.meter.bytes_added, n);
         }
         Ok(id)
     }
@@ -261,7 +444,10 @@ impl Ctx<'_> {
     ) -> Result<u64, StreamError> {
         chunker.reset();
         let min = chunker.params().min_size as usize;
-        let Some(first) = chunker.next_chunk_ref(r).map_err(StreamError::Io)? else {
+        let Some(first) = chunker
+            .next_chunk_ref(r)
+            .map_err(|e| StreamError::Io(Operation::Read, e))?
+        else {
             return Ok(0);
         };
         let mut total = first.data.len() as u64;
@@ -315,6 +501,12 @@ impl Ctx<'_> {
                     true
                 } else {
                     match chunker.next_chunk_ref(r) {
+                        // One relaxed load per chunk: a cancelled backup stops reading a
+                        // large file at once.
+                        Ok(Some(_)) if self.cancel.is_canceled() => {
+                            failure.get_or_insert(StreamError::Stopped);
+                            false
+                        }
                         Ok(Some(c)) => {
                             total += c.data.len() as u64;
                             batch.push(c.data);
@@ -322,7 +514,7 @@ impl Ctx<'_> {
                         }
                         Ok(None) => false,
                         Err(e) => {
-                            failure.get_or_insert(StreamError::Io(e));
+                            failure.get_or_insert(StreamError::Io(Operation::Read, e));
                             false
                         }
                     }
@@ -341,7 +533,12 @@ impl Ctx<'_> {
                 let full = std::mem::replace(&mut batch, spare.pop().unwrap_or_default());
                 batch.clear();
                 scope.spawn(move |_| {
-                    let stored = full.chunks().map(|c| self.store_chunk(c)).collect();
+                    // A batch that waited while the backup was cancelled is not stored.
+                    let stored = if self.cancel.is_canceled() {
+                        Ok(Vec::new())
+                    } else {
+                        full.chunks().map(|c| self.store_chunk(c)).collect()
+                    };
                     let _ = tx.send((seq, stored, full));
                 });
                 in_flight += 1;
@@ -359,6 +556,7 @@ impl Ctx<'_> {
         spare.push(batch);
         let result = match failure {
             Some(e) => Err(e),
+            None if self.cancel.is_canceled() => Err(StreamError::Stopped),
             None => {
                 for batch_ids in ids {
                     out.extend(batch_ids.expect("every batch answered"));
@@ -386,25 +584,43 @@ impl Ctx<'_> {
                 .custom_flags(flags)
                 .open(path)
         };
+        let io = |op| move |e| StreamError::Io(op, e);
         // O_NOATIME is refused (EPERM) on files we do not own unless we are root.
         let f = match open(libc::O_NOFOLLOW | libc::O_NOATIME) {
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
             r => r,
         }
-        .map_err(StreamError::Io)?;
-        let meta = f.metadata().map_err(StreamError::Io)?;
+        .map_err(io(Operation::Open))?;
+        let meta = f.metadata().map_err(io(Operation::Stat))?;
         if !meta.is_file() {
-            return Err(StreamError::Io(io::Error::other(
-                "is no longer a regular file",
-            )));
+            return Err(StreamError::Io(
+                Operation::Open,
+                io::Error::other("is no longer a regular file"),
+            ));
         }
+        if meta.len() > u64::from(chunker.params().min_size) {
+            self.meter.set_current(|| path.display().to_string());
+        }
+        self.read_content(chunker, &f, meta.len(), Some(meta.blocks() * 512), node)
+    }
+
+    /// Reads `size` bytes of an open file (or device) into `node`: its data regions (all of
+    /// it, unless `allocated`, the bytes the file system has allocated, is smaller than `size`
+    /// and `SEEK_HOLE` reports holes) become content, its holes holes.
+    fn read_content(
+        &self,
+        chunker: &mut Chunker,
+        f: &File,
+        size: u64,
+        allocated: Option<u64>,
+        node: &mut Node,
+    ) -> Result<(), StreamError> {
         // Large files are cut with the large-file chunk sizes, if the repository has them.
-        let spec = self.repo.repo().chunker_for_file(meta.len());
+        let spec = self.repo.repo().chunker_for_file(size);
         // A file longer than the smallest chunk may become several chunks in flight at once;
         // the reader's own chunker serves the rest of the files (for those, that of the
         // general chunk sizes).
-        let own =
-            Arc::ptr_eq(spec, chunker.spec()) && meta.len() <= u64::from(spec.params().min_size);
+        let own = Arc::ptr_eq(spec, chunker.spec()) && size <= u64::from(spec.params().min_size);
         let mut lent = (!own).then(|| {
             let mut chunker = self
                 .stream_chunkers
@@ -420,36 +636,41 @@ impl Ctx<'_> {
         };
         let mut content = Vec::new();
         let mut holes = Vec::new();
-        let mut size = 0;
-        let mut source = ContentReader::new(&f, read_mode(&f, meta.len(), self.allow_direct));
-        for region in regions(&f, &meta) {
+        let mut end = 0;
+        let mut source = ContentReader::new(f, read_mode(f, size, self.allow_direct));
+        for region in regions_of(f, size, allocated) {
             match region {
                 Region::Hole { offset, len } => {
                     holes.push((offset, len));
-                    size = offset + len;
+                    end = offset + len;
                 }
                 Region::Data { offset, len } => {
                     source.set_region(offset, len);
                     let read = self.store_stream(chunker, &mut source, &mut content)?;
                     // A file that shrank while we read it is recorded as what we read.
-                    size = offset + read;
+                    end = offset + read;
                     if read < len {
-                        holes.retain(|&(o, _)| o < size);
+                        holes.retain(|&(o, _)| o < end);
                         break;
                     }
                 }
             }
         }
-        node.size = size;
+        node.size = end;
         node.content = content;
         node.holes = holes;
         Ok(())
     }
 }
 
+/// Why a stream's content was not stored.
 enum StreamError {
-    Io(io::Error),
+    /// The source failed: a warning for a file.
+    Io(Operation, io::Error),
+    /// The repository failed: the backup fails.
     Repo(RepoError),
+    /// The backup was cancelled or failed elsewhere: nothing to report for this stream.
+    Stopped,
 }
 
 /// A chunker taken from [`Ctx::stream_chunkers`], given back when dropped.
@@ -531,32 +752,41 @@ fn absolute_clean(p: &Path) -> io::Result<PathBuf> {
     Ok(out)
 }
 
-/// Runs a backup in `session` and writes its snapshot. The snapshot is stored only if the
-/// session's lock is still certainly live, so a prune cannot have taken this backup for dead
-/// and deleted data it references.
+/// Runs a backup of `source` in `session` and writes its snapshot. The snapshot is stored only
+/// if the session's lock is still certainly live, so a prune cannot have taken this backup for
+/// dead and deleted data it references.
+///
+/// `control` cancels it (no snapshot is written, the repository stays consistent: packs stored
+/// so far are unreferenced until a prune) and receives its progress.
 pub fn run(
     session: &Indexed<BackupWork>,
+    source: BackupSource<'_>,
     opts: &BackupOptions,
-    progress: &BackupProgress,
+    control: &Control<'_>,
 ) -> Result<BackupReport, BackupError> {
     run_inner(
         session.indexed().clone(),
+        source,
         opts,
-        progress,
+        control,
         session.held_lock(),
     )
 }
 
 fn run_inner(
     repo: Arc<IndexedRepo>,
+    source: BackupSource<'_>,
     opts: &BackupOptions,
-    progress: &BackupProgress,
+    control: &Control<'_>,
     lock: Option<&crate::repo::lock::Lock>,
 ) -> Result<BackupReport, BackupError> {
+    if control.cancel.is_canceled() {
+        return Err(BackupError::Canceled);
+    }
     let started = Instant::now();
     let time = chrono::Utc::now();
     let hostname = opts.hostname.clone().unwrap_or_else(crate::util::hostname);
-    let excludes = Excludes::new(&opts.excludes).map_err(BackupError::Invalid)?;
+    let excludes = Excludes::new(&opts.excludes).map_err(BackupError::BadExclude)?;
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -565,44 +795,8 @@ fn run_inner(
         opts.threads
     };
 
-    // Top-level entries: checked up front, so a missing path fails before anything is written.
-    let mut tops: Vec<(PathBuf, ByteString)> = Vec::new();
-    let paths: Vec<String> = if let Some(name) = &opts.stdin_filename {
-        crate::repo::tree::validate_name(name.as_bytes())
-            .map_err(|e| BackupError::Invalid(format!("--stdin-filename: {e}")))?;
-        vec![format!("/{name}")]
-    } else {
-        if opts.paths.is_empty() {
-            return Err(BackupError::Invalid(
-                "nothing to back up: give at least one path".into(),
-            ));
-        }
-        for p in &opts.paths {
-            let abs = absolute_clean(p).map_err(|e| BackupError::Source {
-                path: p.display().to_string(),
-                source: e,
-            })?;
-            std::fs::symlink_metadata(&abs).map_err(|e| BackupError::Source {
-                path: p.display().to_string(),
-                source: e,
-            })?;
-            let name = abs
-                .file_name()
-                .map(ByteString::from_os)
-                .unwrap_or_else(|| ByteString(b"root".to_vec()));
-            if tops.iter().any(|(_, n)| *n == name) {
-                return Err(BackupError::Invalid(format!(
-                    "two paths are named {:?}; back them up separately",
-                    name.lossy()
-                )));
-            }
-            tops.push((abs, name));
-        }
-        tops.sort_by(|a, b| a.1.cmp(&b.1));
-        let mut v: Vec<String> = tops.iter().map(|(p, _)| p.display().to_string()).collect();
-        v.sort();
-        v
-    };
+    // Checked up front, so a missing path or a bad name fails before anything is written.
+    let (work, paths) = Work::prepare(source)?;
 
     let parent = match &opts.parent {
         ParentChoice::None => None,
@@ -615,14 +809,14 @@ fn run_inner(
             .find(|(_, s)| s.hostname == hostname && s.paths == paths),
     };
     let old_root = match &parent {
-        Some((_, s)) => match repo.read_tree(&s.tree) {
+        Some((_, s)) if matches!(work, Work::Paths(_)) => match repo.read_tree(&s.tree) {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::warn!("parent snapshot unreadable, reading every file: {e}");
                 None
             }
         },
-        None => None,
+        _ => None,
     };
 
     let ctx = Ctx {
@@ -632,9 +826,11 @@ fn run_inner(
         excludes,
         one_file_system: opts.one_file_system,
         counters: Counters::default(),
-        progress,
+        meter: Meter::default(),
+        cancel: &control.cancel,
         warnings: Mutex::new(Vec::new()),
         fatal: Mutex::new(None),
+        failed: AtomicBool::new(false),
         root_tree: Mutex::new(None),
         hardlinks: Mutex::new(HashMap::new()),
         threads,
@@ -649,113 +845,32 @@ fn run_inner(
         },
         chunk_buffers: Mutex::new(Vec::new()),
     };
-
-    let n_top = if opts.stdin_filename.is_some() {
-        1
-    } else {
-        tops.len()
-    };
-    let root = Arc::new(DirState {
-        slots: Mutex::new(vec![None; n_top]),
-        remaining: AtomicUsize::new(n_top + 1),
-        place: None,
-        old_subtree: parent.as_ref().map(|(_, s)| s.tree),
+    let old_subtree = parent.as_ref().map(|(_, s)| s.tree);
+    let stored = ctx.meter.observe(control, || {
+        ctx.store(work, old_root.as_ref(), old_subtree, time)
     });
 
-    if let Some(name) = &opts.stdin_filename {
-        let mut node = Node::new(ByteString(name.as_bytes().to_vec()), NodeKind::File);
-        let now = chrono::Utc::now();
-        let ts = Timestamp(now.timestamp(), now.timestamp_subsec_nanos());
-        node.mode = 0o644;
-        node.uid = nix::unistd::getuid().as_raw();
-        node.gid = nix::unistd::getgid().as_raw();
-        node.mtime = ts;
-        node.ctime = ts;
-        node.atime = ts;
-        let mut chunker = Chunker::new(repo.repo().chunker_for_stream().clone());
-        let mut stdin = io::stdin().lock();
-        let mut content = Vec::new();
-        match ctx.store_stream(&mut chunker, &mut stdin, &mut content) {
-            Ok(n) => node.size = n,
-            Err(StreamError::Repo(e)) => return Err(e.into()),
-            Err(StreamError::Io(e)) => {
-                return Err(BackupError::Source {
-                    path: "standard input".into(),
-                    source: e,
-                })
-            }
-        }
-        node.content = content;
-        ctx.count_file(Novelty::New, node.size);
-        ctx.complete(&root, 0, Some(node));
-        ctx.release(&root);
-    } else {
-        let (tx, rx) = bounded::<Job>(threads * 64);
-        std::thread::scope(|scope| {
-            // Three readers per core: a reader waiting for the disk (small files on a cold
-            // cache, direct reads) leaves its core to another (two per core left ~20% of the
-            // cores idle on a tree of small files read from a cold cache).
-            for _ in 0..threads * READERS_PER_THREAD {
-                let rx = rx.clone();
-                let ctx = &ctx;
-                scope.spawn(move || {
-                    let mut chunker = new_chunker(&ctx.repo);
-                    for mut job in rx {
-                        if ctx.failed() {
-                            ctx.complete(&job.dir, job.slot, None);
-                            continue;
-                        }
-                        match ctx.read_file(&mut chunker, &job.path, &mut job.node) {
-                            Ok(()) => {
-                                ctx.count_file(job.novelty, job.node.size);
-                                ctx.complete(&job.dir, job.slot, Some(job.node));
-                            }
-                            Err(StreamError::Io(e)) => {
-                                ctx.warn(format!("{}: {e}", job.path.display()));
-                                ctx.complete(&job.dir, job.slot, None);
-                            }
-                            Err(StreamError::Repo(e)) => {
-                                ctx.fail(e);
-                                ctx.complete(&job.dir, job.slot, None);
-                            }
-                        }
-                    }
-                });
-            }
-            drop(rx);
-            let old_nodes = index_nodes(old_root.as_ref());
-            for (i, (path, name)) in tops.iter().enumerate() {
-                let old = old_nodes.get(name.0.as_slice()).copied();
-                walk_entry(
-                    &ctx,
-                    &tx,
-                    &root,
-                    i,
-                    path,
-                    name.clone(),
-                    name.0.clone(),
-                    old,
-                    None,
-                );
-            }
-            ctx.release(&root);
-            drop(tx);
-        });
+    let Ctx { writer, .. } = ctx;
+    // Nothing a cancelled backup stored is referenced: dropping the writer stops its uploads
+    // (packs already stored stay, unindexed or indexed but unused, until a prune).
+    if let Some(e) = ctx.fatal.lock().unwrap().take() {
+        drop(writer);
+        return Err(e.into());
     }
-
-    let writer_summary = {
-        let Ctx { writer, .. } = ctx;
-        let root_tree = *ctx.root_tree.lock().unwrap();
-        if let Some(e) = ctx.fatal.lock().unwrap().take() {
-            drop(writer);
-            return Err(e.into());
-        }
-        let summary = writer.finish()?;
-        (summary, root_tree)
-    };
-    let (ws, root_tree) = writer_summary;
-    let root_tree =
-        root_tree.ok_or_else(|| BackupError::Invalid("no root tree was written".into()))?;
+    if let Err(e) = stored {
+        drop(writer);
+        return Err(e);
+    }
+    if control.cancel.is_canceled() {
+        drop(writer);
+        return Err(BackupError::Canceled);
+    }
+    let ws = writer.finish()?;
+    let root_tree = ctx
+        .root_tree
+        .lock()
+        .unwrap()
+        .ok_or(BackupError::Internal("no root tree was written"))?;
     let warnings = std::mem::take(&mut *ctx.warnings.lock().unwrap());
     let c = &ctx.counters;
     let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -777,7 +892,7 @@ fn run_inner(
             dirs_new: ld(&c.dirs_new),
             dirs_changed: ld(&c.dirs_changed),
             dirs_unchanged: ld(&c.dirs_unchanged),
-            bytes_read: ld(&progress.bytes_read),
+            bytes_read: ld(&ctx.meter.bytes_done) - ld(&c.bytes_unchanged),
             bytes_added: ws.bytes_added,
             bytes_added_stored: ws.bytes_stored,
             blobs_added: ws.blobs_added,
@@ -787,10 +902,13 @@ fn run_inner(
             duration_secs: started.elapsed().as_secs_f64(),
         },
     };
+    // The last point of no return: cancelled while the last packs and the index were stored,
+    // the backup still writes no snapshot.
+    if control.cancel.is_canceled() {
+        return Err(BackupError::Canceled);
+    }
     if lock.is_some_and(|l| !l.still_held()) {
-        return Err(BackupError::Invalid(
-            "the backup lock could not be refreshed for too long; the data is stored, but no snapshot was written (run the backup again)".into(),
-        ));
+        return Err(BackupError::LockLost);
     }
     let snapshot_id = repo.repo().save_snapshot(&snapshot)?;
     Ok(BackupReport {
@@ -799,6 +917,381 @@ fn run_inner(
         parent: parent.map(|(id, _)| id),
         warnings,
     })
+}
+
+/// A source, checked and ready to store.
+enum Work<'a> {
+    /// Absolute paths and their names at the snapshot's root, sorted by name.
+    Paths(Vec<(PathBuf, ByteString)>),
+    Stream {
+        name: ByteString,
+        reader: &'a mut dyn Read,
+    },
+    Device {
+        path: PathBuf,
+        name: ByteString,
+        file: File,
+        meta: std::fs::Metadata,
+        size: u64,
+    },
+    Documents(DocDir),
+}
+
+impl<'a> Work<'a> {
+    /// Checks a source; returns it with the paths the snapshot records.
+    fn prepare(source: BackupSource<'a>) -> Result<(Work<'a>, Vec<String>), BackupError> {
+        let valid_name = |what: &str, name: &str| {
+            crate::repo::tree::validate_name(name.as_bytes())
+                .map(|()| ByteString(name.as_bytes().to_vec()))
+                .map_err(|reason| BackupError::BadName {
+                    what: format!("{what} {name:?}"),
+                    reason,
+                })
+        };
+        let source_err = |p: &Path| {
+            let path = p.display().to_string();
+            move |source| BackupError::Source { path, source }
+        };
+        Ok(match source {
+            BackupSource::Paths(given) => {
+                if given.is_empty() {
+                    return Err(BackupError::NoPaths);
+                }
+                let mut tops: Vec<(PathBuf, ByteString)> = Vec::new();
+                for p in &given {
+                    let abs = absolute_clean(p).map_err(source_err(p))?;
+                    std::fs::symlink_metadata(&abs).map_err(source_err(p))?;
+                    let name = abs
+                        .file_name()
+                        .map(ByteString::from_os)
+                        .unwrap_or_else(|| ByteString(b"root".to_vec()));
+                    if tops.iter().any(|(_, n)| *n == name) {
+                        return Err(BackupError::DuplicateName(name.lossy()));
+                    }
+                    tops.push((abs, name));
+                }
+                tops.sort_by(|a, b| a.1.cmp(&b.1));
+                let mut paths: Vec<String> =
+                    tops.iter().map(|(p, _)| p.display().to_string()).collect();
+                paths.sort();
+                (Work::Paths(tops), paths)
+            }
+            BackupSource::Stream { name, reader } => {
+                let n = valid_name("stream name", &name)?;
+                (Work::Stream { name: n, reader }, vec![format!("/{name}")])
+            }
+            BackupSource::Device { path, name } => {
+                let abs = absolute_clean(&path).map_err(source_err(&path))?;
+                let name = match name {
+                    Some(n) => valid_name("device name", &n)?,
+                    None => abs
+                        .file_name()
+                        .map(ByteString::from_os)
+                        .ok_or_else(|| BackupError::NotADevice(path.display().to_string()))?,
+                };
+                let mut file = File::open(&abs).map_err(source_err(&path))?;
+                let meta = file.metadata().map_err(source_err(&path))?;
+                if !(meta.is_file() || meta.file_type().is_block_device()) {
+                    return Err(BackupError::NotADevice(path.display().to_string()));
+                }
+                let size = crate::sys::device_size(&mut file).map_err(source_err(&path))?;
+                let paths = vec![abs.display().to_string()];
+                let work = Work::Device {
+                    path: abs,
+                    name,
+                    file,
+                    meta,
+                    size,
+                };
+                (work, paths)
+            }
+            BackupSource::Documents { label, documents } => {
+                (Work::Documents(DocDir::build(documents)?), vec![label])
+            }
+        })
+    }
+}
+/// The documents of [`BackupSource::Documents`] as a directory tree.
+#[derive(Default)]
+struct DocDir {
+    /// By name, so in the order a tree lists them.
+    entries: BTreeMap<Vec<u8>, DocEntry>,
+}
+
+enum DocEntry {
+    File(Document),
+    Dir(DocDir),
+}
+
+impl DocDir {
+    /// Sorts documents into directories by their paths.
+    fn build(documents: Vec<Document>) -> Result<DocDir, BackupError> {
+        let mut root = DocDir::default();
+        for doc in documents {
+            let parts: Vec<&str> = doc.path.split('/').collect();
+            for part in &parts {
+                crate::repo::tree::validate_name(part.as_bytes()).map_err(|reason| {
+                    BackupError::BadName {
+                        what: format!("document path {:?}", doc.path),
+                        reason,
+                    }
+                })?;
+            }
+            let conflict = || BackupError::DocumentConflict(doc.path.clone());
+            let mut dir = &mut root;
+            for part in &parts[..parts.len() - 1] {
+                let entry = dir
+                    .entries
+                    .entry(part.as_bytes().to_vec())
+                    .or_insert_with(|| DocEntry::Dir(DocDir::default()));
+                dir = match entry {
+                    DocEntry::Dir(d) => d,
+                    DocEntry::File(_) => return Err(conflict()),
+                };
+            }
+            let leaf = parts[parts.len() - 1].as_bytes().to_vec();
+            if dir.entries.contains_key(&leaf) {
+                return Err(conflict());
+            }
+            dir.entries.insert(leaf, DocEntry::File(doc));
+        }
+        Ok(root)
+    }
+
+    /// Files and total bytes below this directory.
+    fn totals(&self) -> (u64, u64) {
+        self.entries.values().fold((0, 0), |(f, b), e| match e {
+            DocEntry::File(d) => (f + 1, b + d.data.len() as u64),
+            DocEntry::Dir(d) => {
+                let (df, db) = d.totals();
+                (f + df, b + db)
+            }
+        })
+    }
+}
+
+impl Ctx<'_> {
+    /// Stores a prepared source: its content, its trees, and the root tree's id in
+    /// `root_tree`. Failures of the repository end up in `fatal`, or are returned; a
+    /// cancelled backup returns early with nothing in `root_tree`.
+    fn store(
+        &self,
+        work: Work<'_>,
+        old_root: Option<&Tree>,
+        old_subtree: Option<Id>,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), BackupError> {
+        let now = Timestamp(time.timestamp(), time.timestamp_subsec_nanos());
+        let stream_result = |r: Result<(), StreamError>, what: String| match r {
+            Ok(()) | Err(StreamError::Stopped) => Ok(()),
+            Err(StreamError::Repo(e)) => Err(BackupError::Repo(e)),
+            Err(StreamError::Io(_, source)) => Err(BackupError::Source { path: what, source }),
+        };
+        match work {
+            Work::Paths(tops) => {
+                self.walk(&tops, old_root, old_subtree);
+                Ok(())
+            }
+            Work::Stream { name, reader } => {
+                self.meter.expect(1, None);
+                let mut node = Node::new(name.clone(), NodeKind::File);
+                node.mode = 0o644;
+                self.set_owner_and_times(&mut node, now);
+                let mut chunker = Chunker::new(self.repo.repo().chunker_for_stream().clone());
+                let r = self
+                    .store_stream(&mut chunker, reader, &mut node.content)
+                    .map(|n| node.size = n);
+                stream_result(r, format!("stream {}", name.lossy()))?;
+                self.store_single(node, old_subtree);
+                Ok(())
+            }
+            Work::Device {
+                path,
+                name,
+                file,
+                meta,
+                size,
+            } => {
+                self.meter.expect(1, Some(size));
+                self.meter.set_current(|| path.display().to_string());
+                let mut node = Node::new(name, NodeKind::File);
+                node.mode = meta.mode() & 0o7777;
+                node.uid = meta.uid();
+                node.gid = meta.gid();
+                node.user = self.owners.user(node.uid);
+                node.group = self.owners.group(node.gid);
+                node.mtime = Timestamp(meta.mtime(), meta.mtime_nsec() as u32);
+                node.ctime = Timestamp(meta.ctime(), meta.ctime_nsec() as u32);
+                node.atime = Timestamp(meta.atime(), meta.atime_nsec() as u32);
+                // A regular file's allocation tells whether it has holes at all; a block
+                // device's node says nothing about the device's.
+                let allocated = meta.is_file().then(|| meta.blocks() * 512);
+                let mut chunker = new_chunker(&self.repo);
+                let r = self.read_content(&mut chunker, &file, size, allocated, &mut node);
+                stream_result(r, path.display().to_string())?;
+                self.store_single(node, old_subtree);
+                Ok(())
+            }
+            Work::Documents(root) => {
+                let (files, bytes) = root.totals();
+                self.meter.expect(files, Some(bytes));
+                let mut chunker = new_chunker(&self.repo);
+                match self.store_docs(&root, &mut chunker, now) {
+                    Ok(id) => {
+                        *self.root_tree.lock().unwrap() = Some(id);
+                        Ok(())
+                    }
+                    Err(e) => stream_result(Err(e), "documents".into()),
+                }
+            }
+        }
+    }
+
+    /// Gives a node made up by the backup (not read from a file system) this process's owner
+    /// and the backup's time.
+    fn set_owner_and_times(&self, node: &mut Node, now: Timestamp) {
+        node.uid = nix::unistd::getuid().as_raw();
+        node.gid = nix::unistd::getgid().as_raw();
+        node.mtime = now;
+        node.ctime = now;
+        node.atime = now;
+    }
+
+    /// Writes a root tree holding just `node`, a file of new content, unless the backup stopped.
+    fn store_single(&self, node: Node, old_subtree: Option<Id>) {
+        if self.stopped() {
+            return;
+        }
+        let root = Arc::new(DirState {
+            slots: Mutex::new(vec![None]),
+            remaining: AtomicUsize::new(2),
+            place: None,
+            old_subtree,
+        });
+        self.count_file(Novelty::New, node.size);
+        self.complete(&root, 0, Some(node));
+        self.release(&root);
+    }
+
+    /// Stores a directory of documents and everything below it; returns its tree's id.
+    fn store_docs(
+        &self,
+        dir: &DocDir,
+        chunker: &mut Chunker,
+        now: Timestamp,
+    ) -> Result<Id, StreamError> {
+        let mut nodes = Vec::with_capacity(dir.entries.len());
+        for (name, entry) in &dir.entries {
+            if self.stopped() {
+                return Err(StreamError::Stopped);
+            }
+            let name = ByteString(name.clone());
+            let node = match entry {
+                DocEntry::File(doc) => {
+                    let mut node = Node::new(name, NodeKind::File);
+                    self.set_owner_and_times(&mut node, now);
+                    node.mode = doc.mode.unwrap_or(0o644) & 0o7777;
+                    if let Some(t) = doc.mtime {
+                        let t = chrono::DateTime::<chrono::Utc>::from(t);
+                        node.mtime = Timestamp(t.timestamp(), t.timestamp_subsec_nanos());
+                    }
+                    chunker.set_spec(self.repo.repo().chunker_for_file(doc.data.len() as u64));
+                    node.size =
+                        self.store_stream(chunker, &mut doc.data.as_slice(), &mut node.content)?;
+                    self.count_file(Novelty::New, node.size);
+                    node
+                }
+                DocEntry::Dir(sub) => {
+                    let mut node = Node::new(name, NodeKind::Dir);
+                    self.set_owner_and_times(&mut node, now);
+                    node.mode = 0o755;
+                    node.subtree = Some(self.store_docs(sub, chunker, now)?);
+                    Meter::add(&self.counters.dirs_new, 1);
+                    node
+                }
+            };
+            nodes.push(node);
+        }
+        let (id, _) = self
+            .writer
+            .add(BlobType::Tree, &Tree { nodes }.encode())
+            .map_err(StreamError::Repo)?;
+        Ok(id)
+    }
+
+    /// Walks the given paths and stores what they hold: this thread walks, reader threads read
+    /// the files.
+    fn walk(
+        &self,
+        tops: &[(PathBuf, ByteString)],
+        old_root: Option<&Tree>,
+        old_subtree: Option<Id>,
+    ) {
+        let root = Arc::new(DirState {
+            slots: Mutex::new(vec![None; tops.len()]),
+            remaining: AtomicUsize::new(tops.len() + 1),
+            place: None,
+            old_subtree,
+        });
+        self.meter.expected_known.store(true, Ordering::Relaxed);
+        self.meter.counting.store(true, Ordering::Relaxed);
+        let threads = self.threads;
+        let (tx, rx) = bounded::<Job>(threads * 64);
+        std::thread::scope(|scope| {
+            // Three readers per core: a reader waiting for the disk (small files on a cold
+            // cache, direct reads) leaves its core to another (two per core left ~20% of the
+            // cores idle on a tree of small files read from a cold cache).
+            for _ in 0..threads * READERS_PER_THREAD {
+                let rx = rx.clone();
+                scope.spawn(move || {
+                    let mut chunker = new_chunker(&self.repo);
+                    for mut job in rx {
+                        // One relaxed load per file (two when nothing failed).
+                        if self.stopped() {
+                            self.complete(&job.dir, job.slot, None);
+                            continue;
+                        }
+                        match self.read_file(&mut chunker, &job.path, &mut job.node) {
+                            Ok(()) => {
+                                self.count_file(job.novelty, job.node.size);
+                                self.complete(&job.dir, job.slot, Some(job.node));
+                            }
+                            Err(StreamError::Io(op, e)) => {
+                                self.warn_io(&job.path, op, &e);
+                                self.complete(&job.dir, job.slot, None);
+                            }
+                            Err(StreamError::Repo(e)) => {
+                                self.fail(e);
+                                self.complete(&job.dir, job.slot, None);
+                            }
+                            Err(StreamError::Stopped) => {
+                                self.complete(&job.dir, job.slot, None);
+                            }
+                        }
+                    }
+                });
+            }
+            drop(rx);
+            let old_nodes = index_nodes(old_root);
+            for (i, (path, name)) in tops.iter().enumerate() {
+                let old = old_nodes.get(name.0.as_slice()).copied();
+                walk_entry(
+                    self,
+                    &tx,
+                    &root,
+                    i,
+                    path,
+                    name.clone(),
+                    name.0.clone(),
+                    old,
+                    None,
+                );
+            }
+            self.meter.counting.store(false, Ordering::Relaxed);
+            self.release(&root);
+            drop(tx);
+        });
+    }
 }
 
 fn index_nodes(tree: Option<&Tree>) -> HashMap<&[u8], &Node> {
@@ -819,14 +1312,14 @@ fn walk_entry(
     old: Option<&Node>,
     top_dev: Option<u64>,
 ) {
-    if ctx.failed() {
+    if ctx.stopped() {
         ctx.complete(dir, slot, None);
         return;
     }
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) => {
-            ctx.warn(format!("{}: {e}", path.display()));
+            ctx.warn_io(path, Operation::Stat, &e);
             ctx.complete(dir, slot, None);
             return;
         }
@@ -834,7 +1327,7 @@ fn walk_entry(
     let mut node = match node_from_metadata(path, name, &meta, &ctx.owners) {
         Ok(n) => n,
         Err(e) => {
-            ctx.warn(format!("{}: {e}", path.display()));
+            ctx.warn_io(path, Operation::ReadLink, &e);
             ctx.complete(dir, slot, None);
             return;
         }
@@ -863,6 +1356,7 @@ fn walk_entry(
                 }
             });
             let crosses_fs = ctx.one_file_system && meta.dev() != top_dev;
+            ctx.meter.set_current(|| path.display().to_string());
             let mut entries: Vec<(ByteString, PathBuf)> = Vec::new();
             if !crosses_fs {
                 match std::fs::read_dir(path) {
@@ -876,11 +1370,11 @@ fn walk_entry(
                                     }
                                     entries.push((ByteString::from_os(&e.file_name()), p));
                                 }
-                                Err(e) => ctx.warn(format!("{}: {e}", path.display())),
+                                Err(e) => ctx.warn_io(path, Operation::ListDir, &e),
                             }
                         }
                     }
-                    Err(e) => ctx.warn(format!("{}: {e}", path.display())),
+                    Err(e) => ctx.warn_io(path, Operation::ListDir, &e),
                 }
             }
             entries.sort_by(|a, b| a.0.cmp(&b.0));
@@ -912,6 +1406,8 @@ fn walk_entry(
             ctx.release(&state);
         }
         NodeKind::File => {
+            Meter::add(&ctx.meter.files_expected, 1);
+            Meter::add(&ctx.meter.bytes_expected, node.size);
             if node.links > 1 {
                 let mut links = ctx.hardlinks.lock().unwrap();
                 match links.get(&(node.device, node.inode)) {
@@ -940,6 +1436,8 @@ fn walk_entry(
                 let o = old.unwrap();
                 node.content = o.content.clone();
                 node.holes = o.holes.clone();
+                Meter::add(&ctx.meter.bytes_done, node.size);
+                Meter::add(&ctx.counters.bytes_unchanged, node.size);
                 ctx.count_file(novelty, node.size);
                 ctx.complete(dir, slot, Some(node));
                 return;

@@ -22,6 +22,7 @@ pub struct Excludes {
 }
 
 impl Excludes {
+    /// Compiles patterns; the error names the first that does not parse.
     pub fn new(patterns: &[String]) -> Result<Excludes, String> {
         let mut by_path = GlobSetBuilder::new();
         let mut by_name = GlobSetBuilder::new();
@@ -58,6 +59,7 @@ impl Excludes {
             .collect())
     }
 
+    /// Whether an entry at this absolute path is skipped (and with it everything below).
     pub fn is_excluded(&self, path: &Path) -> bool {
         if self.by_path.is_match(path) {
             return true;
@@ -65,6 +67,7 @@ impl Excludes {
         path.file_name().is_some_and(|n| self.by_name.is_match(n))
     }
 
+    /// The patterns as given, for the snapshot to record.
     pub fn patterns(&self) -> &[String] {
         &self.patterns
     }
@@ -78,6 +81,7 @@ pub struct OwnerNames {
 }
 
 impl OwnerNames {
+    /// The name of user `uid`, if it has one.
     pub fn user(&self, uid: u32) -> Option<String> {
         self.users
             .lock()
@@ -92,6 +96,7 @@ impl OwnerNames {
             .clone()
     }
 
+    /// The name of group `gid`, if it has one.
     pub fn group(&self, gid: u32) -> Option<String> {
         self.groups
             .lock()
@@ -182,19 +187,39 @@ pub fn read_xattrs(path: &Path) -> Vec<Xattr> {
 /// One region of a file: data to read, or a hole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Region {
-    Data { offset: u64, len: u64 },
-    Hole { offset: u64, len: u64 },
+    /// Bytes to read.
+    Data {
+        /// Where they start in the file.
+        offset: u64,
+        /// How many.
+        len: u64,
+    },
+    /// A hole: reads as zeros, nothing allocated.
+    Hole {
+        /// Where it starts in the file.
+        offset: u64,
+        /// How long it is.
+        len: u64,
+    },
 }
 
 /// The data and hole regions of an open file of `size` bytes. Files whose allocated blocks cover
 /// their size are one data region without asking the file system; otherwise `SEEK_DATA` and
 /// `SEEK_HOLE` find the holes (file systems without them report one data region).
 pub fn regions(file: &File, meta: &Metadata) -> Vec<Region> {
-    let size = meta.len();
+    regions_of(file, meta.len(), Some(meta.blocks() * 512))
+}
+
+/// The data and hole regions of the first `size` bytes of an open file or device. With
+/// `allocated` (the bytes the file system allocated to a file) at least `size`, one data region
+/// without asking; otherwise, and always for a device (`None`: its allocation is unknown),
+/// `SEEK_DATA` and `SEEK_HOLE` are asked, and what does not answer them (most block devices)
+/// is one data region.
+pub fn regions_of(file: &File, size: u64, allocated: Option<u64>) -> Vec<Region> {
     if size == 0 {
         return Vec::new();
     }
-    if meta.blocks() * 512 >= size {
+    if allocated.is_some_and(|a| a >= size) {
         return vec![Region::Data {
             offset: 0,
             len: size,
@@ -430,6 +455,7 @@ pub struct ContentReader<'a> {
 }
 
 impl<'a> ContentReader<'a> {
+    /// A reader of `file` in `mode`, with an empty region (see [`set_region`](Self::set_region)).
     pub fn new(file: &'a File, mode: ReadMode) -> Self {
         ContentReader {
             file,

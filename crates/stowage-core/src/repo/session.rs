@@ -23,12 +23,14 @@
 //! # use std::sync::Arc;
 //! # use stowage_core::repo::Repository;
 //! # use stowage_core::repo::session::{BackupWork, IndexSource, PruneWork, ReadWork};
-//! # use stowage_core::backup::{self, BackupOptions, BackupProgress};
+//! # use stowage_core::backup::{self, BackupOptions, BackupSource};
 //! # use stowage_core::maintenance::prune::{self, PruneOptions};
 //! # use stowage_core::check::{self, CheckOptions, CheckProgress};
+//! # use stowage_core::progress::Control;
 //! fn work(repo: &Arc<Repository>) -> Result<(), Box<dyn std::error::Error>> {
 //!     let session = repo.lock::<BackupWork>()?.load_index(&IndexSource::Memory, &())?;
-//!     backup::run(&session, &BackupOptions::default(), &BackupProgress::default())?;
+//!     let source = BackupSource::Paths(vec!["/srv".into()]);
+//!     backup::run(&session, source, &BackupOptions::default(), &Control::new())?;
 //!     prune::run(&repo.lock::<PruneWork>()?, &PruneOptions::default())?;
 //!     check::run(&repo.lock::<ReadWork>()?, &CheckOptions::default(), &CheckProgress::default())?;
 //!     Ok(())
@@ -39,9 +41,11 @@
 //!
 //! ```compile_fail
 //! # use stowage_core::repo::session::{Indexed, ReadWork};
-//! # use stowage_core::backup::{self, BackupOptions, BackupProgress};
+//! # use stowage_core::backup::{self, BackupOptions, BackupSource};
+//! # use stowage_core::progress::Control;
 //! fn backup_without_its_lock(s: &Indexed<ReadWork>) {
-//!     let _ = backup::run(s, &BackupOptions::default(), &BackupProgress::default());
+//!     let source = BackupSource::Paths(vec!["/srv".into()]);
+//!     let _ = backup::run(s, source, &BackupOptions::default(), &Control::new());
 //! }
 //! ```
 //!
@@ -50,9 +54,11 @@
 //! ```compile_fail
 //! # use std::sync::Arc;
 //! # use stowage_core::repo::Repository;
-//! # use stowage_core::backup::{self, BackupOptions, BackupProgress};
+//! # use stowage_core::backup::{self, BackupOptions, BackupSource};
+//! # use stowage_core::progress::Control;
 //! fn backup_unlocked(repo: &Arc<Repository>) {
-//!     let _ = backup::run(repo, &BackupOptions::default(), &BackupProgress::default());
+//!     let source = BackupSource::Paths(vec!["/srv".into()]);
+//!     let _ = backup::run(repo, source, &BackupOptions::default(), &Control::new());
 //! }
 //! ```
 //!

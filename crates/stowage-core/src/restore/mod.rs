@@ -1,4 +1,5 @@
-//! Restore: recreate a snapshot (or part of it) under a target directory.
+//! Restore: recreate a snapshot (or part of it) under a target directory, or write one of its
+//! files to a device in place or to a stream (see [`RestoreTarget`]).
 //!
 //! Three phases. Plan: walk the trees, create directories, symlinks and special files, and note
 //! where every content blob goes; then create the files, empty and of the right length (holes
@@ -7,63 +8,169 @@
 //! files kept open between writes (a bounded set). Metadata: ownership, mode, xattrs and times,
 //! files first and directories last (deepest first) so their times stick.
 //!
+//! A device or stream target ([`RestoreTarget`]) takes one file: in place, its content goes
+//! through the same content phase; to a stream, blobs are fetched a window at a time and
+//! written in order. The token of a [`crate::progress::Control`] is checked per entry planned,
+//! file created and blob written; a cancelled restore returns [`RestoreError::Canceled`] with
+//! the files and bytes it wrote.
+//!
 //! Names come from the repository and are untrusted: trees are validated on decode (no `/`,
 //! `..` or NUL), nothing is created through an existing symlink, and files are opened with
 //! `O_NOFOLLOW`, so nothing is ever written outside the target.
 
 use crate::backend::{Backend, FileKind};
+use crate::cancel::CancelToken;
 use crate::crypto::open_blob_in_place;
+use crate::error::{Classified, ErrorClass};
 use crate::id::{BlobType, Id};
+use crate::progress::{Control, Meter};
 use crate::repo::session::{Indexed, ReadWork};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{validate_name, Node, NodeKind, Timestamp};
 use crate::repo::{IndexedRepo, RepoError};
+use crate::warning::{Operation, Warning};
 use base64::Engine;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Errors that stop a restore before or while it runs. Failures on single entries are warnings.
+/// Errors that stop a restore before or while it runs. Failures on single entries are
+/// [`Warning`]s.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// Reading the repository failed.
     #[error(transparent)]
     Repo(#[from] RepoError),
+    /// The target could not be created, opened or written.
     #[error("{path}: {source}")]
     Target {
+        /// The target (or the entry of it that failed).
         path: String,
+        /// Why.
         #[source]
         source: io::Error,
     },
-    #[error("target {0} is not empty (use --overwrite to restore into it anyway)")]
+    /// The target directory has entries and overwriting was not asked for.
+    #[error("target {0} is not empty")]
     TargetNotEmpty(String),
+    /// The subpath asked for is not in the snapshot.
     #[error("path {0:?} does not exist in the snapshot")]
     NoSuchPath(String),
-    #[error("{0}")]
-    Invalid(String),
+    /// An include or exclude pattern does not parse.
+    #[error("bad pattern {pattern:?}: {reason}")]
+    BadPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A tree holds a name that is no single safe path component (a damaged or hostile
+    /// repository).
+    #[error("unsafe name in tree {tree}: {reason}")]
+    UnsafeName {
+        /// The tree's short id.
+        tree: String,
+        /// What is wrong with the name.
+        reason: String,
+    },
+    /// A device or stream target needs one regular file, and the entry chosen is not one.
+    #[error("{0:?} in the snapshot is not a regular file")]
+    NotAFile(String),
+    /// A device or stream target needs one file, and no subpath chose among the snapshot's
+    /// several entries.
+    #[error("the snapshot holds {0} entries at its root; a device or stream takes one file")]
+    NoSingleFile(usize),
+    /// A device or file restored in place is not of the restored file's size.
+    #[error("{path} is {target_size} bytes, the file to restore is {file_size}")]
+    SizeMismatch {
+        /// The device or file.
+        path: String,
+        /// Its size.
+        target_size: u64,
+        /// The snapshot's file's size.
+        file_size: u64,
+    },
+    /// The caller cancelled the restore, which wrote this much (files with all their
+    /// content, and content bytes).
+    #[error("restore canceled after writing {files} files and {bytes} bytes")]
+    Canceled {
+        /// Files whose content was completely written.
+        files: u64,
+        /// Content bytes written.
+        bytes: u64,
+    },
 }
 
-/// What to restore and where.
+impl Classified for RestoreError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            RestoreError::Repo(e) => e.class(),
+            RestoreError::Target { source, .. } => crate::warning::io_class(source),
+            RestoreError::TargetNotEmpty(_)
+            | RestoreError::NoSuchPath(_)
+            | RestoreError::BadPattern { .. }
+            | RestoreError::NotAFile(_)
+            | RestoreError::NoSingleFile(_)
+            | RestoreError::SizeMismatch { .. } => ErrorClass::Config,
+            RestoreError::UnsafeName { .. } => ErrorClass::Corruption,
+            RestoreError::Canceled { .. } => ErrorClass::Canceled,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            RestoreError::Repo(e) => e.kind(),
+            RestoreError::Target { .. } => "restore.target_unwritable",
+            RestoreError::TargetNotEmpty(_) => "restore.target_not_empty",
+            RestoreError::NoSuchPath(_) => "restore.no_such_path",
+            RestoreError::BadPattern { .. } => "restore.bad_pattern",
+            RestoreError::UnsafeName { .. } => "restore.unsafe_name",
+            RestoreError::NotAFile(_) => "restore.not_a_file",
+            RestoreError::NoSingleFile(_) => "restore.no_single_file",
+            RestoreError::SizeMismatch { .. } => "restore.size_mismatch",
+            RestoreError::Canceled { .. } => "restore.canceled",
+        }
+    }
+}
+
+/// Where a restore writes.
+pub enum RestoreTarget<'a> {
+    /// A directory, created if missing: the snapshot (or its subpath) is recreated below it.
+    Directory(PathBuf),
+    /// A block device or a regular file, written in place: one file of the snapshot (its
+    /// subpath, or its only entry), which must be exactly as large as the target. Nothing is
+    /// truncated; the file's holes are zeroed by punching holes where the target supports it
+    /// (a regular file, most block devices), by writing zeros elsewhere, and skipped where a
+    /// regular target has a hole already.
+    InPlace(PathBuf),
+    /// A stream: the bytes of one file of the snapshot (its subpath, or its only entry), in
+    /// order, holes as zeros.
+    Stream(&'a mut dyn Write),
+}
+
+/// What to restore and how (where is the [`RestoreTarget`]).
 #[derive(Clone, Debug, Default)]
 pub struct RestoreOptions {
-    pub target: PathBuf,
     /// Restore only this path of the snapshot (its content goes directly into the target).
     pub subpath: Option<String>,
     /// Only paths matching one of these (or below a match) are restored.
     pub includes: Vec<String>,
     /// Paths matching one of these (and everything below) are skipped.
     pub excludes: Vec<String>,
+    /// Restore into a directory that is not empty, replacing what is in the way.
     pub overwrite: bool,
     /// Re-read every restored file and check it against the snapshot.
     pub verify: bool,
-    /// What to do with runs of zeros inside file content (see [`Zeros`]).
+    /// What to do with runs of zeros inside file content (see [`Zeros`]); in-place targets
+    /// always write them.
     pub zeros: Zeros,
 }
 
@@ -85,23 +192,21 @@ pub enum Zeros {
     Hole,
 }
 
-/// Live counters for a progress display.
-#[derive(Debug, Default)]
-pub struct RestoreProgress {
-    pub files_done: AtomicU64,
-    pub bytes_written: AtomicU64,
-    pub total_bytes: AtomicU64,
-}
-
 /// What a restore did.
 #[derive(Debug, Default)]
 pub struct RestoreReport {
+    /// Regular files restored.
     pub files: u64,
+    /// Directories restored.
     pub dirs: u64,
+    /// Symlinks and special files restored.
     pub other: u64,
+    /// Bytes of the files restored.
     pub bytes: u64,
+    /// Files re-read and found equal to the snapshot (with [`RestoreOptions::verify`]).
     pub verified_files: u64,
-    pub warnings: Vec<String>,
+    /// Entries that could not be restored.
+    pub warnings: Vec<Warning>,
 }
 
 struct Filter {
@@ -125,10 +230,16 @@ fn globset(patterns: &[String]) -> Result<GlobSet, RestoreError> {
             GlobBuilder::new(&full)
                 .literal_separator(true)
                 .build()
-                .map_err(|e| RestoreError::Invalid(format!("bad pattern {p:?}: {e}")))?,
+                .map_err(|e| RestoreError::BadPattern {
+                    pattern: p.to_string(),
+                    reason: e.to_string(),
+                })?,
         );
     }
-    b.build().map_err(|e| RestoreError::Invalid(e.to_string()))
+    b.build().map_err(|e| RestoreError::BadPattern {
+        pattern: patterns.join(" "),
+        reason: e.to_string(),
+    })
 }
 
 /// Where one copy of a blob goes.
@@ -171,8 +282,9 @@ struct Plan {
 struct Restorer<'a> {
     repo: &'a IndexedRepo,
     filter: Filter,
-    warnings: Mutex<Vec<String>>,
-    progress: &'a RestoreProgress,
+    warnings: Mutex<Vec<Warning>>,
+    meter: Meter,
+    cancel: &'a CancelToken,
     is_root: bool,
     /// The target was empty (or new) when the restore started: nothing of it can be in the way
     /// of an entry, since the names in a tree are unique.
@@ -180,9 +292,31 @@ struct Restorer<'a> {
 }
 
 impl Restorer<'_> {
-    fn warn(&self, msg: String) {
-        tracing::warn!("{msg}");
-        self.warnings.lock().unwrap().push(msg);
+    fn warn(&self, w: Warning) {
+        tracing::warn!("{w}");
+        Meter::add(&self.meter.warnings, 1);
+        self.warnings.lock().unwrap().push(w);
+    }
+
+    fn warn_io(&self, path: &Path, op: Operation, e: &io::Error) {
+        self.warn(Warning::io(path, op, e));
+    }
+
+    /// The error of a restore cancelled now, with what it wrote.
+    fn canceled(&self) -> RestoreError {
+        RestoreError::Canceled {
+            files: self.meter.files_done.load(Ordering::Relaxed),
+            bytes: self.meter.bytes_done.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Fails with [`RestoreError::Canceled`] if the caller cancelled.
+    #[inline]
+    fn check_canceled(&self) -> Result<(), RestoreError> {
+        match self.cancel.is_canceled() {
+            true => Err(self.canceled()),
+            false => Ok(()),
+        }
     }
 
     /// Whether the entry at `rel` (snapshot path without the leading `/`) is kept at all
@@ -225,12 +359,13 @@ impl Restorer<'_> {
         let tree = self.repo.read_tree(tree_id)?;
         let mut any = false;
         for node in tree.nodes {
+            self.check_canceled()?;
             // Decoding validated every name; check again right where it becomes a path.
-            if let Err(e) = validate_name(&node.name.0) {
-                return Err(RestoreError::Invalid(format!(
-                    "unsafe name in tree {}: {e}",
-                    tree_id.short()
-                )));
+            if let Err(reason) = validate_name(&node.name.0) {
+                return Err(RestoreError::UnsafeName {
+                    tree: tree_id.short(),
+                    reason,
+                });
             }
             let child_rel = join_rel(rel, &node.name.0);
             let (keep, included) = self.selected(&child_rel, ancestor_included);
@@ -240,7 +375,7 @@ impl Restorer<'_> {
             let path = abs.join(node.name.as_os());
             if node.kind == NodeKind::Dir {
                 if let Err(e) = self.clear_for(&path, true).and_then(|_| create_dir(&path)) {
-                    self.warn(format!("{}: {e}", path.display()));
+                    self.warn_io(&path, Operation::Create, &e);
                     continue;
                 }
                 let subtree = node.subtree.expect("validated dir has a subtree");
@@ -260,11 +395,20 @@ impl Restorer<'_> {
             }
             any = true;
             if let Err(e) = self.clear_for(&path, false) {
-                self.warn(format!("{}: {e}", path.display()));
+                self.warn_io(&path, Operation::Create, &e);
                 continue;
             }
-            if let Err(e) = self.plan_leaf(plan, node, &path, child_rel) {
-                self.warn(format!("{}: {e}", path.display()));
+            match self.plan_leaf(plan, node, &path, child_rel) {
+                Ok(()) => {}
+                Err(RestoreError::Target { source, .. }) => {
+                    self.warn_io(&path, Operation::Create, &source)
+                }
+                Err(e) => self.warn(Warning::new(
+                    &path,
+                    Operation::Create,
+                    e.class(),
+                    e.to_string(),
+                )),
             }
         }
         Ok(any)
@@ -383,9 +527,16 @@ impl Restorer<'_> {
             .files
             .par_iter()
             .map(|f| {
+                // Once cancelled, no more files are created (one relaxed load per file).
+                if self.cancel.is_canceled() {
+                    return false;
+                }
                 let r = create_file(&f.path, f.node.size);
-                if let Err(e) = &r {
-                    self.warn(format!("{}: {e}", f.path.display()));
+                match &r {
+                    Err(e) => self.warn_io(&f.path, Operation::Create, e),
+                    // A file without content is complete once created.
+                    Ok(()) if f.node.content.is_empty() => Meter::add(&self.meter.files_done, 1),
+                    Ok(()) => {}
                 }
                 r.is_ok()
             })
@@ -393,13 +544,14 @@ impl Restorer<'_> {
         for (first, path) in &plan.links {
             let target = &plan.files[*first as usize].path;
             if !created[*first as usize] {
-                self.warn(format!(
-                    "{}: not linked: {} could not be restored",
-                    path.display(),
-                    target.display()
+                self.warn(Warning::new(
+                    path,
+                    Operation::Link,
+                    ErrorClass::Config,
+                    format!("not linked: {} could not be restored", target.display()),
                 ));
             } else if let Err(e) = fs::hard_link(target, path) {
-                self.warn(format!("{}: {e}", path.display()));
+                self.warn_io(path, Operation::Link, &e);
             }
         }
         created
@@ -458,15 +610,18 @@ impl Restorer<'_> {
                     RepoError::malformed(format!("pack {}", crate::util::short_name(&name)), e)
                 })?;
                 for u in &b.uses {
+                    // One relaxed load per blob written.
+                    self.check_canceled()?;
                     match targets.write(u.file, plain, u.offset) {
                         Ok(true) => {
-                            self.progress
-                                .bytes_written
-                                .fetch_add(plain.len() as u64, Ordering::Relaxed);
+                            Meter::add(&self.meter.bytes_done, plain.len() as u64);
+                            if targets.completed(u.file) {
+                                Meter::add(&self.meter.files_done, 1);
+                            }
                         }
                         Ok(false) => {}
                         Err(e) => {
-                            self.warn(format!("{}: {e}", targets.paths[u.file as usize].display()))
+                            self.warn_io(targets.paths[u.file as usize], Operation::Write, &e)
                         }
                     }
                 }
@@ -480,7 +635,7 @@ impl Restorer<'_> {
         let is_link = node.kind == NodeKind::Symlink;
         if self.is_root {
             if let Err(e) = std::os::unix::fs::lchown(path, Some(node.uid), Some(node.gid)) {
-                self.warn(format!("{}: chown: {e}", path.display()));
+                self.warn_io(path, Operation::Chown, &e);
             }
         }
         for x in &node.xattrs {
@@ -489,14 +644,18 @@ impl Restorer<'_> {
                     if let Err(e) = xattr::set(path, x.name.as_os(), &v) {
                         // Symlinks cannot carry user.* attributes on Linux.
                         if !is_link {
-                            self.warn(format!("{}: xattr {}: {e}", path.display(), x.name.lossy()));
+                            self.warn(Warning {
+                                message: format!("{}: {e}", x.name.lossy()),
+                                ..Warning::io(path, Operation::SetXattr, &e)
+                            });
                         }
                     }
                 }
-                Err(_) => self.warn(format!(
-                    "{}: xattr {} has a bad value",
-                    path.display(),
-                    x.name.lossy()
+                Err(_) => self.warn(Warning::new(
+                    path,
+                    Operation::SetXattr,
+                    ErrorClass::Corruption,
+                    format!("{} has a bad value", x.name.lossy()),
                 )),
             }
         }
@@ -504,21 +663,22 @@ impl Restorer<'_> {
             if let Err(e) =
                 fs::set_permissions(path, fs::Permissions::from_mode(node.mode & 0o7777))
             {
-                self.warn(format!("{}: chmod: {e}", path.display()));
+                self.warn_io(path, Operation::Chmod, &e);
             }
         }
         let ft = |t: Timestamp| filetime::FileTime::from_unix_time(t.0, t.1);
         if let Err(e) = filetime::set_symlink_file_times(path, ft(node.atime), ft(node.mtime)) {
-            self.warn(format!("{}: set times: {e}", path.display()));
+            self.warn_io(path, Operation::SetTimes, &e);
         }
     }
 
     /// Re-reads a restored file and checks each blob against its id.
     fn verify_file(&self, f: &PlannedFile) -> Result<(), String> {
-        let file = File::open(&f.path).map_err(|e| e.to_string())?;
-        let meta = file.metadata().map_err(|e| e.to_string())?;
-        if meta.len() != f.node.size {
-            return Err(format!("size is {}, expected {}", meta.len(), f.node.size));
+        let mut file = File::open(&f.path).map_err(|e| e.to_string())?;
+        // (The size of a device, too.)
+        let size = crate::sys::device_size(&mut file).map_err(|e| e.to_string())?;
+        if size != f.node.size {
+            return Err(format!("size is {size}, expected {}", f.node.size));
         }
         let keys = self.repo.repo().keys();
         let mut holes = f.node.holes.iter().peekable();
@@ -669,6 +829,11 @@ struct TargetFiles<'p> {
     skip: Vec<AtomicBool>,
     open: Mutex<OpenSet>,
     cap: usize,
+    /// Files whose completion was counted (see [`TargetFiles::completed`]).
+    counted: Vec<AtomicBool>,
+    /// Open with `O_NOFOLLOW` (a directory's files), or follow symlinks (a device named by
+    /// its caller, such as `/dev/disk/by-id/...`).
+    nofollow: bool,
 }
 
 #[derive(Default)]
@@ -695,7 +860,18 @@ impl<'p> TargetFiles<'p> {
             skip: created.iter().map(|&c| AtomicBool::new(!c)).collect(),
             open: Mutex::new(OpenSet::default()),
             cap: cap.max(1),
+            counted: writes.iter().map(|_| AtomicBool::new(false)).collect(),
+            nofollow: true,
         }
+    }
+
+    /// Whether file `file` has had all its writes, none failing, and this is the first call to
+    /// say so (so each file is counted once, by whichever thread asks first).
+    fn completed(&self, file: u32) -> bool {
+        let i = file as usize;
+        self.pending[i].load(Ordering::Acquire) == 0
+            && !self.skip[i].load(Ordering::Relaxed)
+            && !self.counted[i].swap(true, Ordering::Relaxed)
     }
 
     /// Writes `data` at `offset` of file `file`. `Ok(false)`: the file is skipped; `Err`: this
@@ -774,10 +950,11 @@ impl<'p> TargetFiles<'p> {
             }
         }
         // Open without holding the lock; if another thread opened it meanwhile, keep theirs.
+        let flags = if self.nofollow { libc::O_NOFOLLOW } else { 0 };
         let f = Arc::new(
             OpenOptions::new()
                 .write(true)
-                .custom_flags(libc::O_NOFOLLOW)
+                .custom_flags(flags)
                 .open(self.paths[file as usize])?,
         );
         let mut open = self.open.lock().unwrap();
@@ -855,33 +1032,25 @@ fn find_subpath(repo: &IndexedRepo, root: &Id, subpath: &str) -> Result<Node, Re
     node.ok_or_else(|| RestoreError::NoSuchPath(subpath.into()))
 }
 
-/// Restores `snapshot` according to `opts`, in a read session (its lock keeps a concurrent
-/// prune from deleting the packs being read).
+/// Restores `snapshot` (or the part `opts` selects) to `target`, in a read session (its lock
+/// keeps a concurrent prune from deleting the packs being read).
+///
+/// `control` cancels it (the error, [`RestoreError::Canceled`], says how many files and bytes
+/// were written) and receives its progress: bytes and files written of those planned.
 pub fn run(
     session: &Indexed<ReadWork>,
     snapshot: &Snapshot,
+    target: RestoreTarget<'_>,
     opts: &RestoreOptions,
-    progress: &RestoreProgress,
+    control: &Control<'_>,
 ) -> Result<RestoreReport, RestoreError> {
     let repo: &IndexedRepo = session.indexed();
-    let target = &opts.target;
-    let tio = |e: io::Error| RestoreError::Target {
-        path: target.display().to_string(),
-        source: e,
-    };
-    let target_was_empty = match fs::read_dir(target) {
-        Ok(mut rd) => {
-            let empty = rd.next().is_none();
-            if !empty && !opts.overwrite {
-                return Err(RestoreError::TargetNotEmpty(target.display().to_string()));
-            }
-            empty
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(target).map_err(tio)?;
-            true
-        }
-        Err(e) => return Err(tio(e)),
+    if control.cancel.is_canceled() {
+        return Err(RestoreError::Canceled { files: 0, bytes: 0 });
+    }
+    let target_was_empty = match &target {
+        RestoreTarget::Directory(dir) => prepare_dir(dir, opts)?,
+        _ => false,
     };
     let restorer = Restorer {
         repo,
@@ -894,145 +1063,382 @@ pub fn run(
             excludes: globset(&opts.excludes)?,
         },
         warnings: Mutex::new(Vec::new()),
-        progress,
+        meter: Meter::default(),
+        cancel: &control.cancel,
         is_root: nix::unistd::geteuid().is_root(),
         target_was_empty,
     };
-    let started = std::time::Instant::now();
-    let mut plan = Plan::default();
-    let sub_parts: Vec<&str> = opts
-        .subpath
-        .as_deref()
-        .unwrap_or("")
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
-    match sub_parts.is_empty() {
-        true => {
-            restorer.plan_dir(&mut plan, &snapshot.tree, b"", target, false)?;
-        }
-        false => {
-            let sub = sub_parts.join("/");
-            let node = find_subpath(repo, &snapshot.tree, &sub)?;
-            match node.kind {
-                NodeKind::Dir => {
-                    let subtree = node.subtree.expect("validated dir has a subtree");
-                    restorer.plan_dir(&mut plan, &subtree, sub.as_bytes(), target, false)?;
-                }
-                _ => {
-                    let path = target.join(node.name.as_os());
-                    let rel = sub.as_bytes().to_vec();
-                    restorer.clear_for(&path, false).map_err(tio)?;
-                    restorer.plan_leaf(&mut plan, node, &path, rel)?;
-                }
-            }
-        }
-    }
-    progress
-        .total_bytes
-        .store(plan.total_bytes, Ordering::Relaxed);
-    tracing::debug!(
-        files = plan.files.len(),
-        packs = plan.packs.len(),
-        secs = started.elapsed().as_secs_f64(),
-        "restore planned"
-    );
+    let mut report = restorer.meter.observe(control, || match target {
+        RestoreTarget::Directory(dir) => restorer.restore_dir(snapshot, &dir, opts),
+        RestoreTarget::InPlace(path) => restorer.restore_in_place(snapshot, &path, opts),
+        RestoreTarget::Stream(w) => restorer.restore_stream(snapshot, w, opts),
+    })?;
+    report.warnings = std::mem::take(&mut *restorer.warnings.lock().unwrap());
+    Ok(report)
+}
 
-    let created = restorer.create_files(&plan);
-    tracing::debug!(
-        secs = started.elapsed().as_secs_f64(),
-        "restore files created"
-    );
-
-    // Content: packs in parallel, costliest first; within a pack, blobs in offset order.
-    let targets = TargetFiles::new(
-        plan.files.iter().map(|f| f.path.as_path()).collect(),
-        &plan.writes,
-        &created,
-        MAX_OPEN_FILES,
-        opts.zeros,
-    );
-    let mut packs: Vec<(&Id, &HashMap<Id, PlannedBlob>)> = plan.packs.iter().collect();
-    packs.sort_by_cached_key(|(_, blobs)| std::cmp::Reverse(pack_cost(blobs)));
-    // Every thread of the pool takes the next pack until none is left (or one failed).
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let threads = rayon::current_num_threads();
-    let backend: &dyn Backend = repo.repo().backend().as_ref();
-    for (pack, blobs) in packs.iter().take(threads) {
-        will_read_pack(backend, pack, blobs);
-    }
-    let results = rayon::broadcast(|_| {
-        let mut bufs = PackBuffers::default();
-        while !failed.load(Ordering::Relaxed) {
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            let Some((pack, blobs)) = packs.get(k) else {
-                break;
-            };
-            // The pack one round ahead (each thread takes one in turn) is fetched in the
-            // background while this one is restored.
-            if let Some((ahead, ahead_blobs)) = packs.get(k + threads) {
-                will_read_pack(backend, ahead, ahead_blobs);
-            }
-            if let Err(e) = restorer.restore_pack(pack, blobs, &targets, &mut bufs) {
-                failed.store(true, Ordering::Relaxed);
-                return Err(e);
-            }
-        }
-        Ok(())
-    });
-    results
-        .into_iter()
-        .collect::<Result<Vec<()>, RestoreError>>()?;
-    drop(targets);
-    tracing::debug!(
-        secs = started.elapsed().as_secs_f64(),
-        "restore content written"
-    );
-
-    // Metadata: files and others first, then directories deepest first.
-    let restored: Vec<&PlannedFile> = plan
-        .files
-        .iter()
-        .zip(&created)
-        .filter(|(_, &c)| c)
-        .map(|(f, _)| f)
-        .collect();
-    restored.par_iter().for_each(|f| {
-        restorer.apply_metadata(&f.path, &f.node);
-        progress.files_done.fetch_add(1, Ordering::Relaxed);
-    });
-    for (p, n) in &plan.others {
-        restorer.apply_metadata(p, n);
-    }
-    for (p, n) in plan.dirs.iter().rev() {
-        restorer.apply_metadata(p, n);
-    }
-
-    let mut report = RestoreReport {
-        files: restored.len() as u64,
-        dirs: plan.dirs.len() as u64,
-        other: plan.others.len() as u64,
-        bytes: restored.iter().map(|f| f.node.size).sum(),
-        ..Default::default()
+/// Checks a target directory, creating it if missing, and refuses one that is not empty
+/// unless overwriting; returns whether it was empty.
+fn prepare_dir(target: &Path, opts: &RestoreOptions) -> Result<bool, RestoreError> {
+    let tio = |e: io::Error| RestoreError::Target {
+        path: target.display().to_string(),
+        source: e,
     };
-    if opts.verify {
-        let failures: Vec<String> = restored
+    match fs::read_dir(target) {
+        Ok(mut rd) => {
+            let empty = rd.next().is_none();
+            if !empty && !opts.overwrite {
+                return Err(RestoreError::TargetNotEmpty(target.display().to_string()));
+            }
+            Ok(empty)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(target).map_err(tio)?;
+            Ok(true)
+        }
+        Err(e) => Err(tio(e)),
+    }
+}
+
+/// Bytes of zeros written at once where a hole cannot be punched.
+const ZEROS_AT_ONCE: usize = 1 << 20;
+
+impl Restorer<'_> {
+    /// The one file a device or stream target takes: the subpath's, or the snapshot's only
+    /// entry.
+    fn single_file(
+        &self,
+        snapshot: &Snapshot,
+        opts: &RestoreOptions,
+    ) -> Result<Node, RestoreError> {
+        let node = match opts
+            .subpath
+            .as_deref()
+            .filter(|s| !s.trim_matches('/').is_empty())
+        {
+            Some(sub) => find_subpath(self.repo, &snapshot.tree, sub)?,
+            None => {
+                let mut root = self.repo.read_tree(&snapshot.tree)?;
+                if root.nodes.len() != 1 {
+                    return Err(RestoreError::NoSingleFile(root.nodes.len()));
+                }
+                root.nodes.remove(0)
+            }
+        };
+        if !node.has_content() {
+            return Err(RestoreError::NotAFile(node.name.lossy()));
+        }
+        Ok(node)
+    }
+
+    /// Restores a directory tree into `target` (checked by [`prepare_dir`]).
+    fn restore_dir(
+        &self,
+        snapshot: &Snapshot,
+        target: &Path,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport, RestoreError> {
+        let repo = self.repo;
+        let tio = |e: io::Error| RestoreError::Target {
+            path: target.display().to_string(),
+            source: e,
+        };
+        let started = std::time::Instant::now();
+        let mut plan = Plan::default();
+        let sub_parts: Vec<&str> = opts
+            .subpath
+            .as_deref()
+            .unwrap_or("")
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        match sub_parts.is_empty() {
+            true => {
+                self.plan_dir(&mut plan, &snapshot.tree, b"", target, false)?;
+            }
+            false => {
+                let sub = sub_parts.join("/");
+                let node = find_subpath(repo, &snapshot.tree, &sub)?;
+                match node.kind {
+                    NodeKind::Dir => {
+                        let subtree = node.subtree.expect("validated dir has a subtree");
+                        self.plan_dir(&mut plan, &subtree, sub.as_bytes(), target, false)?;
+                    }
+                    _ => {
+                        let path = target.join(node.name.as_os());
+                        let rel = sub.as_bytes().to_vec();
+                        self.clear_for(&path, false).map_err(tio)?;
+                        self.plan_leaf(&mut plan, node, &path, rel)?;
+                    }
+                }
+            }
+        }
+        self.meter
+            .expect(plan.files.len() as u64, Some(plan.total_bytes));
+        tracing::debug!(
+            files = plan.files.len(),
+            packs = plan.packs.len(),
+            secs = started.elapsed().as_secs_f64(),
+            "restore planned"
+        );
+
+        let created = self.create_files(&plan);
+        self.check_canceled()?;
+        tracing::debug!(
+            secs = started.elapsed().as_secs_f64(),
+            "restore files created"
+        );
+
+        let targets = TargetFiles::new(
+            plan.files.iter().map(|f| f.path.as_path()).collect(),
+            &plan.writes,
+            &created,
+            MAX_OPEN_FILES,
+            opts.zeros,
+        );
+        self.write_content(&plan, &targets)?;
+        drop(targets);
+        tracing::debug!(
+            secs = started.elapsed().as_secs_f64(),
+            "restore content written"
+        );
+
+        // Metadata: files and others first, then directories deepest first.
+        let restored: Vec<&PlannedFile> = plan
+            .files
+            .iter()
+            .zip(&created)
+            .filter(|(_, &c)| c)
+            .map(|(f, _)| f)
+            .collect();
+        restored
+            .par_iter()
+            .for_each(|f| self.apply_metadata(&f.path, &f.node));
+        for (p, n) in &plan.others {
+            self.apply_metadata(p, n);
+        }
+        for (p, n) in plan.dirs.iter().rev() {
+            self.apply_metadata(p, n);
+        }
+
+        let mut report = RestoreReport {
+            files: restored.len() as u64,
+            dirs: plan.dirs.len() as u64,
+            other: plan.others.len() as u64,
+            bytes: restored.iter().map(|f| f.node.size).sum(),
+            ..Default::default()
+        };
+        if opts.verify {
+            report.verified_files = self.verify(&restored);
+        }
+        Ok(report)
+    }
+
+    /// Verifies restored files, warning about each that differs; returns how many are equal.
+    fn verify(&self, files: &[&PlannedFile]) -> u64 {
+        let failures: Vec<Warning> = files
             .par_iter()
             .filter_map(|f| {
-                restorer
-                    .verify_file(f)
+                self.verify_file(f)
                     .err()
-                    .map(|e| format!("verify {}: {e}", f.path.display()))
+                    .map(|e| Warning::new(&f.path, Operation::Verify, ErrorClass::Corruption, e))
             })
             .collect();
-        report.verified_files = restored.len() as u64 - failures.len() as u64;
-        for f in failures {
-            restorer.warn(f);
+        let equal = files.len() as u64 - failures.len() as u64;
+        for w in failures {
+            self.warn(w);
+        }
+        equal
+    }
+
+    /// Content: packs in parallel, costliest first; within a pack, blobs in offset order.
+    fn write_content(&self, plan: &Plan, targets: &TargetFiles<'_>) -> Result<(), RestoreError> {
+        let mut packs: Vec<(&Id, &HashMap<Id, PlannedBlob>)> = plan.packs.iter().collect();
+        packs.sort_by_cached_key(|(_, blobs)| std::cmp::Reverse(pack_cost(blobs)));
+        // Every thread of the pool takes the next pack until none is left (or one failed).
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let threads = rayon::current_num_threads();
+        let backend: &dyn Backend = self.repo.repo().backend().as_ref();
+        for (pack, blobs) in packs.iter().take(threads) {
+            will_read_pack(backend, pack, blobs);
+        }
+        let results = rayon::broadcast(|_| {
+            let mut bufs = PackBuffers::default();
+            while !failed.load(Ordering::Relaxed) {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some((pack, blobs)) = packs.get(k) else {
+                    break;
+                };
+                // The pack one round ahead (each thread takes one in turn) is fetched in the
+                // background while this one is restored.
+                if let Some((ahead, ahead_blobs)) = packs.get(k + threads) {
+                    will_read_pack(backend, ahead, ahead_blobs);
+                }
+                if let Err(e) = self.restore_pack(pack, blobs, targets, &mut bufs) {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+            Ok(())
+        });
+        // A cancelled restore reports what every thread wrote, not what the first one saw.
+        if results
+            .iter()
+            .any(|r| matches!(r, Err(RestoreError::Canceled { .. })))
+        {
+            return Err(self.canceled());
+        }
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, RestoreError>>()?;
+        Ok(())
+    }
+
+    /// Writes one file of the snapshot into a device or regular file of its size, in place.
+    fn restore_in_place(
+        &self,
+        snapshot: &Snapshot,
+        path: &Path,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport, RestoreError> {
+        let tio = |e: io::Error| RestoreError::Target {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let node = self.single_file(snapshot, opts)?;
+        // Neither created nor truncated: it must be there, and as large as the file.
+        let mut file = OpenOptions::new().write(true).open(path).map_err(tio)?;
+        let target_size = crate::sys::device_size(&mut file).map_err(tio)?;
+        if target_size != node.size {
+            return Err(RestoreError::SizeMismatch {
+                path: path.display().to_string(),
+                target_size,
+                file_size: node.size,
+            });
+        }
+        let is_file = file.metadata().map_err(tio)?.is_file();
+        let mut plan = Plan::default();
+        let rel = node.name.0.clone();
+        self.plan_file(&mut plan, node, path, rel)?;
+        self.meter.expect(1, Some(plan.total_bytes));
+        self.meter.set_current(|| path.display().to_string());
+        // What the snapshot has as holes must read as zeros: what the target held there is
+        // not the file's.
+        for &(offset, len) in &plan.files[0].node.holes {
+            self.check_canceled()?;
+            zero_range(&file, is_file, offset, len).map_err(tio)?;
+        }
+        // Zeros inside the content are written: the target's old bytes are under them.
+        let mut targets = TargetFiles::new(vec![path], &plan.writes, &[true], 1, Zeros::Write);
+        targets.nofollow = false;
+        if plan.writes[0] == 0 {
+            Meter::add(&self.meter.files_done, 1);
+        }
+        self.write_content(&plan, &targets)?;
+        drop(targets);
+        // A write that failed was a warning for a directory's file; here it is the restore.
+        if let Some(w) = self.warnings.lock().unwrap().pop() {
+            return Err(tio(io::Error::other(w.message)));
+        }
+        file.sync_all().map_err(tio)?;
+        let f = &plan.files[0];
+        let mut report = RestoreReport {
+            files: 1,
+            bytes: f.node.size,
+            ..Default::default()
+        };
+        if opts.verify {
+            report.verified_files = self.verify(&[f]);
+        }
+        Ok(report)
+    }
+
+    /// Writes one file of the snapshot to a stream, in order, holes as zeros. Blobs are
+    /// fetched a window at a time in parallel and written in order.
+    fn restore_stream(
+        &self,
+        snapshot: &Snapshot,
+        w: &mut dyn Write,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport, RestoreError> {
+        let node = self.single_file(snapshot, opts)?;
+        let name = node.name.lossy();
+        let wio = |e: io::Error| RestoreError::Target {
+            path: format!("stream of {name}"),
+            source: e,
+        };
+        self.meter.expect(1, Some(node.size));
+        self.meter.set_current(|| name.clone());
+        let zeros = vec![0u8; ZEROS_AT_ONCE];
+        let mut pos = 0u64;
+        let put_zeros = |w: &mut dyn Write, pos: &mut u64, to: u64| -> io::Result<()> {
+            while *pos < to {
+                let n = (to - *pos).min(ZEROS_AT_ONCE as u64) as usize;
+                w.write_all(&zeros[..n])?;
+                *pos += n as u64;
+            }
+            Ok(())
+        };
+        let mut holes = node.holes.iter().peekable();
+        let window = rayon::current_num_threads().max(1) * 2;
+        for ids in node.content.chunks(window) {
+            self.check_canceled()?;
+            let blobs: Vec<Result<Vec<u8>, RepoError>> = ids
+                .par_iter()
+                .map(|id| self.repo.read_blob(BlobType::Data, id))
+                .collect();
+            for blob in blobs {
+                let blob = blob?;
+                let at = skip_holes(&mut holes, pos);
+                put_zeros(w, &mut pos, at).map_err(wio)?;
+                w.write_all(&blob).map_err(wio)?;
+                pos += blob.len() as u64;
+                Meter::add(&self.meter.bytes_done, blob.len() as u64);
+            }
+        }
+        put_zeros(w, &mut pos, node.size).map_err(wio)?;
+        w.flush().map_err(wio)?;
+        Meter::add(&self.meter.files_done, 1);
+        Ok(RestoreReport {
+            files: 1,
+            bytes: node.size,
+            ..Default::default()
+        })
+    }
+}
+
+/// Makes `len` bytes at `offset` of a target written in place read as zeros: nothing to do
+/// where a regular file has a hole already; a hole punched where the file system or device
+/// can; zeros written elsewhere.
+fn zero_range(file: &File, is_file: bool, offset: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    if is_file {
+        match crate::sys::seek_data_or_hole(file, offset, true) {
+            Ok(None) => return Ok(()),
+            Ok(Some(data)) if data >= offset + len => return Ok(()),
+            _ => {}
         }
     }
-    report.warnings = restorer.warnings.into_inner().unwrap();
-    Ok(report)
+    match crate::sys::punch_hole(file, offset, len) {
+        Ok(()) => return Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL | libc::ENODEV | libc::ENOTTY)
+            ) => {}
+        Err(e) => return Err(e),
+    }
+    let zeros = vec![0u8; ZEROS_AT_ONCE.min(len as usize)];
+    let mut at = offset;
+    while at < offset + len {
+        let n = (offset + len - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
