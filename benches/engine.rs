@@ -11,6 +11,8 @@
 //!
 //! `cargo bench --bench engine -- --quick` runs them all in a couple of minutes on 2 cores;
 //! `cargo bench --bench engine -- chunker` runs one group.
+// criterion_group! generates a public function without documentation.
+#![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
