@@ -28,6 +28,7 @@ use crate::repo::session::{Indexed, ReadWork};
 use crate::repo::snapshot::Snapshot;
 use crate::repo::tree::{validate_name, Node, NodeKind, Timestamp};
 use crate::repo::{IndexedRepo, RepoError};
+use crate::walk::{Step, Visit};
 use crate::warning::{Operation, Warning};
 use base64::Engine;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
@@ -348,6 +349,9 @@ impl Restorer<'_> {
         }
     }
 
+    /// Plans the restore of the tree `tree_id` (the directory at snapshot path `rel`) into
+    /// `abs`, creating its directories as it goes (files are created later, in parallel).
+    /// Returns whether anything below was selected.
     fn plan_dir(
         &self,
         plan: &mut Plan,
@@ -356,62 +360,18 @@ impl Restorer<'_> {
         abs: &Path,
         ancestor_included: bool,
     ) -> Result<bool, RestoreError> {
-        let tree = self.repo.read_tree(tree_id)?;
-        let mut any = false;
-        for node in tree.nodes {
-            self.check_canceled()?;
-            // Decoding validated every name; check again right where it becomes a path.
-            if let Err(reason) = validate_name(&node.name.0) {
-                return Err(RestoreError::UnsafeName {
-                    tree: tree_id.short(),
-                    reason,
-                });
-            }
-            let child_rel = join_rel(rel, &node.name.0);
-            let (keep, included) = self.selected(&child_rel, ancestor_included);
-            if !keep {
-                continue;
-            }
-            let path = abs.join(node.name.as_os());
-            if node.kind == NodeKind::Dir {
-                if let Err(e) = self.clear_for(&path, true).and_then(|_| create_dir(&path)) {
-                    self.warn_io(&path, Operation::Create, &e);
-                    continue;
-                }
-                let subtree = node.subtree.expect("validated dir has a subtree");
-                let idx = plan.dirs.len();
-                plan.dirs.push((path.clone(), node));
-                let inner = self.plan_dir(plan, &subtree, &child_rel, &path, included)?;
-                if included || inner {
-                    any = true;
-                } else {
-                    let _ = fs::remove_dir(&path);
-                    plan.dirs.remove(idx);
-                }
-                continue;
-            }
-            if !included {
-                continue;
-            }
-            any = true;
-            if let Err(e) = self.clear_for(&path, false) {
-                self.warn_io(&path, Operation::Create, &e);
-                continue;
-            }
-            match self.plan_leaf(plan, node, &path, child_rel) {
-                Ok(()) => {}
-                Err(RestoreError::Target { source, .. }) => {
-                    self.warn_io(&path, Operation::Create, &source)
-                }
-                Err(e) => self.warn(Warning::new(
-                    &path,
-                    Operation::Create,
-                    e.class(),
-                    e.to_string(),
-                )),
-            }
-        }
-        Ok(any)
+        let mut planner = Planner {
+            restorer: self,
+            plan,
+            frames: Vec::new(),
+            entering: Entering::Root {
+                abs: abs.to_path_buf(),
+                included: ancestor_included,
+            },
+            any: false,
+        };
+        crate::walk::walk(self.repo, tree_id, rel, &mut planner)?;
+        Ok(planner.any)
     }
 
     fn plan_leaf(
@@ -999,6 +959,145 @@ fn skip_holes(
 }
 
 /// Joins a snapshot-relative path (no leading `/`) and a name.
+/// What the walk enters next: the root, a directory created for the entry just planned, or
+/// nothing (its creation failed: its content is skipped).
+enum Entering {
+    Root {
+        abs: PathBuf,
+        included: bool,
+    },
+    Dir {
+        abs: PathBuf,
+        included: bool,
+        index: usize,
+    },
+    Skip,
+}
+
+/// One directory being planned.
+struct PlanFrame {
+    /// The tree's id, for messages.
+    tree: Id,
+    abs: PathBuf,
+    /// Whether the directory itself is selected (so all below it is).
+    included: bool,
+    /// Its index in `Plan::dirs` (`None` for the root).
+    index: Option<usize>,
+    /// Whether anything below it was selected.
+    any: bool,
+}
+
+/// Plans a restore on the one tree walk: directories are created when their entry is met and
+/// removed again, once their walk is done, if nothing in them was selected.
+struct Planner<'p, 'r> {
+    restorer: &'p Restorer<'r>,
+    plan: &'p mut Plan,
+    frames: Vec<PlanFrame>,
+    entering: Entering,
+    /// Whether anything below the root was selected.
+    any: bool,
+}
+
+impl Visit for Planner<'_, '_> {
+    type Error = RestoreError;
+
+    fn tree(&mut self, id: &Id, _: &[u8]) -> Result<Step, RestoreError> {
+        let (abs, included, index) = match std::mem::replace(&mut self.entering, Entering::Skip) {
+            Entering::Skip => return Ok(Step::Skip),
+            Entering::Root { abs, included } => (abs, included, None),
+            Entering::Dir {
+                abs,
+                included,
+                index,
+            } => (abs, included, Some(index)),
+        };
+        self.frames.push(PlanFrame {
+            tree: *id,
+            abs,
+            included,
+            index,
+            any: false,
+        });
+        Ok(Step::Enter)
+    }
+
+    fn node(&mut self, dir: &[u8], node: &Node) -> Result<(), RestoreError> {
+        let r = self.restorer;
+        r.check_canceled()?;
+        let top = self.frames.last_mut().expect("inside a tree");
+        // Decoding validated every name; check again right where it becomes a path.
+        if let Err(reason) = validate_name(&node.name.0) {
+            return Err(RestoreError::UnsafeName {
+                tree: top.tree.short(),
+                reason,
+            });
+        }
+        let child_rel = join_rel(dir, &node.name.0);
+        let (keep, included) = r.selected(&child_rel, top.included);
+        if !keep {
+            if node.kind == NodeKind::Dir {
+                self.entering = Entering::Skip;
+            }
+            return Ok(());
+        }
+        let path = top.abs.join(node.name.as_os());
+        if node.kind == NodeKind::Dir {
+            if let Err(e) = r.clear_for(&path, true).and_then(|_| create_dir(&path)) {
+                r.warn_io(&path, Operation::Create, &e);
+                self.entering = Entering::Skip;
+                return Ok(());
+            }
+            self.entering = Entering::Dir {
+                abs: path.clone(),
+                included,
+                index: self.plan.dirs.len(),
+            };
+            self.plan.dirs.push((path, node.clone()));
+            return Ok(());
+        }
+        if !included {
+            return Ok(());
+        }
+        top.any = true;
+        if let Err(e) = r.clear_for(&path, false) {
+            r.warn_io(&path, Operation::Create, &e);
+            return Ok(());
+        }
+        match r.plan_leaf(self.plan, node.clone(), &path, child_rel) {
+            Ok(()) => {}
+            Err(RestoreError::Target { source, .. }) => {
+                r.warn_io(&path, Operation::Create, &source)
+            }
+            Err(e) => r.warn(Warning::new(
+                &path,
+                Operation::Create,
+                e.class(),
+                e.to_string(),
+            )),
+        }
+        Ok(())
+    }
+
+    fn tree_done(&mut self, _: &Id, _: &[u8]) -> Result<(), RestoreError> {
+        let done = self.frames.pop().expect("inside a tree");
+        let selected = done.included || done.any;
+        match (done.index, self.frames.last_mut()) {
+            (Some(index), Some(parent)) => {
+                if selected {
+                    parent.any = true;
+                } else {
+                    // Nothing below was selected, so every directory planned after this one
+                    // (its descendants) was removed already: it is the last.
+                    let _ = fs::remove_dir(&done.abs);
+                    self.plan.dirs.remove(index);
+                }
+            }
+            _ => self.any = done.any,
+        }
+        Ok(())
+    }
+}
+
 fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
     if rel.is_empty() {
         name.to_vec()
