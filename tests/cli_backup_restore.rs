@@ -154,6 +154,40 @@ fn restore_of_subpath_and_filters() {
 }
 
 #[test]
+fn restore_plan_counts_what_the_restore_then_writes_and_writes_nothing() {
+    let env = Env::init(&[]);
+    let src = env.path("src");
+    build_rich_tree(&src);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    for (i, selection) in [
+        vec!["latest"],
+        vec!["latest:src/docs"],
+        vec!["latest", "--include", "*.txt", "--exclude", "old.txt"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let target = env.path(&format!("out{i}"));
+        let mut args = vec!["restore"];
+        args.extend(&selection);
+        args.extend(["--target", target.to_str().unwrap()]);
+        let mut planned = args.clone();
+        planned.push("--plan");
+        let plan = env.json(&planned)["plan"].clone();
+        assert!(!target.exists(), "a plan wrote the target {selection:?}");
+        let report = env.json(&args);
+        for k in ["files", "other", "bytes"] {
+            assert_eq!(
+                plan[k], report[k],
+                "{k} of {selection:?}: {plan} vs {report}"
+            );
+        }
+        assert!(plan["blobs"].as_u64().unwrap() > 0, "{plan}");
+        assert!(plan["stored_bytes"].as_u64().unwrap() > 0, "{plan}");
+    }
+}
+
+#[test]
 fn unchanged_rebackup_adds_no_pack_data() {
     let env = Env::init(&[]);
     let src = env.path("src");

@@ -33,6 +33,9 @@ pub struct RestoreArgs {
     /// Take no lock (for a read-only repository; prune may then delete what is being read)
     #[arg(long)]
     pub no_lock: bool,
+    /// Show what would be restored (files, bytes, data to fetch) without writing anything
+    #[arg(long)]
+    pub plan: bool,
 }
 
 pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
@@ -61,6 +64,27 @@ pub fn run(g: &GlobalArgs, a: RestoreArgs) -> Result<u8> {
             restore::Zeros::Allocate
         },
     };
+    if a.plan {
+        let plan = restore::plan(&session, &snap, &opts)?;
+        let t = plan.totals();
+        if g.json {
+            super::print_json(&serde_json::json!({ "snapshot_id": id, "plan": t }))?;
+        } else {
+            println!(
+                "plan: restore snapshot {} to {}: {} files, {} dirs, {} other, {}; read {} blobs ({}) from {} packs",
+                id.short(),
+                a.target.display(),
+                t.files,
+                t.dirs,
+                t.other,
+                human_bytes(t.bytes),
+                t.blobs,
+                human_bytes(t.stored_bytes),
+                t.packs
+            );
+        }
+        return Ok(0);
+    }
     let bar = Progress::new(!g.quiet && !g.json);
     let show = |e: &ProgressEvent| {
         bar.update(

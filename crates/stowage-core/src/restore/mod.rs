@@ -33,7 +33,7 @@ use crate::warning::{Operation, Warning};
 use base64::Engine;
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -1174,6 +1174,187 @@ pub fn run(
     })?;
     report.warnings = std::mem::take(&mut *restorer.warnings.lock().unwrap());
     Ok(report)
+}
+
+/// What a restore will do, computed before anything is written: the selected entries and the
+/// data to fetch. `restore --plan` prints [`RestorePlan::totals`]; [`RestorePlan::execute`]
+/// then restores the same selection.
+pub struct RestorePlan<'s> {
+    session: &'s Indexed<ReadWork>,
+    snapshot: Snapshot,
+    opts: RestoreOptions,
+    totals: RestoreTotals,
+}
+
+/// The figures of a [`RestorePlan`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreTotals {
+    /// Regular files to write (hard links to a file restored under another name not counted).
+    pub files: u64,
+    /// Directories to create.
+    pub dirs: u64,
+    /// Symlinks and special files to make.
+    pub other: u64,
+    /// Hard links to make to files restored under another name.
+    pub links: u64,
+    /// Bytes of the files (holes included).
+    pub bytes: u64,
+    /// Distinct data blobs to fetch.
+    pub blobs: u64,
+    /// Packs they are in.
+    pub packs: u64,
+    /// Stored bytes of those blobs: what is read from the repository.
+    pub stored_bytes: u64,
+}
+
+impl<'s> RestorePlan<'s> {
+    /// The figures of the plan.
+    pub fn totals(&self) -> &RestoreTotals {
+        &self.totals
+    }
+
+    /// Restores the planned selection to `target` (see [`run`]).
+    pub fn execute(
+        self,
+        target: RestoreTarget<'_>,
+        control: &Control<'_>,
+    ) -> Result<RestoreReport, RestoreError> {
+        run(self.session, &self.snapshot, target, &self.opts, control)
+    }
+}
+
+/// Plans a restore of `snapshot` with `opts`: walks the selected part of the snapshot and
+/// locates its data, writing nothing anywhere.
+pub fn plan<'s>(
+    session: &'s Indexed<ReadWork>,
+    snapshot: &Snapshot,
+    opts: &RestoreOptions,
+) -> Result<RestorePlan<'s>, RestoreError> {
+    let repo: &IndexedRepo = session.indexed();
+    let filter = Filter {
+        includes: if opts.includes.is_empty() {
+            None
+        } else {
+            Some(globset(&opts.includes)?)
+        },
+        excludes: globset(&opts.excludes)?,
+    };
+    let mut est = Estimate {
+        repo,
+        filter: &filter,
+        included: Vec::new(),
+        next_included: false,
+        restored: HashSet::new(),
+        blobs: HashSet::new(),
+        packs: HashSet::new(),
+        totals: RestoreTotals::default(),
+    };
+    let sub = opts
+        .subpath
+        .as_deref()
+        .unwrap_or("")
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect::<Vec<_>>()
+        .join("/");
+    if sub.is_empty() {
+        crate::walk::walk(repo, &snapshot.tree, b"", &mut est)?;
+    } else {
+        let node = find_subpath(repo, &snapshot.tree, &sub)?;
+        let parent = sub.rsplit_once('/').map_or("", |(p, _)| p);
+        est.included.push(false);
+        let dirs = est.totals.dirs;
+        est.node(parent.as_bytes(), &node)?;
+        // The subpath's own directory is the target: not made.
+        est.totals.dirs = dirs;
+        if let Some(subtree) = node.subtree {
+            crate::walk::walk(repo, &subtree, sub.as_bytes(), &mut est)?;
+        }
+    }
+    let totals = est.totals;
+    Ok(RestorePlan {
+        session,
+        snapshot: snapshot.clone(),
+        opts: opts.clone(),
+        totals,
+    })
+}
+
+/// Counts what a restore selects, on the one tree walk, as [`Planner`] selects it.
+struct Estimate<'a> {
+    repo: &'a IndexedRepo,
+    filter: &'a Filter,
+    /// For each tree being walked: whether its directory is itself selected.
+    included: Vec<bool>,
+    /// Whether the directory whose tree comes next is selected.
+    next_included: bool,
+    /// Snapshot paths of files restored with content (the first names of hard links).
+    restored: HashSet<Vec<u8>>,
+    blobs: HashSet<Id>,
+    packs: HashSet<Id>,
+    totals: RestoreTotals,
+}
+
+impl Visit for Estimate<'_> {
+    type Error = RestoreError;
+
+    fn tree(&mut self, _: &Id, _: &[u8]) -> Result<Step, RestoreError> {
+        self.included.push(self.next_included);
+        Ok(Step::Enter)
+    }
+
+    fn node(&mut self, dir: &[u8], node: &Node) -> Result<(), RestoreError> {
+        let rel = join_rel(dir, &node.name.0);
+        let abs = [b"/", rel.as_slice()].concat();
+        let p = Path::new(OsStr::from_bytes(&abs));
+        let ancestor = self.included.last().copied().unwrap_or(false);
+        if self.filter.excludes.is_match(p) {
+            // Its tree, if any, is not walked for a restore either: walk it as unselected.
+            self.next_included = false;
+            return Ok(());
+        }
+        let included = ancestor || self.filter.includes.as_ref().is_none_or(|g| g.is_match(p));
+        match node.kind {
+            NodeKind::Dir => {
+                self.next_included = included;
+                // A directory is made when something below it is selected; counted when it is
+                // itself selected (a close upper bound otherwise).
+                if included {
+                    self.totals.dirs += 1;
+                }
+            }
+            _ if !included => {}
+            NodeKind::Hardlink
+                if node
+                    .link_target
+                    .as_ref()
+                    .is_some_and(|t| self.restored.contains(&t.0)) =>
+            {
+                self.totals.links += 1;
+            }
+            NodeKind::File | NodeKind::Hardlink => {
+                self.totals.files += 1;
+                self.totals.bytes += node.size;
+                self.restored.insert(rel);
+                for id in &node.content {
+                    if self.blobs.insert(*id) {
+                        let loc = self.repo.locate(BlobType::Data, id)?;
+                        self.packs.insert(loc.pack);
+                        self.totals.stored_bytes += loc.length as u64;
+                    }
+                }
+                self.totals.blobs = self.blobs.len() as u64;
+                self.totals.packs = self.packs.len() as u64;
+            }
+            _ => self.totals.other += 1,
+        }
+        Ok(())
+    }
+
+    fn tree_done(&mut self, _: &Id, _: &[u8]) -> Result<(), RestoreError> {
+        self.included.pop();
+        Ok(())
+    }
 }
 
 /// Checks a target directory, creating it if missing, and refuses one that is not empty
