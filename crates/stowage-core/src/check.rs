@@ -262,14 +262,6 @@ impl TreeCheck<'_> {
             None => self.root_bad = bad,
         }
     }
-
-    fn dir_display(path: &[u8]) -> String {
-        if path.is_empty() {
-            "/".into()
-        } else {
-            format!("/{}/", String::from_utf8_lossy(path))
-        }
-    }
 }
 
 impl Visit for TreeCheck<'_> {
@@ -289,7 +281,7 @@ impl Visit for TreeCheck<'_> {
         self.errors.push(format!(
             "snapshot {}: directory {}: {e}",
             self.short,
-            Self::dir_display(path)
+            walk::display_dir(path)
         ));
         self.conclude(id, true);
         Ok(())

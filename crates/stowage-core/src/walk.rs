@@ -60,6 +60,15 @@ pub fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
+/// A directory's path as messages show it: `/`, or `/a/b/`.
+pub fn display_dir(path: &[u8]) -> String {
+    if path.is_empty() {
+        "/".into()
+    } else {
+        format!("/{}/", String::from_utf8_lossy(path))
+    }
+}
+
 struct Frame {
     id: Id,
     path: Vec<u8>,
@@ -132,6 +141,14 @@ mod tests {
         Arc::new(Repository::init(Arc::new(LocalBackend::new(dir)), b"pw", &opts).unwrap())
     }
 
+    /// A backup session, for writing trees.
+    fn writer(repo: &Arc<Repository>) -> crate::repo::session::Indexed<BackupWork> {
+        repo.lock::<BackupWork>()
+            .unwrap()
+            .load_index(&IndexSource::Memory, &())
+            .unwrap()
+    }
+
     /// A read session whose index has what the writers stored.
     fn reader(repo: &Arc<Repository>) -> crate::repo::session::Indexed<ReadWork> {
         Locked::without_lock(repo)
@@ -177,12 +194,7 @@ mod tests {
     fn visits_depth_first_in_name_order_and_skips_on_request() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = repo(tmp.path());
-        let s = repo
-            .lock::<BackupWork>()
-            .unwrap()
-            .load_index(&IndexSource::Memory, &())
-            .unwrap();
-        let w = BlobWriter::new(s.indexed().clone(), 1);
+        let w = BlobWriter::new(writer(&repo).indexed().clone(), 1);
         let tree = |nodes: Vec<Node>| w.add(BlobType::Tree, &Tree { nodes }.encode()).unwrap().0;
         let leaf = tree(vec![file("x")]);
         let skipped = tree(vec![file("never")]);
@@ -220,12 +232,7 @@ mod tests {
     fn deep_nesting_does_not_overflow_the_stack() {
         let tmp = tempfile::tempdir().unwrap();
         let repo = repo(tmp.path());
-        let s = repo
-            .lock::<BackupWork>()
-            .unwrap()
-            .load_index(&IndexSource::Memory, &())
-            .unwrap();
-        let w = BlobWriter::new(s.indexed().clone(), 1);
+        let w = BlobWriter::new(writer(&repo).indexed().clone(), 1);
         let mut t = w
             .add(BlobType::Tree, &Tree { nodes: vec![] }.encode())
             .unwrap()

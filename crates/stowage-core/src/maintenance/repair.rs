@@ -118,14 +118,6 @@ impl Rewriter<'_> {
             .is_some_and(|l| self.packs.contains(&l.pack))
     }
 
-    fn dir_display(path: &[u8]) -> String {
-        if path.is_empty() {
-            "/".into()
-        } else {
-            format!("/{}/", String::from_utf8_lossy(path))
-        }
-    }
-
     /// The directory being entered is left out of its parent.
     fn drop_entered(&mut self) {
         match self.frames.last_mut() {
@@ -144,7 +136,7 @@ impl Visit for Rewriter<'_> {
             self.dropped.push(format!(
                 "{}: {} (directory data missing)",
                 self.short,
-                Self::dir_display(path)
+                walk::display_dir(path)
             ));
             self.drop_entered();
             return Ok(Step::Skip);
@@ -160,7 +152,7 @@ impl Visit for Rewriter<'_> {
     fn unreadable(&mut self, _: &Id, path: &[u8], e: RepoError) -> Result<()> {
         self.frames.pop();
         self.dropped
-            .push(format!("{}: {} ({e})", self.short, Self::dir_display(path)));
+            .push(format!("{}: {} ({e})", self.short, walk::display_dir(path)));
         self.drop_entered();
         Ok(())
     }

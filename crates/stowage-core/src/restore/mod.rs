@@ -215,6 +215,32 @@ struct Filter {
     excludes: GlobSet,
 }
 
+impl Filter {
+    fn new(opts: &RestoreOptions) -> Result<Filter, RestoreError> {
+        Ok(Filter {
+            includes: if opts.includes.is_empty() {
+                None
+            } else {
+                Some(globset(&opts.includes)?)
+            },
+            excludes: globset(&opts.excludes)?,
+        })
+    }
+
+    /// Whether the entry at snapshot path `rel` is kept (not excluded: for a directory, its
+    /// content is looked at), and whether it is included itself (it, and all below it, are
+    /// restored), given whether an ancestor is included.
+    fn selected(&self, rel: &[u8], ancestor_included: bool) -> (bool, bool) {
+        let abs = [b"/", rel].concat();
+        let p = Path::new(OsStr::from_bytes(&abs));
+        if self.excludes.is_match(p) {
+            return (false, false);
+        }
+        let included = ancestor_included || self.includes.as_ref().is_none_or(|g| g.is_match(p));
+        (true, included)
+    }
+}
+
 fn globset(patterns: &[String]) -> Result<GlobSet, RestoreError> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
@@ -323,14 +349,7 @@ impl Restorer<'_> {
     /// Whether the entry at `rel` (snapshot path without the leading `/`) is kept at all
     /// (excludes) and whether it is itself restored (includes).
     fn selected(&self, rel: &[u8], ancestor_included: bool) -> (bool, bool) {
-        let abs = [b"/", rel].concat();
-        let p = Path::new(OsStr::from_bytes(&abs));
-        if self.filter.excludes.is_match(p) {
-            return (false, false);
-        }
-        let included =
-            ancestor_included || self.filter.includes.as_ref().is_none_or(|g| g.is_match(p));
-        (true, included)
+        self.filter.selected(rel, ancestor_included)
     }
 
     /// Makes sure nothing but a directory of ours is at `path`: with `--overwrite`, a file or
@@ -1153,14 +1172,7 @@ pub fn run(
     };
     let restorer = Restorer {
         repo,
-        filter: Filter {
-            includes: if opts.includes.is_empty() {
-                None
-            } else {
-                Some(globset(&opts.includes)?)
-            },
-            excludes: globset(&opts.excludes)?,
-        },
+        filter: Filter::new(opts)?,
         warnings: Mutex::new(Vec::new()),
         meter: Meter::default(),
         cancel: &control.cancel,
@@ -1231,14 +1243,7 @@ pub fn plan<'s>(
     opts: &RestoreOptions,
 ) -> Result<RestorePlan<'s>, RestoreError> {
     let repo: &IndexedRepo = session.indexed();
-    let filter = Filter {
-        includes: if opts.includes.is_empty() {
-            None
-        } else {
-            Some(globset(&opts.includes)?)
-        },
-        excludes: globset(&opts.excludes)?,
-    };
+    let filter = Filter::new(opts)?;
     let mut est = Estimate {
         repo,
         filter: &filter,
@@ -1305,15 +1310,13 @@ impl Visit for Estimate<'_> {
 
     fn node(&mut self, dir: &[u8], node: &Node) -> Result<(), RestoreError> {
         let rel = join_rel(dir, &node.name.0);
-        let abs = [b"/", rel.as_slice()].concat();
-        let p = Path::new(OsStr::from_bytes(&abs));
         let ancestor = self.included.last().copied().unwrap_or(false);
-        if self.filter.excludes.is_match(p) {
+        let (keep, included) = self.filter.selected(&rel, ancestor);
+        if !keep {
             // Its tree, if any, is not walked for a restore either: walk it as unselected.
             self.next_included = false;
             return Ok(());
         }
-        let included = ancestor || self.filter.includes.as_ref().is_none_or(|g| g.is_match(p));
         match node.kind {
             NodeKind::Dir => {
                 self.next_included = included;
