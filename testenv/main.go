@@ -41,7 +41,7 @@ var components = map[string]func() int{
 	"kube-controller-manager": func() int { return runCobra(controllermanager.NewControllerManagerCommand()) },
 	"kube-scheduler":          func() int { return runCobra(scheduler.NewSchedulerCommand()) },
 	"kubectl": func() int {
-		_ = logs.GlogSetter(kubectl.GetLogVerbosity(os.Args))
+		_, _ = logs.GlogSetter(kubectl.GetLogVerbosity(os.Args))
 		if err := cli.RunNoErrOutput(kubectl.NewDefaultKubectlCommand()); err != nil {
 			kubectlutil.CheckErr(err) // prints kubectl's usual message and exits non-zero
 		}
