@@ -9,8 +9,9 @@
 //! - the controller manager runs exactly [`CONTROLLERS`], each as its own service account (as
 //!   kubeadm sets it up), and has created the `default` ServiceAccount of namespace `default`;
 //! - the scheduler answers `/healthz`;
-//! - [`ClusterOptions::nodes`] fake nodes `node-0`, `node-1`, … exist, untainted, and KWOK keeps
-//!   them Ready (leases) and moves pods bound to them to Running;
+//! - [`ClusterOptions::nodes`] fake nodes `node-0`, `node-1`, … exist, untainted (see
+//!   `start_kwok` for the one taint the harness removes), and KWOK keeps them Ready (leases) and
+//!   moves pods bound to them to Running;
 //! - `DIR/kubeconfig` is the admin's kubeconfig (user `admin`, group `system:masters`), written
 //!   last, so its presence means the cluster is up.
 //!
@@ -39,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 
 pub use access::ClusterAccess;
 pub use error::{ClusterError, Result};
@@ -477,7 +478,19 @@ impl Cluster {
                 Ok(())
             }
         })
-        .await
+        .await?;
+        // The TaintNodesByCondition admission plugin (default chain) creates every node with
+        // the `node.kubernetes.io/not-ready:NoSchedule` taint, which the node lifecycle controller
+        // removes once the node is Ready. That controller is not run (it would only taint and
+        // evict), so the harness removes the taint from its Ready nodes itself, once; nothing
+        // else about the nodes' taints is managed.
+        let untaint = serde_json::json!({ "spec": { "taints": null } });
+        for name in &self.nodes {
+            nodes
+                .patch(name, &PatchParams::default(), &Patch::Merge(&untaint))
+                .await?;
+        }
+        Ok(())
     }
 
     async fn wait_for_service_accounts(&mut self, plan: &Plan) -> Result<()> {
