@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-    PropagationPolicy, WatchEvent, WatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams, PropagationPolicy, WatchEvent, WatchParams,
 };
 use serde_json::json;
 use stowage_testkit::cluster::client_from_kubeconfig;
@@ -52,7 +52,10 @@ async fn fake_nodes(client: &kube::Client) -> BTreeSet<String> {
         .list(&ListParams::default().labels("stowage.test/fake-node=kwok"))
         .await
         .unwrap();
-    list.items.into_iter().filter_map(|n| n.metadata.name).collect()
+    list.items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect()
 }
 
 fn is_running(pod: &Pod) -> bool {
@@ -70,10 +73,17 @@ async fn version_reports_the_pinned_release_and_discovery_lists_the_built_in_gro
     let client = cluster.client();
     let version = client.apiserver_version().await.unwrap();
     assert_eq!(version.git_version, pinned_version());
-    assert_eq!((version.major.as_str(), version.git_tree_state.as_str()), ("1", "clean"));
+    assert_eq!(
+        (version.major.as_str(), version.git_tree_state.as_str()),
+        ("1", "clean")
+    );
 
     let core = client.list_core_api_versions().await.unwrap();
-    assert!(core.versions.contains(&"v1".to_string()), "{:?}", core.versions);
+    assert!(
+        core.versions.contains(&"v1".to_string()),
+        "{:?}",
+        core.versions
+    );
     let groups: BTreeSet<String> = client
         .list_api_groups()
         .await
@@ -116,12 +126,18 @@ async fn a_deployment_gets_a_replica_set_and_running_pods_bound_to_fake_nodes() 
             },
         },
     }));
-    let created = deployments.create(&PostParams::default(), &deployment).await.unwrap();
+    let created = deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
     let uid = created.metadata.uid.unwrap();
 
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
     eventually("a ReplicaSet owned by the Deployment", WAIT, || async {
-        let list = sets.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let list = sets
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
         let owned = list.items.iter().any(|rs| {
             rs.metadata
                 .owner_references
@@ -129,24 +145,40 @@ async fn a_deployment_gets_a_replica_set_and_running_pods_bound_to_fake_nodes() 
                 .flatten()
                 .any(|o| o.uid == uid && o.kind == "Deployment")
         });
-        owned.then_some(()).ok_or(format!("{} ReplicaSets, none owned", list.items.len()))
+        owned
+            .then_some(())
+            .ok_or(format!("{} ReplicaSets, none owned", list.items.len()))
     })
     .await;
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let running = eventually("2 Running pods on fake nodes", WAIT, || async {
-        let list = pods.list(&ListParams::default().labels("app=web")).await.map_err(|e| e.to_string())?;
+        let list = pods
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .map_err(|e| e.to_string())?;
         let running: Vec<&Pod> = list.items.iter().filter(|p| is_running(p)).collect();
         if running.len() == 2 {
             Ok(list.items.clone())
         } else {
-            Err(format!("{} pods, {} Running", list.items.len(), running.len()))
+            Err(format!(
+                "{} pods, {} Running",
+                list.items.len(),
+                running.len()
+            ))
         }
     })
     .await;
     for pod in &running {
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-        assert!(nodes.contains(&node), "pod bound to {node:?}, not one of {nodes:?}");
+        let node = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        assert!(
+            nodes.contains(&node),
+            "pod bound to {node:?}, not one of {nodes:?}"
+        );
         let ready = pod
             .status
             .as_ref()
@@ -176,7 +208,10 @@ async fn a_daemon_set_gets_one_running_pod_per_node() {
     sets.create(&PostParams::default(), &set).await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let on_nodes = eventually("one Running pod per node", WAIT, || async {
-        let list = pods.list(&ListParams::default().labels("app=agent")).await.map_err(|e| e.to_string())?;
+        let list = pods
+            .list(&ListParams::default().labels("app=agent"))
+            .await
+            .map_err(|e| e.to_string())?;
         let running: Vec<String> = list
             .items
             .iter()
@@ -230,18 +265,28 @@ fn widget_crd() -> CustomResourceDefinition {
 }
 
 #[tokio::test]
-async fn a_crd_is_established_and_its_objects_are_listed_paged_watched_validated_and_given_status() {
+async fn a_crd_is_established_and_its_objects_are_listed_paged_watched_validated_and_given_status()
+{
     let cluster = cluster!();
     let client = cluster.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let apply = PatchParams::apply("stowage-smoke").force();
-    crds.patch("widgets.smoke.stowage.test", &apply, &Patch::Apply(widget_crd()))
-        .await
-        .unwrap();
+    crds.patch(
+        "widgets.smoke.stowage.test",
+        &apply,
+        &Patch::Apply(widget_crd()),
+    )
+    .await
+    .unwrap();
     eventually("the CRD Established", WAIT, || async {
-        let crd = crds.get("widgets.smoke.stowage.test").await.map_err(|e| e.to_string())?;
+        let crd = crds
+            .get("widgets.smoke.stowage.test")
+            .await
+            .map_err(|e| e.to_string())?;
         let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
-        let established = conditions.iter().any(|c| c.type_ == "Established" && c.status == "True");
+        let established = conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
         established.then_some(()).ok_or(format!("{conditions:?}"))
     })
     .await;
@@ -269,13 +314,23 @@ async fn a_crd_is_established_and_its_objects_are_listed_paged_watched_validated
     .await;
     for (i, tier) in ["a", "a", "b", "b"].iter().enumerate() {
         widgets
-            .create(&PostParams::default(), &widget(&format!("w{}", i + 1), tier, 2))
+            .create(
+                &PostParams::default(),
+                &widget(&format!("w{}", i + 1), tier, 2),
+            )
             .await
             .unwrap();
     }
 
-    let tier_a = widgets.list(&ListParams::default().labels("tier=a")).await.unwrap();
-    let names: BTreeSet<String> = tier_a.items.iter().filter_map(|w| w.metadata.name.clone()).collect();
+    let tier_a = widgets
+        .list(&ListParams::default().labels("tier=a"))
+        .await
+        .unwrap();
+    let names: BTreeSet<String> = tier_a
+        .items
+        .iter()
+        .filter_map(|w| w.metadata.name.clone())
+        .collect();
     assert_eq!(names, ["w0", "w1", "w2"].map(String::from).into());
 
     let mut paged = Vec::new();
@@ -297,13 +352,22 @@ async fn a_crd_is_established_and_its_objects_are_listed_paged_watched_validated
     }
     assert_eq!((pages, paged.len()), (3, 5), "{paged:?}");
 
-    let version = widgets.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let version = widgets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     let mut events = widgets
         .watch(&WatchParams::default().timeout(60), &version)
         .await
         .unwrap()
         .boxed();
-    widgets.create(&PostParams::default(), &widget("w5", "b", 3)).await.unwrap();
+    widgets
+        .create(&PostParams::default(), &widget("w5", "b", 3))
+        .await
+        .unwrap();
     let added = tokio::time::timeout(WAIT, async {
         while let Some(event) = events.try_next().await.unwrap() {
             if let WatchEvent::Added(w) = event {
@@ -329,7 +393,10 @@ async fn a_crd_is_established_and_its_objects_are_listed_paged_watched_validated
         .patch_status("w0", &PatchParams::default(), &Patch::Merge(&status))
         .await
         .unwrap();
-    assert_eq!(widgets.get("w0").await.unwrap().data["status"]["ready"], true);
+    assert_eq!(
+        widgets.get("w0").await.unwrap().data["status"]["ready"],
+        true
+    );
 
     for (name, bad) in [
         ("too-small", json!({ "size": 0 })),
@@ -339,7 +406,11 @@ async fn a_crd_is_established_and_its_objects_are_listed_paged_watched_validated
         let mut object = widget(name, "a", 1);
         object.data["spec"] = bad;
         match widgets.create(&PostParams::default(), &object).await {
-            Err(kube::Error::Api(e)) => assert_eq!((e.code, e.reason.as_str()), (422, "Invalid"), "{name}: {e:?}"),
+            Err(kube::Error::Api(e)) => assert_eq!(
+                (e.code, e.reason.as_str()),
+                (422, "Invalid"),
+                "{name}: {e:?}"
+            ),
             other => panic!("{name}: the schema should refuse it, got {other:?}"),
         }
     }
@@ -362,19 +433,31 @@ async fn deleting_a_namespace_completes_and_its_objects_are_gone() {
     let client = cluster.client();
     let ns = cluster.namespace("nsdelete").await.unwrap();
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    maps.create(&PostParams::default(), &from_json(json!({ "metadata": { "name": "m" }, "data": { "k": "v" } })))
+    maps.create(
+        &PostParams::default(),
+        &from_json(json!({ "metadata": { "name": "m" }, "data": { "k": "v" } })),
+    )
+    .await
+    .unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(&ns, &DeleteParams::default())
         .await
         .unwrap();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
     eventually("the namespace gone", WAIT, || gone(&namespaces, &ns)).await;
     // A namespace of the same name starts empty: the old one's objects went with it.
     namespaces
-        .create(&PostParams::default(), &from_json(json!({ "metadata": { "name": ns } })))
+        .create(
+            &PostParams::default(),
+            &from_json(json!({ "metadata": { "name": ns } })),
+        )
         .await
         .unwrap();
     assert!(maps.get_opt("m").await.unwrap().is_none());
-    namespaces.delete(&ns, &DeleteParams::default()).await.unwrap();
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -384,16 +467,23 @@ async fn deleting_an_owner_garbage_collects_its_dependents() {
     let ns = cluster.namespace("gc").await.unwrap();
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let owner = maps
-        .create(&PostParams::default(), &from_json(json!({ "metadata": { "name": "owner" } })))
+        .create(
+            &PostParams::default(),
+            &from_json(json!({ "metadata": { "name": "owner" } })),
+        )
         .await
         .unwrap();
     for name in ["dependent-1", "dependent-2"] {
         let dependent = json!({ "metadata": { "name": name, "ownerReferences": [{
             "apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid,
         }]}});
-        maps.create(&PostParams::default(), &from_json(dependent)).await.unwrap();
+        maps.create(&PostParams::default(), &from_json(dependent))
+            .await
+            .unwrap();
     }
-    maps.delete("owner", &DeleteParams::background()).await.unwrap();
+    maps.delete("owner", &DeleteParams::background())
+        .await
+        .unwrap();
     for name in ["dependent-1", "dependent-2"] {
         eventually(&format!("{name} collected"), WAIT, || gone(&maps, name)).await;
     }
@@ -408,10 +498,18 @@ async fn deleting_an_owner_garbage_collects_its_dependents() {
             "template": { "metadata": { "labels": { "app": "gc" } }, "spec": { "containers": container("app") } },
         },
     }));
-    deployments.create(&PostParams::default(), &deployment).await.unwrap();
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     eventually("the Deployment's pod", WAIT, || async {
-        let n = pods.list(&ListParams::default()).await.map_err(|e| e.to_string())?.items.len();
+        let n = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
         (n == 1).then_some(()).ok_or(format!("{n} pods"))
     })
     .await;
@@ -420,11 +518,24 @@ async fn deleting_an_owner_garbage_collects_its_dependents() {
         ..Default::default()
     };
     deployments.delete("app", &foreground).await.unwrap();
-    eventually("the Deployment gone after its dependents", WAIT, || gone(&deployments, "app")).await;
+    eventually("the Deployment gone after its dependents", WAIT, || {
+        gone(&deployments, "app")
+    })
+    .await;
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), &ns);
-    assert!(sets.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(sets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     eventually("the pods gone", WAIT, || async {
-        let n = pods.list(&ListParams::default()).await.map_err(|e| e.to_string())?.items.len();
+        let n = pods
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?
+            .items
+            .len();
         (n == 0).then_some(()).ok_or(format!("{n} pods"))
     })
     .await;
@@ -438,7 +549,10 @@ async fn a_pvc_binds_to_a_matching_static_pv_and_is_deleted_past_its_protection(
     // PVs are cluster-scoped: named and classed after the namespace so tests never meet.
     let class = format!("static-{ns}");
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    for (name, size) in [(format!("{ns}-small"), "1Gi"), (format!("{ns}-large"), "5Gi")] {
+    for (name, size) in [
+        (format!("{ns}-small"), "1Gi"),
+        (format!("{ns}-large"), "5Gi"),
+    ] {
         let pv = json!({
             "metadata": { "name": name },
             "spec": {
@@ -450,7 +564,9 @@ async fn a_pvc_binds_to_a_matching_static_pv_and_is_deleted_past_its_protection(
                 "hostPath": { "path": format!("/nonexistent/stowage-test/{name}") },
             },
         });
-        pvs.create(&PostParams::default(), &from_json(pv)).await.unwrap();
+        pvs.create(&PostParams::default(), &from_json(pv))
+            .await
+            .unwrap();
     }
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
     let claim = json!({
@@ -461,23 +577,52 @@ async fn a_pvc_binds_to_a_matching_static_pv_and_is_deleted_past_its_protection(
             "resources": { "requests": { "storage": "3Gi" } },
         },
     });
-    claims.create(&PostParams::default(), &from_json(claim)).await.unwrap();
+    claims
+        .create(&PostParams::default(), &from_json(claim))
+        .await
+        .unwrap();
     let bound = eventually("the claim Bound", WAIT, || async {
         let pvc = claims.get("data").await.map_err(|e| e.to_string())?;
-        let phase = pvc.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let phase = pvc
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         (phase == "Bound").then_some(pvc).ok_or(phase)
     })
     .await;
     let large = format!("{ns}-large");
-    assert_eq!(bound.spec.unwrap().volume_name.as_deref(), Some(large.as_str()), "the only PV big enough");
+    assert_eq!(
+        bound.spec.unwrap().volume_name.as_deref(),
+        Some(large.as_str()),
+        "the only PV big enough"
+    );
     let pv = pvs.get(&large).await.unwrap();
     let claim_ref = pv.spec.unwrap().claim_ref.unwrap();
-    assert_eq!((claim_ref.namespace.as_deref(), claim_ref.name.as_deref()), (Some(ns.as_str()), Some("data")));
-    let finalizers = claims.get("data").await.unwrap().metadata.finalizers.unwrap_or_default();
-    assert!(finalizers.contains(&"kubernetes.io/pvc-protection".to_string()), "{finalizers:?}");
+    assert_eq!(
+        (claim_ref.namespace.as_deref(), claim_ref.name.as_deref()),
+        (Some(ns.as_str()), Some("data"))
+    );
+    let finalizers = claims
+        .get("data")
+        .await
+        .unwrap()
+        .metadata
+        .finalizers
+        .unwrap_or_default();
+    assert!(
+        finalizers.contains(&"kubernetes.io/pvc-protection".to_string()),
+        "{finalizers:?}"
+    );
 
-    claims.delete("data", &DeleteParams::default()).await.unwrap();
-    eventually("the claim deleted (no pod uses it)", WAIT, || gone(&claims, "data")).await;
+    claims
+        .delete("data", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the claim deleted (no pod uses it)", WAIT, || {
+        gone(&claims, "data")
+    })
+    .await;
     for name in [format!("{ns}-small"), large] {
         pvs.delete(&name, &DeleteParams::default()).await.unwrap();
     }
@@ -491,29 +636,48 @@ async fn whoami(client: &kube::Client) -> (String, Vec<String>) {
         .await
         .unwrap();
     let user = review.status.and_then(|s| s.user_info).unwrap_or_default();
-    (user.username.unwrap_or_default(), user.groups.unwrap_or_default())
+    (
+        user.username.unwrap_or_default(),
+        user.groups.unwrap_or_default(),
+    )
 }
 
 fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) {
     match result {
-        Err(kube::Error::Api(e)) => assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"), "{what}: {e:?}"),
+        Err(kube::Error::Api(e)) => assert_eq!(
+            (e.code, e.reason.as_str()),
+            (403, "Forbidden"),
+            "{what}: {e:?}"
+        ),
         other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
     }
 }
 
-async fn grant(client: &kube::Client, ns: &str, name: &str, resource: &str, subject: serde_json::Value) {
+async fn grant(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    resource: &str,
+    subject: serde_json::Value,
+) {
     let roles: Api<Role> = Api::namespaced(client.clone(), ns);
     let role = json!({ "metadata": { "name": name }, "rules": [{
         "apiGroups": [""], "resources": [resource], "verbs": ["get", "list"],
     }]});
-    roles.create(&PostParams::default(), &from_json(role)).await.unwrap();
+    roles
+        .create(&PostParams::default(), &from_json(role))
+        .await
+        .unwrap();
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
     let binding = json!({
         "metadata": { "name": name },
         "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name },
         "subjects": [subject],
     });
-    bindings.create(&PostParams::default(), &from_json(binding)).await.unwrap();
+    bindings
+        .create(&PostParams::default(), &from_json(binding))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -523,24 +687,46 @@ async fn a_service_account_without_rights_gets_403_until_a_role_is_bound() {
     let ns = cluster.namespace("rbac-sa").await.unwrap();
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
     accounts
-        .create(&PostParams::default(), &from_json(json!({ "metadata": { "name": "nobody" } })))
+        .create(
+            &PostParams::default(),
+            &from_json(json!({ "metadata": { "name": "nobody" } })),
+        )
         .await
         .unwrap();
-    let kubeconfig = cluster.service_account_kubeconfig(&ns, "nobody").await.unwrap();
+    let kubeconfig = cluster
+        .service_account_kubeconfig(&ns, "nobody")
+        .await
+        .unwrap();
     let client = client_from_kubeconfig(&kubeconfig).await.unwrap();
     let (user, groups) = whoami(&client).await;
     assert_eq!(user, format!("system:serviceaccount:{ns}:nobody"));
-    assert!(groups.contains(&"system:serviceaccounts".to_string()), "{groups:?}");
+    assert!(
+        groups.contains(&"system:serviceaccounts".to_string()),
+        "{groups:?}"
+    );
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     assert_forbidden(pods.list(&ListParams::default()).await, "listing pods");
-    grant(&admin, &ns, "read-pods", "pods", json!({ "kind": "ServiceAccount", "name": "nobody", "namespace": ns })).await;
+    grant(
+        &admin,
+        &ns,
+        "read-pods",
+        "pods",
+        json!({ "kind": "ServiceAccount", "name": "nobody", "namespace": ns }),
+    )
+    .await;
     eventually("the binding in effect", WAIT, || async {
-        pods.list(&ListParams::default()).await.map(|_| ()).map_err(|e| e.to_string())
+        pods.list(&ListParams::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     })
     .await;
     let maps: Api<ConfigMap> = Api::namespaced(client, &ns);
-    assert_forbidden(maps.list(&ListParams::default()).await, "listing config maps (not granted)");
+    assert_forbidden(
+        maps.list(&ListParams::default()).await,
+        "listing config maps (not granted)",
+    );
 }
 
 #[tokio::test]
@@ -548,17 +734,27 @@ async fn a_client_certificate_user_without_rights_gets_403_until_its_group_is_bo
     let cluster = cluster!();
     let admin = cluster.client();
     let ns = cluster.namespace("rbac-user").await.unwrap();
-    let kubeconfig = cluster.user_kubeconfig("alice", &["stowage:testers", "stowage:readers"]).unwrap();
+    let kubeconfig = cluster
+        .user_kubeconfig("alice", &["stowage:testers", "stowage:readers"])
+        .unwrap();
     let client = client_from_kubeconfig(&kubeconfig).await.unwrap();
     let (user, groups) = whoami(&client).await;
     assert_eq!(user, "alice");
     for group in ["stowage:testers", "stowage:readers", "system:authenticated"] {
-        assert!(groups.contains(&group.to_string()), "{group} missing from {groups:?}");
+        assert!(
+            groups.contains(&group.to_string()),
+            "{group} missing from {groups:?}"
+        );
     }
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    assert_forbidden(maps.list(&ListParams::default()).await, "listing config maps");
     assert_forbidden(
-        Api::<Namespace>::all(client.clone()).list(&ListParams::default()).await,
+        maps.list(&ListParams::default()).await,
+        "listing config maps",
+    );
+    assert_forbidden(
+        Api::<Namespace>::all(client.clone())
+            .list(&ListParams::default())
+            .await,
         "listing namespaces",
     );
     grant(
@@ -570,7 +766,10 @@ async fn a_client_certificate_user_without_rights_gets_403_until_its_group_is_bo
     )
     .await;
     eventually("the binding in effect", WAIT, || async {
-        maps.list(&ListParams::default()).await.map(|_| ()).map_err(|e| e.to_string())
+        maps.list(&ListParams::default())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     })
     .await;
 }
@@ -581,20 +780,32 @@ async fn a_server_side_dry_run_create_changes_nothing() {
     let client = cluster.client();
     let ns = cluster.namespace("dryrun").await.unwrap();
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let map: ConfigMap = from_json(json!({ "metadata": { "name": "planned" }, "data": { "k": "v" } }));
+    let map: ConfigMap =
+        from_json(json!({ "metadata": { "name": "planned" }, "data": { "k": "v" } }));
     let params = PostParams {
         dry_run: true,
         ..Default::default()
     };
     let answer = maps.create(&params, &map).await.unwrap();
-    assert_eq!(answer.data, Some(BTreeMap::from([("k".to_string(), "v".to_string())])));
+    assert_eq!(
+        answer.data,
+        Some(BTreeMap::from([("k".to_string(), "v".to_string())]))
+    );
     assert!(maps.get_opt("planned").await.unwrap().is_none());
 
     // Server-side apply too: the dry run answers with the object, the store stays empty.
     let apply = PatchParams::apply("stowage-smoke").dry_run();
-    maps.patch("planned", &apply, &Patch::Apply(&map)).await.unwrap();
+    maps.patch("planned", &apply, &Patch::Apply(&map))
+        .await
+        .unwrap();
     assert!(maps.get_opt("planned").await.unwrap().is_none());
-    assert!(maps.list(&ListParams::default()).await.unwrap().items.iter().all(|m| m.metadata.name.as_deref() != Some("planned")));
+    assert!(maps
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .all(|m| m.metadata.name.as_deref() != Some("planned")));
 
     // And the real create then works, proving the dry run was not refused.
     maps.create(&PostParams::default(), &map).await.unwrap();

@@ -44,7 +44,11 @@ async fn main() -> ExitCode {
     let pid_file = dir.join("pid");
     if let Ok(pid) = std::fs::read_to_string(&pid_file) {
         if std::path::Path::new(&format!("/proc/{}", pid.trim())).exists() {
-            eprintln!("a cluster already runs in {} (pid {})", dir.display(), pid.trim());
+            eprintln!(
+                "a cluster already runs in {} (pid {})",
+                dir.display(),
+                pid.trim()
+            );
             return ExitCode::FAILURE;
         }
     }
@@ -54,7 +58,10 @@ async fn main() -> ExitCode {
         let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
     }
     // Signals are caught from here on, so one arriving during start-up stops the cluster too.
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
             eprintln!("cannot install signal handlers");

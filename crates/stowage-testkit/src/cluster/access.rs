@@ -53,7 +53,11 @@ impl ClusterAccess {
             })?
             .to_path_buf();
         let config = kubeconfig::config(kubeconfig).await?;
-        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let server = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
         let client = kube::Client::try_from(config)?;
         Ok(ClusterAccess {
             dir,
@@ -63,7 +67,12 @@ impl ClusterAccess {
         })
     }
 
-    pub(crate) fn new(dir: PathBuf, kubeconfig: PathBuf, server: String, client: kube::Client) -> Self {
+    pub(crate) fn new(
+        dir: PathBuf,
+        kubeconfig: PathBuf,
+        server: String,
+        client: kube::Client,
+    ) -> Self {
         ClusterAccess {
             dir,
             kubeconfig,
@@ -148,8 +157,15 @@ impl ClusterAccess {
         names.sort();
         let mut out = String::new();
         for path in names {
-            let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-            out += &format!("----- {name} (last {lines} lines) -----\n{}\n", log_tail(&path, lines));
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            out += &format!(
+                "----- {name} (last {lines} lines) -----\n{}\n",
+                log_tail(&path, lines)
+            );
         }
         if out.is_empty() {
             out = format!("(no component logs in {})\n", logs.display());
@@ -163,19 +179,30 @@ impl ClusterAccess {
 
     fn serving_ca_pem(&self) -> Result<String> {
         let path = self.pki().serving_ca_cert;
-        std::fs::read_to_string(&path).map_err(|e| ClusterError::io(format!("reading {}", path.display()), e))
+        std::fs::read_to_string(&path)
+            .map_err(|e| ClusterError::io(format!("reading {}", path.display()), e))
     }
 
     /// A fresh path under `kubeconfigs/` for a minted identity.
     fn minted_path(&self, kind: &str, name: &str) -> Result<PathBuf> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let dir = self.dir.join("kubeconfigs");
-        std::fs::create_dir_all(&dir).map_err(|e| ClusterError::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ClusterError::io(format!("creating {}", dir.display()), e))?;
         let safe: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        Ok(dir.join(format!("{kind}-{safe}-{}-{n}.kubeconfig", std::process::id())))
+        Ok(dir.join(format!(
+            "{kind}-{safe}-{}-{n}.kubeconfig",
+            std::process::id()
+        )))
     }
 }

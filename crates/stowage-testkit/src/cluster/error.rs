@@ -32,7 +32,9 @@ pub enum ClusterError {
     },
 
     /// Something the start-up waits for did not happen in time.
-    #[error("timed out after {timeout:?} waiting for {what} (last observation: {last})\n{log_tails}")]
+    #[error(
+        "timed out after {timeout:?} waiting for {what} (last observation: {last})\n{log_tails}"
+    )]
     Timeout {
         what: String,
         timeout: Duration,

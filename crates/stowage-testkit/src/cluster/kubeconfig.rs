@@ -21,7 +21,13 @@ pub(crate) enum Credentials<'a> {
 
 /// Writes a kubeconfig for `server` (trusting `ca_pem`) with one context, `name`, as the
 /// current one. The file is replaced atomically, so a reader never sees half of it.
-pub(crate) fn write(path: &Path, name: &str, server: &str, ca_pem: &str, creds: Credentials<'_>) -> Result<()> {
+pub(crate) fn write(
+    path: &Path,
+    name: &str,
+    server: &str,
+    ca_pem: &str,
+    creds: Credentials<'_>,
+) -> Result<()> {
     let user = match creds {
         Credentials::ClientCert { cert_pem, key_pem } => serde_json::json!({
             "client-certificate-data": BASE64.encode(cert_pem),
@@ -43,7 +49,8 @@ pub(crate) fn write(path: &Path, name: &str, server: &str, ca_pem: &str, creds: 
     let text = serde_json::to_string_pretty(&config).expect("a JSON value serialises");
     let tmp = path.with_extension("tmp");
     pki::write(&tmp, &(text + "\n"))?;
-    std::fs::rename(&tmp, path).map_err(|e| ClusterError::io(format!("renaming {} into place", tmp.display()), e))
+    std::fs::rename(&tmp, path)
+        .map_err(|e| ClusterError::io(format!("renaming {} into place", tmp.display()), e))
 }
 
 /// A client for the cluster a kubeconfig file points at (its current context).

@@ -44,8 +44,8 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 
 pub use access::ClusterAccess;
 pub use error::{ClusterError, Result};
-pub use kubeconfig::{client as client_from_kubeconfig, config as config_from_kubeconfig};
 use kubeconfig::Credentials;
+pub use kubeconfig::{client as client_from_kubeconfig, config as config_from_kubeconfig};
 use pki::PkiFiles;
 use process::{Component, Supervisor};
 
@@ -150,7 +150,9 @@ struct Plan {
 
 impl Plan {
     fn kubeconfig(&self, component: &str) -> PathBuf {
-        self.dir.join("kubeconfigs").join(format!("{component}.kubeconfig"))
+        self.dir
+            .join("kubeconfigs")
+            .join(format!("{component}.kubeconfig"))
     }
     fn log(&self, component: &str) -> PathBuf {
         self.dir.join("logs").join(format!("{component}.log"))
@@ -177,7 +179,8 @@ impl Cluster {
         };
         for sub in ["logs", "kubeconfigs", "etcd"] {
             let d = dir.join(sub);
-            std::fs::create_dir_all(&d).map_err(|e| ClusterError::io(format!("creating {}", d.display()), e))?;
+            std::fs::create_dir_all(&d)
+                .map_err(|e| ClusterError::io(format!("creating {}", d.display()), e))?;
         }
         let pki = PkiFiles::generate(&dir.join("pki"))?;
         let ports = Ports::pick()?;
@@ -196,7 +199,11 @@ impl Cluster {
         let ca = read(&plan.pki.serving_ca_cert)?;
         for (component, user, groups) in [
             ("admin", "admin", &["system:masters"][..]),
-            ("kube-controller-manager", "system:kube-controller-manager", &[][..]),
+            (
+                "kube-controller-manager",
+                "system:kube-controller-manager",
+                &[][..],
+            ),
             ("kube-scheduler", "system:kube-scheduler", &[][..]),
             ("kwok", "stowage-testkit:kwok", &["system:masters"][..]),
         ] {
@@ -306,7 +313,10 @@ impl Cluster {
                 "--authorization-mode=RBAC".into(),
                 format!("--service-account-issuer=https://127.0.0.1:{port}"),
                 format!("--service-account-key-file={}", pki.sa_signer_pub.display()),
-                format!("--service-account-signing-key-file={}", pki.sa_signer_key.display()),
+                format!(
+                    "--service-account-signing-key-file={}",
+                    pki.sa_signer_key.display()
+                ),
                 // An allocation range only: no packet is ever sent to it.
                 "--service-cluster-ip-range=10.0.0.0/24".into(),
                 // No kubelets, so nothing would keep the `kubernetes` Service's endpoints.
@@ -318,7 +328,9 @@ impl Cluster {
         self.wait(plan, "kube-apiserver /readyz", || {
             let client = client.clone();
             async move {
-                let request = http::Request::get("/readyz").body(Vec::new()).expect("a valid request");
+                let request = http::Request::get("/readyz")
+                    .body(Vec::new())
+                    .expect("a valid request");
                 match client.request_text(request).await {
                     Ok(body) if body.trim() == "ok" => Ok(()),
                     Ok(body) => Err(body),
@@ -330,7 +342,13 @@ impl Cluster {
         let namespaces: Api<Namespace> = Api::all(self.access.client());
         self.wait(plan, "namespace default", || {
             let namespaces = namespaces.clone();
-            async move { namespaces.get("default").await.map(|_| ()).map_err(|e| e.to_string()) }
+            async move {
+                namespaces
+                    .get("default")
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
         })
         .await
     }
@@ -377,7 +395,10 @@ impl Cluster {
                 "--secure-port=0".into(),
                 format!("--controllers={}", CONTROLLERS.join(",")),
                 "--use-service-account-credentials=true".into(),
-                format!("--service-account-private-key-file={}", plan.pki.sa_signer_key.display()),
+                format!(
+                    "--service-account-private-key-file={}",
+                    plan.pki.sa_signer_key.display()
+                ),
                 format!("--root-ca-file={}", plan.pki.serving_ca_cert.display()),
                 "--kube-api-qps=1000".into(),
                 "--kube-api-burst=2000".into(),
@@ -412,7 +433,9 @@ impl Cluster {
         self.wait(plan, "kube-scheduler /healthz", || {
             let client = client.clone();
             async move {
-                let request = http::Request::get("/healthz").body(Vec::new()).expect("a valid request");
+                let request = http::Request::get("/healthz")
+                    .body(Vec::new())
+                    .expect("a valid request");
                 match client.request_text(request).await {
                     Ok(body) if body.trim() == "ok" => Ok(()),
                     Ok(body) => Err(body),
@@ -495,10 +518,20 @@ impl Cluster {
 
     async fn wait_for_service_accounts(&mut self, plan: &Plan) -> Result<()> {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.access.client(), "default");
-        self.wait(plan, "the default ServiceAccount (kube-controller-manager)", || {
-            let accounts = accounts.clone();
-            async move { accounts.get("default").await.map(|_| ()).map_err(|e| e.to_string()) }
-        })
+        self.wait(
+            plan,
+            "the default ServiceAccount (kube-controller-manager)",
+            || {
+                let accounts = accounts.clone();
+                async move {
+                    accounts
+                        .get("default")
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            },
+        )
         .await
     }
 
@@ -556,7 +589,8 @@ impl Drop for Cluster {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| ClusterError::io(format!("reading {}", path.display()), e))
+    std::fs::read_to_string(path)
+        .map_err(|e| ClusterError::io(format!("reading {}", path.display()), e))
 }
 
 /// A plain HTTP/1.0 GET of `path` on a loopback port, for etcd's health endpoint.
@@ -567,6 +601,8 @@ fn http_get(port: u16, path: &str) -> std::result::Result<String, String> {
         .map_err(|e| e.to_string())?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| e.to_string())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
     Ok(response)
 }

@@ -17,8 +17,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 use super::error::{ClusterError, Result};
@@ -56,7 +56,8 @@ impl PkiFiles {
 
     /// Generates every key and certificate and writes them.
     pub fn generate(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| ClusterError::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| ClusterError::io(format!("creating {}", dir.display()), e))?;
         let files = PkiFiles::in_dir(dir);
 
         let serving_ca_key = KeyPair::generate()?;
@@ -70,7 +71,10 @@ impl PkiFiles {
             .subject_alt_names
             .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
         serving.distinguished_name = name("stowage test cluster API server", &[]);
-        serving.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        serving.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let serving_cert = serving.signed_by(&serving_key, &serving_ca)?;
 
@@ -98,8 +102,9 @@ impl PkiFiles {
         if groups.len() > 2 {
             return Err(ClusterError::TooManyGroups(groups.len()));
         }
-        let ca_key_pem = fs::read_to_string(&self.client_ca_key)
-            .map_err(|e| ClusterError::io(format!("reading {}", self.client_ca_key.display()), e))?;
+        let ca_key_pem = fs::read_to_string(&self.client_ca_key).map_err(|e| {
+            ClusterError::io(format!("reading {}", self.client_ca_key.display()), e)
+        })?;
         let ca = Issuer::new(ca_params(CLIENT_CA_CN), KeyPair::from_pem(&ca_key_pem)?);
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
@@ -115,7 +120,11 @@ fn ca_params(cn: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.distinguished_name = name(cn, &[]);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     params
 }
 

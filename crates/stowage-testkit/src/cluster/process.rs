@@ -6,9 +6,9 @@
 //!   that forked the child, so every component is forked by one supervisor thread per cluster,
 //!   which lives exactly as long as the cluster: a test's thread or a runtime's worker exiting
 //!   cannot kill a cluster that is still in use;
-//! - stopping sends SIGTERM to every group, waits up to [`STOP_GRACE`], then SIGKILLs what is left
-//!   of each group before reaping its leader (a group's id cannot be reused while its leader is
-//!   unreaped, so the SIGKILL never reaches a stranger);
+//! - stopping sends SIGTERM to each group in the reverse of the start order, waits up to
+//!   [`STOP_GRACE`], then SIGKILLs what is left of the group before reaping its leader (a group's
+//!   id cannot be reused while its leader is unreaped, so the SIGKILL never reaches a stranger);
 //! - stdout and stderr go to `DIR/logs/<component>.log`; [`log_tail`] reads the end of one.
 //!
 //! This is the one module with `unsafe`: the `pre_exec` hook.
@@ -121,7 +121,10 @@ impl Component {
     /// How the process ended, if it has; the process stays unreaped either way.
     pub fn exit_status(&self) -> Option<String> {
         let pid = Pid::from_raw(self.child.id() as i32);
-        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT) {
+        match waitid(
+            Id::Pid(pid),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        ) {
             Ok(WaitStatus::StillAlive) => None,
             Ok(WaitStatus::Exited(_, code)) => Some(format!("exit status {code}")),
             Ok(WaitStatus::Signaled(_, sig, _)) => Some(format!("killed by {sig}")),
@@ -144,17 +147,17 @@ impl Component {
     }
 }
 
-/// Stops the components: SIGTERM to all at once, up to [`STOP_GRACE`] for them to exit, then
-/// SIGKILL to whatever remains of each group, and every leader reaped.
+/// Stops the components in the reverse of their start order, each with SIGTERM, up to
+/// [`STOP_GRACE`] to exit, then SIGKILL to whatever remains of its group, and its leader reaped.
+/// One at a time because order matters: an API server whose etcd is already gone waits out its
+/// whole grace period instead of exiting in about a second.
 pub(crate) fn stop_all(components: &mut Vec<Component>) {
-    for c in components.iter() {
+    while let Some(mut c) = components.pop() {
         c.signal_group(Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline && components.iter().any(|c| c.exit_status().is_none()) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for mut c in components.drain(..) {
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline && c.exit_status().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         c.signal_group(Signal::SIGKILL);
         let _ = c.child.wait();
     }

@@ -89,7 +89,13 @@ impl TestCluster {
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some([("stowage.test/test-namespace".to_string(), "true".to_string())].into()),
+                labels: Some(
+                    [(
+                        "stowage.test/test-namespace".to_string(),
+                        "true".to_string(),
+                    )]
+                    .into(),
+                ),
                 ..Default::default()
             },
             ..Default::default()
