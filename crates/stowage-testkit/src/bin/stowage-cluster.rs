@@ -52,10 +52,36 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    // A directory reused from an earlier cluster: its state is of no use to a new one.
-    for stale in ["kubeconfig", "pid", "etcd", "pki", "kubeconfigs", "logs"] {
-        let path = dir.join(stale);
-        let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+    // A directory reused from an earlier cluster: its state is of no use to a new one. Anything
+    // else in it means it is somebody's directory, and nothing is removed.
+    const OURS: &[&str] = &[
+        "kubeconfig",
+        "kubeconfig.tmp",
+        "pid",
+        "etcd",
+        "pki",
+        "kubeconfigs",
+        "logs",
+        // Written by scripts/cluster.sh before it starts this program.
+        "stowage-cluster.log",
+        "launcher.pid",
+    ];
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        let names: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if let Some(foreign) = names.iter().find(|n| !OURS.contains(&n.as_str())) {
+            eprintln!(
+                "{} holds {foreign:?}, which no cluster wrote: use an empty or new directory",
+                dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        for stale in ["kubeconfig", "pid", "etcd", "pki", "kubeconfigs", "logs"] {
+            let path = dir.join(stale);
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
     }
     // Signals are caught from here on, so one arriving during start-up stops the cluster too.
     let (mut term, mut int) = match (
