@@ -1,6 +1,8 @@
-//! Test helpers shared by Stowage's test suites (never shipped): directory-tree manifests and
-//! sample data, a fault-injecting HTTP proxy for the S3 tests, and (in `cluster`) a real
-//! Kubernetes control plane.
+//! Test helpers shared by Stowage's test suites, never shipped: directory-tree manifests and
+//! sample data ([`tree`]), a fault-injecting HTTP proxy for the S3 tests ([`fault_proxy`]), and
+//! a real Kubernetes control plane (the upstream components, built from source by
+//! `scripts/testenv.sh`) started on loopback ([`cluster`]).
 
+pub mod cluster;
 pub mod fault_proxy;
 pub mod tree;
