@@ -26,6 +26,9 @@
 #   BENCH_DROP_CACHES=1      drop the page cache before each step (needs root; failure ignored)
 #   BENCH_VERIFY=1           compare each restore with the source (diff -r --no-dereference)
 #   BENCH_INSTALL=1          apt-get install restic and time when missing
+#   BENCH_STOWAGE_BINS       NAME=PATH pairs separated by ';': run the Stowage configuration NAME
+#                            with the binary at PATH (e.g. a before/after comparison of two builds:
+#                            BENCH_STOWAGE_CONFIGS="before=;after=" BENCH_STOWAGE_BINS="before=..;after=..")
 #   STOWAGE_BIN, BENCH_DATA_BIN   use these binaries instead of building the release ones
 #                            (either way they are copied to $BENCH_DIR/bin first, so a rebuild
 #                            in the work tree during the run cannot change them)
@@ -124,6 +127,14 @@ cp "$STOWAGE_BIN" "$WORK/bin/stowage"
 cp "$BENCH_DATA_BIN" "$WORK/bin/stowage-bench-data"
 STOWAGE_BIN=$WORK/bin/stowage
 BENCH_DATA_BIN=$WORK/bin/stowage-bench-data
+declare -A BINS # per-configuration binaries (BENCH_STOWAGE_BINS), copied like the others
+IFS=';' read -r -a _bins <<<"${BENCH_STOWAGE_BINS:-}"
+for b in "${_bins[@]}"; do
+  [ -n "$b" ] || continue
+  [ -x "${b#*=}" ] || die "no stowage binary at ${b#*=} (BENCH_STOWAGE_BINS)"
+  cp "${b#*=}" "$WORK/bin/stowage-bin-${b%%=*}"
+  BINS[${b%%=*}]=$WORK/bin/stowage-bin-${b%%=*}
+done
 DATA=$WORK/data
 LOGS=$WORK/logs
 declare -A R # results: R[tool.step.metric]
@@ -146,6 +157,9 @@ run_cmd() {
       RESTIC_CACHE_DIR="$WORK/restic-cache" RESTIC_COMPRESSION=auto "$@"
     ;;
   *)
+    if [ "$1" = "$STOWAGE_BIN" ] && [ -n "${BINS[$tool]:-}" ]; then
+      set -- "${BINS[$tool]}" "${@:2}"
+    fi
     env -u STOWAGE_PASSWORD_FILE -u STOWAGE_PASSWORD_COMMAND \
       STOWAGE_REPOSITORY="$WORK/repo-$tool" STOWAGE_PASSWORD="$PASSWORD" \
       STOWAGE_CACHE_DIR="$WORK/stowage-cache-$tool" "$@"
