@@ -186,17 +186,20 @@ async fn a_cluster_owner_killed_with_sigkill_takes_every_component_with_it() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    // Its messages go to a file beside the cluster (not a pipe nobody reads), for the failure.
+    let owner_log = dir.path().with_extension("owner.log");
     let mut owner = std::process::Command::new(env!("CARGO_BIN_EXE_stowage-cluster"))
         .args(["up", dir.path().to_str().unwrap(), "--nodes", "1"])
         .env("STOWAGE_TESTENV_BIN", &bin)
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&owner_log).unwrap())
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
     while !dir.path().join("kubeconfig").exists() {
         assert!(
             owner.try_wait().unwrap().is_none(),
-            "stowage-cluster exited during start-up"
+            "stowage-cluster exited during start-up:\n{}",
+            std::fs::read_to_string(&owner_log).unwrap_or_default()
         );
         assert!(
             start.elapsed() < std::time::Duration::from_secs(120),

@@ -164,7 +164,24 @@ impl Plan {
 
 impl Cluster {
     /// Starts a cluster and waits until it is usable (see the module comment for what that means).
+    ///
+    /// The loopback ports are chosen free, then handed to the components; in between another
+    /// process (a client connection's ephemeral port, another cluster starting) can take one.
+    /// A start that fails because a component found its address in use is tried again with new
+    /// ports, up to three times in all.
     pub async fn start(options: ClusterOptions) -> Result<Cluster> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(&options).await {
+                Err(e) if attempt < 3 && e.to_string().contains("address already in use") => {
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn start_once(options: &ClusterOptions) -> Result<Cluster> {
         let bin = binaries::locate(options.bin_dir.as_deref())?;
         let (temp, dir) = match &options.dir {
             Some(dir) => (None, dir.clone()),
@@ -177,6 +194,8 @@ impl Cluster {
                 (Some(t), d)
             }
         };
+        // A failed attempt's etcd data would name its old ports.
+        let _ = std::fs::remove_dir_all(dir.join("etcd"));
         for sub in ["logs", "kubeconfigs", "etcd"] {
             let d = dir.join(sub);
             std::fs::create_dir_all(&d)
