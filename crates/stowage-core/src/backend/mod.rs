@@ -269,9 +269,78 @@ pub trait Backend: Send + Sync {
     }
 }
 
+/// A shared backend is a backend: decorators can wrap the `Arc<dyn Backend>` a front end opened
+/// (a read-only view of a storage location, a metered one). Every method is passed through,
+/// the defaults included, so the inner backend's overrides keep working.
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn create(&self) -> Result<()> {
+        (**self).create()
+    }
+    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>> {
+        (**self).list(kind)
+    }
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>> {
+        (**self).read(kind, name)
+    }
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+        (**self).read_range(kind, name, offset, len)
+    }
+    fn read_range_into(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        (**self).read_range_into(kind, name, offset, len, buf)
+    }
+    fn write(&self, kind: FileKind, name: &str, data: &[u8], exclusive: bool) -> Result<()> {
+        (**self).write(kind, name, data, exclusive)
+    }
+    fn remove(&self, kind: FileKind, name: &str) -> Result<()> {
+        (**self).remove(kind, name)
+    }
+    fn size(&self, kind: FileKind, name: &str) -> Result<u64> {
+        (**self).size(kind, name)
+    }
+    fn preferred_uploaders(&self) -> usize {
+        (**self).preferred_uploaders()
+    }
+    fn will_read(&self, kind: FileKind, name: &str, offset: u64, len: u64) {
+        (**self).will_read(kind, name, offset, len)
+    }
+    fn preferred_read_size(&self) -> u64 {
+        (**self).preferred_read_size()
+    }
+    fn remove_many(&self, kind: FileKind, names: &[String]) -> Result<()> {
+        (**self).remove_many(kind, names)
+    }
+    fn exists(&self, kind: FileKind, name: &str) -> Result<bool> {
+        (**self).exists(kind, name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_backend_can_be_decorated() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared: std::sync::Arc<dyn Backend> =
+            std::sync::Arc::new(local::LocalBackend::new(dir.path()));
+        shared.create().unwrap();
+        shared.write(FileKind::Index, "a", b"x", true).unwrap();
+        let ro = read_only::ReadOnlyBackend::new(shared.clone());
+        assert_eq!(ro.read(FileKind::Index, "a").unwrap(), b"x");
+        assert!(ro.write(FileKind::Index, "b", b"y", true).is_err());
+        assert!(!shared.exists(FileKind::Index, "b").unwrap());
+        assert_eq!(ro.preferred_read_size(), shared.preferred_read_size());
+    }
 
     #[test]
     fn packs_are_spread_over_subfolders() {
