@@ -7,14 +7,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The data-set generator of the `stowage-bench` crate, built beside the `stowage` binary by
-/// `cargo test --workspace` (the benchmark tools are not part of this package: they are not
-/// installed with the product).
+/// The data-set generator, this package's own binary.
 fn generator_bin() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_stowage")).with_file_name("stowage-bench-data");
+    PathBuf::from(env!("CARGO_BIN_EXE_stowage-bench-data"))
+}
+
+/// The `stowage` binary, built beside this package's by `cargo test --workspace` (every test
+/// target is compiled before any runs, and the `stowage` package's integration tests need it).
+fn stowage_bin() -> PathBuf {
+    let p = generator_bin().with_file_name("stowage");
     assert!(
         p.exists(),
-        "{} is missing: build it with `cargo build -p stowage-bench` (`cargo test --workspace` does)",
+        "{} is missing: build it with `cargo build -p stowage` (`cargo test --workspace` does)",
         p.display()
     );
     p
@@ -110,7 +114,7 @@ fn bench_script_runs_every_step_and_writes_the_table() {
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("work");
     let report = dir.path().join("bench-results.md");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/bench.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench.sh");
     let out = Command::new("bash")
         .arg(&script)
         .env("BENCH_SCALE", "0.001")
@@ -120,7 +124,7 @@ fn bench_script_runs_every_step_and_writes_the_table() {
         .env("BENCH_INSTALL", "0")
         .env("BENCH_VERIFY", "1")
         .env("BENCH_TOOLS", "stowage stowage-64k restic")
-        .env("STOWAGE_BIN", env!("CARGO_BIN_EXE_stowage"))
+        .env("STOWAGE_BIN", stowage_bin())
         .env("BENCH_DATA_BIN", generator_bin())
         .output()
         .expect("running scripts/bench.sh");
