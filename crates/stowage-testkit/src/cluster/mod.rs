@@ -344,20 +344,8 @@ impl Cluster {
             ],
         )?;
         let client = self.access.client();
-        self.wait(plan, "kube-apiserver /readyz", || {
-            let client = client.clone();
-            async move {
-                let request = http::Request::get("/readyz")
-                    .body(Vec::new())
-                    .expect("a valid request");
-                match client.request_text(request).await {
-                    Ok(body) if body.trim() == "ok" => Ok(()),
-                    Ok(body) => Err(body),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        })
-        .await?;
+        self.wait_ok(plan, "kube-apiserver /readyz", &client, "/readyz")
+            .await?;
         let namespaces: Api<Namespace> = Api::all(self.access.client());
         self.wait(plan, "namespace default", || {
             let namespaces = namespaces.clone();
@@ -449,20 +437,8 @@ impl Cluster {
             .parse()
             .expect("a valid URL");
         let client = kube::Client::try_from(config)?;
-        self.wait(plan, "kube-scheduler /healthz", || {
-            let client = client.clone();
-            async move {
-                let request = http::Request::get("/healthz")
-                    .body(Vec::new())
-                    .expect("a valid request");
-                match client.request_text(request).await {
-                    Ok(body) if body.trim() == "ok" => Ok(()),
-                    Ok(body) => Err(body),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        })
-        .await
+        self.wait_ok(plan, "kube-scheduler /healthz", &client, "/healthz")
+            .await
     }
 
     async fn start_kwok(&mut self, plan: &Plan) -> Result<()> {
@@ -555,6 +531,30 @@ impl Cluster {
     }
 
     /// Polls `check` every 100 ms until it succeeds, a component exits, or the step times out.
+    /// Waits until GET `path` through `client` answers `ok` (a health endpoint).
+    async fn wait_ok(
+        &self,
+        plan: &Plan,
+        what: &str,
+        client: &kube::Client,
+        path: &str,
+    ) -> Result<()> {
+        self.wait(plan, what, || {
+            let client = client.clone();
+            async move {
+                let request = http::Request::get(path)
+                    .body(Vec::new())
+                    .expect("a valid request");
+                match client.request_text(request).await {
+                    Ok(body) if body.trim() == "ok" => Ok(()),
+                    Ok(body) => Err(body),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .await
+    }
+
     async fn wait<F, Fut>(&self, plan: &Plan, what: &str, mut check: F) -> Result<()>
     where
         F: FnMut() -> Fut,
