@@ -1276,7 +1276,9 @@ pub fn plan<'s>(
             crate::walk::walk(repo, &subtree, sub.as_bytes(), &mut est)?;
         }
     }
-    let totals = est.totals;
+    let mut totals = est.totals;
+    totals.blobs = est.blobs.len() as u64;
+    totals.packs = est.packs.len() as u64;
     Ok(RestorePlan {
         session,
         snapshot: snapshot.clone(),
@@ -1346,8 +1348,6 @@ impl Visit for Estimate<'_> {
                         self.totals.stored_bytes += loc.length as u64;
                     }
                 }
-                self.totals.blobs = self.blobs.len() as u64;
-                self.totals.packs = self.packs.len() as u64;
             }
             _ => self.totals.other += 1,
         }
