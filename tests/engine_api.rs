@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stowage_core::backend::local::LocalBackend;
-use stowage_core::backup::{self, BackupError, BackupOptions, BackupSource, Document};
+use stowage_core::backup::{
+    self, BackupError, BackupOptions, BackupSource, Document, DocumentEvent, ProducerError,
+};
 use stowage_core::cancel::CancelToken;
 use stowage_core::error::{Classified, ErrorClass};
 use stowage_core::progress::{Control, ProgressEvent};
@@ -432,6 +434,89 @@ fn documents_become_directories_and_files() {
         .unwrap_err();
         assert_eq!(err.kind(), "backup.bad_name", "{path:?}: {err}");
     }
+}
+
+/// A streamed document source: directories closed as the producer leaves them, times taken
+/// from the documents so an unchanged stream gives the same trees, and the producer's and the
+/// order's errors stop the backup without a snapshot.
+#[test]
+fn document_streams_close_directories_and_deduplicate() {
+    let env = Env::init_small();
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let doc = |path: &str, data: &str| {
+        Ok(DocumentEvent::Document(Document {
+            mtime: Some(mtime),
+            ..Document::new(path, data.as_bytes().to_vec())
+        }))
+    };
+    let close = |path: &str| Ok(DocumentEvent::CloseDir(path.to_string()));
+    let stream = || -> Vec<Result<DocumentEvent, ProducerError>> {
+        let mut events = Vec::new();
+        for ns in ["a", "b"] {
+            for i in 0..50 {
+                events.push(doc(
+                    &format!("resources/configmaps/namespaces/{ns}/cm-{i}.json"),
+                    &format!("{{\"n\":{i}}}"),
+                ));
+            }
+        }
+        events.push(close("resources/configmaps"));
+        events.push(close("resources/never-seen"));
+        events.push(doc("resources/namespaces/cluster/a.json", "{}"));
+        events
+    };
+    let run = |events: Vec<Result<DocumentEvent, ProducerError>>| {
+        let mut events = events.into_iter();
+        backup_of(
+            &env,
+            BackupSource::DocumentStream {
+                label: "k8s:test".into(),
+                events: &mut events,
+            },
+        )
+    };
+    let first = run(stream()).unwrap();
+    assert_eq!(first.snapshot.summary.total_files, 101);
+    let second = run(stream()).unwrap();
+    assert_eq!(
+        second.snapshot.tree, first.snapshot.tree,
+        "same documents, same trees"
+    );
+    assert_eq!(second.snapshot.summary.bytes_added, 0);
+    env.ok(&["check", "--read-data"]);
+    let out = env.path("out");
+    env.restore_verified(&out);
+    assert_eq!(
+        fs::read_to_string(out.join("resources/configmaps/namespaces/b/cm-7.json")).unwrap(),
+        "{\"n\":7}"
+    );
+    let dir = fs::metadata(out.join("resources/configmaps")).unwrap();
+    assert_eq!(
+        dir.mtime(),
+        1_700_000_000,
+        "a directory's time is its latest entry's"
+    );
+
+    let snapshots = env.ok(&["snapshots", "--json"]);
+    let late = run(vec![
+        doc("resources/pods/namespaces/a/p.json", "{}"),
+        close("resources/pods"),
+        doc("resources/pods/namespaces/b/q.json", "{}"),
+    ])
+    .unwrap_err();
+    assert_eq!(late.kind(), "backup.document_order", "{late}");
+    let failed = run(vec![
+        doc("x.json", "{}"),
+        Err("the API server went away".into()),
+    ])
+    .unwrap_err();
+    assert_eq!(failed.kind(), "backup.producer_failed");
+    assert!(failed.to_string().contains("went away"), "{failed}");
+    assert_eq!(
+        env.ok(&["snapshots", "--json"]),
+        snapshots,
+        "no snapshot from a failed stream"
+    );
 }
 
 /// An image of `size` bytes with data at a few places and holes elsewhere.

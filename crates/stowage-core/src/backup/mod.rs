@@ -21,7 +21,10 @@
 //! - an entry that cannot be read is a [`Warning`] (path, operation, class, message) and makes
 //!   the snapshot incomplete; it never fails the backup.
 
+mod documents;
 pub mod source;
+
+pub use documents::{Document, DocumentEvent, ProducerError};
 
 use crate::cancel::CancelToken;
 use crate::chunker::Chunker;
@@ -38,7 +41,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use source::{
     node_from_metadata, read_mode, regions_of, ContentReader, Excludes, OwnerNames, Region,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -86,6 +89,12 @@ pub enum BackupError {
     /// Two documents have the same path, or one's path runs through another.
     #[error("document {0:?} is given twice, or as a file and as a directory")]
     DocumentConflict(String),
+    /// A streamed document's directory was closed before it came.
+    #[error("document {0:?} comes after its directory was closed")]
+    DocumentOrder(String),
+    /// The producer of a document stream failed.
+    #[error("the documents' producer failed: {0}")]
+    Producer(#[source] ProducerError),
     /// [`BackupSource::Device`] names something that is neither a block device nor a regular
     /// file.
     #[error("{0}: neither a block device nor a regular file")]
@@ -114,6 +123,10 @@ impl Classified for BackupError {
             | BackupError::BadName { .. }
             | BackupError::DocumentConflict(_)
             | BackupError::NotADevice(_) => ErrorClass::Config,
+            BackupError::DocumentOrder(_) => ErrorClass::Internal,
+            BackupError::Producer(e) => {
+                crate::error::classify(e.as_ref()).map_or(ErrorClass::Transient, |(class, _)| class)
+            }
             BackupError::LockLost => ErrorClass::Transient,
             BackupError::Canceled => ErrorClass::Canceled,
             BackupError::Internal(_) => ErrorClass::Internal,
@@ -132,6 +145,8 @@ impl Classified for BackupError {
             BackupError::DuplicateName(_) => "backup.duplicate_name",
             BackupError::BadName { .. } => "backup.bad_name",
             BackupError::DocumentConflict(_) => "backup.document_conflict",
+            BackupError::DocumentOrder(_) => "backup.document_order",
+            BackupError::Producer(_) => "backup.producer_failed",
             BackupError::NotADevice(_) => "backup.not_a_device",
             BackupError::LockLost => "backup.lock_lost",
             BackupError::Canceled => "backup.canceled",
@@ -170,6 +185,15 @@ pub enum BackupSource<'a> {
         /// The documents, in any order.
         documents: Vec<Document>,
     },
+    /// Documents produced one at a time, stored as they come, in memory bounded by the
+    /// largest open directory: see [`DocumentEvent::CloseDir`]. The first error the producer
+    /// yields stops the backup ([`BackupError::Producer`]); no snapshot is written.
+    DocumentStream {
+        /// What the snapshot records as its path, to find it again as the next one's parent.
+        label: String,
+        /// The documents and directory closings, in order.
+        events: &'a mut (dyn Iterator<Item = Result<DocumentEvent, ProducerError>> + Send),
+    },
 }
 
 impl std::fmt::Debug for BackupSource<'_> {
@@ -189,32 +213,10 @@ impl std::fmt::Debug for BackupSource<'_> {
                 .field("label", label)
                 .field("documents", &documents.len())
                 .finish(),
-        }
-    }
-}
-
-/// One document of [`BackupSource::Documents`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Document {
-    /// `/`-separated path below the snapshot's root (`namespaces/web/deployments/api.yaml`);
-    /// every component must be a valid name (not empty, `.` or `..`, no NUL).
-    pub path: String,
-    /// The content.
-    pub data: Vec<u8>,
-    /// Permission bits (default `0o644`).
-    pub mode: Option<u32>,
-    /// Modification time (default: the backup's time).
-    pub mtime: Option<std::time::SystemTime>,
-}
-
-impl Document {
-    /// A document with default mode and time.
-    pub fn new(path: impl Into<String>, data: impl Into<Vec<u8>>) -> Self {
-        Document {
-            path: path.into(),
-            data: data.into(),
-            mode: None,
-            mtime: None,
+            BackupSource::DocumentStream { label, .. } => f
+                .debug_struct("DocumentStream")
+                .field("label", label)
+                .finish(),
         }
     }
 }
@@ -934,7 +936,7 @@ enum Work<'a> {
         meta: std::fs::Metadata,
         size: u64,
     },
-    Documents(DocDir),
+    Documents(Box<dyn Iterator<Item = Result<DocumentEvent, ProducerError>> + Send + 'a>),
 }
 
 impl<'a> Work<'a> {
@@ -1006,70 +1008,21 @@ impl<'a> Work<'a> {
                 (work, paths)
             }
             BackupSource::Documents { label, documents } => {
-                (Work::Documents(DocDir::build(documents)?), vec![label])
+                // Checked up front, so a bad name fails before anything is written.
+                for doc in &documents {
+                    documents::check_path(&doc.path)?;
+                }
+                let events = documents
+                    .into_iter()
+                    .map(|d| Ok(DocumentEvent::Document(d)));
+                (Work::Documents(Box::new(events)), vec![label])
+            }
+            BackupSource::DocumentStream { label, events } => {
+                (Work::Documents(Box::new(events)), vec![label])
             }
         })
     }
 }
-/// The documents of [`BackupSource::Documents`] as a directory tree.
-#[derive(Default)]
-struct DocDir {
-    /// By name, so in the order a tree lists them.
-    entries: BTreeMap<Vec<u8>, DocEntry>,
-}
-
-enum DocEntry {
-    File(Document),
-    Dir(DocDir),
-}
-
-impl DocDir {
-    /// Sorts documents into directories by their paths.
-    fn build(documents: Vec<Document>) -> Result<DocDir, BackupError> {
-        let mut root = DocDir::default();
-        for doc in documents {
-            let parts: Vec<&str> = doc.path.split('/').collect();
-            for part in &parts {
-                crate::repo::tree::validate_name(part.as_bytes()).map_err(|reason| {
-                    BackupError::BadName {
-                        what: format!("document path {:?}", doc.path),
-                        reason,
-                    }
-                })?;
-            }
-            let conflict = || BackupError::DocumentConflict(doc.path.clone());
-            let mut dir = &mut root;
-            for part in &parts[..parts.len() - 1] {
-                let entry = dir
-                    .entries
-                    .entry(part.as_bytes().to_vec())
-                    .or_insert_with(|| DocEntry::Dir(DocDir::default()));
-                dir = match entry {
-                    DocEntry::Dir(d) => d,
-                    DocEntry::File(_) => return Err(conflict()),
-                };
-            }
-            let leaf = parts[parts.len() - 1].as_bytes().to_vec();
-            if dir.entries.contains_key(&leaf) {
-                return Err(conflict());
-            }
-            dir.entries.insert(leaf, DocEntry::File(doc));
-        }
-        Ok(root)
-    }
-
-    /// Files and total bytes below this directory.
-    fn totals(&self) -> (u64, u64) {
-        self.entries.values().fold((0, 0), |(f, b), e| match e {
-            DocEntry::File(d) => (f + 1, b + d.data.len() as u64),
-            DocEntry::Dir(d) => {
-                let (df, db) = d.totals();
-                (f + df, b + db)
-            }
-        })
-    }
-}
-
 impl Ctx<'_> {
     /// Stores a prepared source: its content, its trees, and the root tree's id in
     /// `root_tree`. Failures of the repository end up in `fatal`, or are returned; a
@@ -1132,17 +1085,10 @@ impl Ctx<'_> {
                 self.store_single(node, old_subtree);
                 Ok(())
             }
-            Work::Documents(root) => {
-                let (files, bytes) = root.totals();
-                self.meter.expect(files, Some(bytes));
-                let mut chunker = new_chunker(&self.repo);
-                match self.store_docs(&root, &mut chunker, now) {
-                    Ok(id) => {
-                        *self.root_tree.lock().unwrap() = Some(id);
-                        Ok(())
-                    }
-                    Err(e) => stream_result(Err(e), "documents".into()),
-                }
+            Work::Documents(mut events) => {
+                let id = self.store_documents(&mut events, now)?;
+                *self.root_tree.lock().unwrap() = Some(id);
+                Ok(())
             }
         }
     }
@@ -1171,52 +1117,6 @@ impl Ctx<'_> {
         self.count_file(Novelty::New, node.size);
         self.complete(&root, 0, Some(node));
         self.release(&root);
-    }
-
-    /// Stores a directory of documents and everything below it; returns its tree's id.
-    fn store_docs(
-        &self,
-        dir: &DocDir,
-        chunker: &mut Chunker,
-        now: Timestamp,
-    ) -> Result<Id, StreamError> {
-        let mut nodes = Vec::with_capacity(dir.entries.len());
-        for (name, entry) in &dir.entries {
-            if self.stopped() {
-                return Err(StreamError::Stopped);
-            }
-            let name = ByteString(name.clone());
-            let node = match entry {
-                DocEntry::File(doc) => {
-                    let mut node = Node::new(name, NodeKind::File);
-                    self.set_owner_and_times(&mut node, now);
-                    node.mode = doc.mode.unwrap_or(0o644) & 0o7777;
-                    if let Some(t) = doc.mtime {
-                        let t = chrono::DateTime::<chrono::Utc>::from(t);
-                        node.mtime = Timestamp(t.timestamp(), t.timestamp_subsec_nanos());
-                    }
-                    chunker.set_spec(self.repo.repo().chunker_for_file(doc.data.len() as u64));
-                    node.size =
-                        self.store_stream(chunker, &mut doc.data.as_slice(), &mut node.content)?;
-                    self.count_file(Novelty::New, node.size);
-                    node
-                }
-                DocEntry::Dir(sub) => {
-                    let mut node = Node::new(name, NodeKind::Dir);
-                    self.set_owner_and_times(&mut node, now);
-                    node.mode = 0o755;
-                    node.subtree = Some(self.store_docs(sub, chunker, now)?);
-                    Meter::add(&self.counters.dirs_new, 1);
-                    node
-                }
-            };
-            nodes.push(node);
-        }
-        let (id, _) = self
-            .writer
-            .add(BlobType::Tree, &Tree { nodes }.encode())
-            .map_err(StreamError::Repo)?;
-        Ok(id)
     }
 
     /// Walks the given paths and stores what they hold: this thread walks, reader threads read
