@@ -70,6 +70,15 @@ pub(crate) async fn build_client(
     if let Some(r) = &region {
         loader = loader.region(aws_sdk_s3::config::Region::new(r.clone()));
     }
+    if let Some(c) = &opts.credentials {
+        loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+            c.access_key_id.clone(),
+            c.secret_access_key.clone(),
+            c.session_token.clone(),
+            None,
+            "stowage-static",
+        ));
+    }
     let sdk = loader.load().await;
     // Credentials are resolved now so their absence is one clear error, not one per request.
     match sdk.credentials_provider() {

@@ -50,4 +50,4 @@ mod uploads;
 pub use backend::{RequestCounts, S3Backend};
 pub use error::S3Error;
 pub use location::S3Location;
-pub use options::{S3Options, Sse, OPTION_KEYS};
+pub use options::{S3Options, Sse, StaticCredentials, OPTION_KEYS};

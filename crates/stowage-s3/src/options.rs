@@ -69,6 +69,29 @@ pub struct S3Options {
     pub part_size: u64,
     /// `create()` makes the bucket when it is missing (`init --create-bucket`).
     pub create_bucket: bool,
+    /// Keys to sign with instead of the standard AWS chain (a storage location's Secret).
+    pub credentials: Option<StaticCredentials>,
+}
+
+/// An access key given directly, as a storage location's Secret holds it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticCredentials {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+    /// A session token, for temporary keys.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Default for S3Options {
@@ -86,6 +109,7 @@ impl Default for S3Options {
             multipart_threshold: 64 * MIB,
             part_size: 16 * MIB,
             create_bucket: false,
+            credentials: None,
         }
     }
 }
