@@ -18,6 +18,33 @@ pub const GENERATED_HEADER: &str = "# Generated from the Rust types in crates/st
 /// Every Stowage CRD, locations first (a Backup names a location).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![BackupStorageLocation::crd(), Backup::crd()]
+        .into_iter()
+        .map(without_unsigned_formats)
+        .collect()
+}
+
+/// Drops schemars' `format: uint32` / `uint64` from integer schemas: the API server does not
+/// know those formats and warns on every apply. `minimum: 0` stays and says the same.
+fn without_unsigned_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map
+                    .get("format")
+                    .and_then(|f| f.as_str())
+                    .is_some_and(|f| f.starts_with("uint"))
+                {
+                    map.remove("format");
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(list) => list.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD always serialises");
+    walk(&mut value);
+    serde_json::from_value(value).expect("removing a format keeps a valid CRD")
 }
 
 /// One CRD as a YAML document (no header, no `---`).
@@ -132,7 +159,8 @@ mod tests {
     /// Walks a schema the way the API server's structural-schema check does, for the rules
     /// a derive most easily breaks: every node has a `type` (or is a preserve-unknown-fields /
     /// int-or-string node), no `anyOf`/`oneOf` carries types or properties, `additionalProperties`
-    /// never sits beside `properties`, and `nullable` is never set without a type.
+    /// never sits beside `properties`, no `$ref`, no duplicate enum values, and no `format` the
+    /// API server would warn about.
     fn check_structural(path: &str, schema: &serde_json::Value, problems: &mut Vec<String>) {
         let Some(obj) = schema.as_object() else {
             problems.push(format!("{path}: not an object"));
@@ -154,6 +182,11 @@ mod tests {
                 if !seen.insert(v.to_string()) {
                     problems.push(format!("{path}: enum lists {v} twice"));
                 }
+            }
+        }
+        if let Some(format) = obj.get("format").and_then(|f| f.as_str()) {
+            if !["int32", "int64", "date-time", "byte", "double", "float"].contains(&format) {
+                problems.push(format!("{path}: format {format} is unknown to the API server"));
             }
         }
         if obj.contains_key("properties") && obj.contains_key("additionalProperties") {
