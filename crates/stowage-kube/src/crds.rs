@@ -12,7 +12,8 @@ use kube::CustomResourceExt;
 use crate::api::{Backup, BackupStorageLocation};
 
 /// The comment at the top of every generated YAML file.
-pub const GENERATED_HEADER: &str = "# Generated from the Rust types in crates/stowage-kube/src/api by stowage_kube::crds.\n\
+pub const GENERATED_HEADER: &str =
+    "# Generated from the Rust types in crates/stowage-kube/src/api by stowage_kube::crds.\n\
 # Do not edit: change the types and run `STOWAGE_UPDATE_CRDS=1 cargo test -p stowage-kube crds`.\n";
 
 /// Every Stowage CRD, locations first (a Backup names a location).
@@ -73,7 +74,10 @@ pub fn crd_files() -> Vec<(String, String)> {
         .iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().expect("derived CRDs are named");
-            (format!("{name}.yaml"), format!("{GENERATED_HEADER}---\n{}", crd_yaml(crd)))
+            (
+                format!("{name}.yaml"),
+                format!("{GENERATED_HEADER}---\n{}", crd_yaml(crd)),
+            )
         })
         .collect()
 }
@@ -144,15 +148,27 @@ mod tests {
     #[test]
     fn crds_have_the_names_velero_users_type() {
         let crds = crds();
-        let names: Vec<_> = crds.iter().map(|c| c.metadata.name.clone().unwrap()).collect();
-        assert_eq!(names, ["backupstoragelocations.stowage.dev", "backups.stowage.dev"]);
+        let names: Vec<_> = crds
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["backupstoragelocations.stowage.dev", "backups.stowage.dev"]
+        );
         let bsl = &crds[0].spec;
-        assert_eq!(bsl.names.short_names.as_deref(), Some(&["bsl".to_string()][..]));
+        assert_eq!(
+            bsl.names.short_names.as_deref(),
+            Some(&["bsl".to_string()][..])
+        );
         assert_eq!(bsl.scope, "Namespaced");
         for crd in &crds {
             let v = &crd.spec.versions[0];
             assert_eq!(v.name, "v1alpha1");
-            assert!(v.subresources.as_ref().unwrap().status.is_some(), "status subresource");
+            assert!(
+                v.subresources.as_ref().unwrap().status.is_some(),
+                "status subresource"
+            );
         }
     }
 
@@ -186,11 +202,15 @@ mod tests {
         }
         if let Some(format) = obj.get("format").and_then(|f| f.as_str()) {
             if !["int32", "int64", "date-time", "byte", "double", "float"].contains(&format) {
-                problems.push(format!("{path}: format {format} is unknown to the API server"));
+                problems.push(format!(
+                    "{path}: format {format} is unknown to the API server"
+                ));
             }
         }
         if obj.contains_key("properties") && obj.contains_key("additionalProperties") {
-            problems.push(format!("{path}: properties and additionalProperties together"));
+            problems.push(format!(
+                "{path}: properties and additionalProperties together"
+            ));
         }
         for key in ["$ref", "definitions", "$defs", "$schema"] {
             if obj.contains_key(key) {
@@ -200,7 +220,14 @@ mod tests {
         for key in ["anyOf", "oneOf", "allOf"] {
             if let Some(list) = obj.get(key).and_then(|v| v.as_array()) {
                 for (i, s) in list.iter().enumerate() {
-                    for banned in ["type", "properties", "items", "additionalProperties", "nullable", "default"] {
+                    for banned in [
+                        "type",
+                        "properties",
+                        "items",
+                        "additionalProperties",
+                        "nullable",
+                        "default",
+                    ] {
                         if s.get(banned).is_some() {
                             problems.push(format!("{path}.{key}[{i}]: {banned} inside {key}"));
                         }

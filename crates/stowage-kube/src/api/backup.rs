@@ -277,7 +277,10 @@ fn is_zero(n: &u32) -> bool {
 impl Backup {
     /// The phase, `New` when the controller has not written one yet.
     pub fn phase(&self) -> BackupPhase {
-        self.status.as_ref().and_then(|s| s.phase).unwrap_or_default()
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or_default()
     }
 }
 
@@ -316,7 +319,10 @@ spec:
         let b: Backup = serde_yaml::from_str(yaml).unwrap();
         assert_eq!(b.spec.included_namespaces, ["app-*"]);
         assert_eq!(b.spec.excluded_namespaces, ["app-tmp"]);
-        assert_eq!(b.spec.included_namespace_scoped_resources, ["deployments.apps", "po"]);
+        assert_eq!(
+            b.spec.included_namespace_scoped_resources,
+            ["deployments.apps", "po"]
+        );
         assert_eq!(b.spec.excluded_cluster_scoped_resources, ["nodes"]);
         let sel = b.spec.label_selector.as_ref().unwrap();
         assert_eq!(sel.match_labels.as_ref().unwrap()["app"], "web");
@@ -340,14 +346,20 @@ spec:
             serde_json::to_value(&spec).unwrap(),
             serde_json::json!({"includedNamespaces": ["a"]})
         );
-        assert_eq!(serde_json::to_value(BackupStatus::default()).unwrap(), serde_json::json!({}));
+        assert_eq!(
+            serde_json::to_value(BackupStatus::default()).unwrap(),
+            serde_json::json!({})
+        );
     }
 
     #[test]
     fn status_round_trips_with_velero_names() {
         let status = BackupStatus {
             phase: Some(BackupPhase::PartiallyFailed),
-            progress: Some(BackupProgress { total_items: 10, items_backed_up: 9 }),
+            progress: Some(BackupProgress {
+                total_items: 10,
+                items_backed_up: 9,
+            }),
             errors: 1,
             first_errors: vec![Problem {
                 kind: ProblemKind::GetFailed,
@@ -365,13 +377,22 @@ spec:
         assert_eq!(json["progress"]["itemsBackedUp"], 9);
         assert_eq!(json["firstErrors"][0]["kind"], "GetFailed");
         assert_eq!(json["snapshotId"], "ab12");
-        assert_eq!(serde_json::from_value::<BackupStatus>(json).unwrap(), status);
+        assert_eq!(
+            serde_json::from_value::<BackupStatus>(json).unwrap(),
+            status
+        );
     }
 
     #[test]
     fn only_finished_runs_are_terminal() {
         use BackupPhase::*;
-        for p in [Completed, PartiallyFailed, Failed, FailedValidation, Canceled] {
+        for p in [
+            Completed,
+            PartiallyFailed,
+            Failed,
+            FailedValidation,
+            Canceled,
+        ] {
             assert!(p.is_terminal(), "{p}");
         }
         for p in [New, Queued, InProgress, Deleting] {

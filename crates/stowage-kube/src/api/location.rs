@@ -211,7 +211,10 @@ impl std::fmt::Debug for S3Credentials {
         f.debug_struct("S3Credentials")
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -293,9 +296,7 @@ impl BackupStorageLocationSpec {
             None => Ok(false),
             Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
             Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
-            Some(other) => Err(format!(
-                "config.{key} must be true or false, not {other:?}"
-            )),
+            Some(other) => Err(format!("config.{key} must be true or false, not {other:?}")),
         }
     }
 }
@@ -333,10 +334,19 @@ spec:
         assert!(bsl.spec.default);
         assert_eq!(bsl.spec.access_mode, AccessMode::ReadOnly);
         assert_eq!(bsl.spec.object_storage.as_ref().unwrap().bucket, "backups");
-        assert_eq!(bsl.spec.object_storage.as_ref().unwrap().prefix.as_deref(), Some("cluster-a"));
+        assert_eq!(
+            bsl.spec.object_storage.as_ref().unwrap().prefix.as_deref(),
+            Some("cluster-a")
+        );
         assert_eq!(bsl.spec.credential.as_ref().unwrap().key, "cloud");
-        assert_eq!(bsl.spec.config_bool(config_keys::S3_FORCE_PATH_STYLE), Ok(true));
-        assert_eq!(bsl.spec.config_bool(config_keys::INSECURE_SKIP_TLS_VERIFY), Ok(false));
+        assert_eq!(
+            bsl.spec.config_bool(config_keys::S3_FORCE_PATH_STYLE),
+            Ok(true)
+        );
+        assert_eq!(
+            bsl.spec.config_bool(config_keys::INSECURE_SKIP_TLS_VERIFY),
+            Ok(false)
+        );
         assert_eq!(bsl.spec.backup_sync_period.as_deref(), Some("2m0s"));
         assert_eq!(bsl.spec.profile(), "default");
     }
@@ -358,9 +368,10 @@ spec:
 
     #[test]
     fn defaults_are_read_write_and_not_default() {
-        let spec: BackupStorageLocationSpec =
-            serde_json::from_value(serde_json::json!({"provider": "filesystem", "filesystem": {"path": "/repo"}}))
-                .unwrap();
+        let spec: BackupStorageLocationSpec = serde_json::from_value(
+            serde_json::json!({"provider": "filesystem", "filesystem": {"path": "/repo"}}),
+        )
+        .unwrap();
         assert_eq!(spec.access_mode, AccessMode::ReadWrite);
         assert!(!spec.default);
         assert_eq!(spec.filesystem.unwrap().path, "/repo");
@@ -378,19 +389,28 @@ spec:
     fn credentials_come_from_the_selected_profile() {
         let file = "# comment\n[default]\naws_access_key_id = AKIA1\naws_secret_access_key=s1\n\n[profile other]\naws_access_key_id=AKIA2\naws_secret_access_key = s2\naws_session_token = t2\n";
         let d = S3Credentials::from_credentials_file(file, "default").unwrap();
-        assert_eq!((d.access_key_id.as_str(), d.secret_access_key.as_str()), ("AKIA1", "s1"));
+        assert_eq!(
+            (d.access_key_id.as_str(), d.secret_access_key.as_str()),
+            ("AKIA1", "s1")
+        );
         assert_eq!(d.session_token, None);
         let o = S3Credentials::from_credentials_file(file, "other").unwrap();
         assert_eq!(o.access_key_id, "AKIA2");
         assert_eq!(o.session_token.as_deref(), Some("t2"));
-        assert!(!format!("{o:?}").contains("s2"), "the secret must not be printed");
+        assert!(
+            !format!("{o:?}").contains("s2"),
+            "the secret must not be printed"
+        );
         assert_eq!(
             S3Credentials::from_credentials_file(file, "missing"),
             Err(CredentialsError::NoProfile("missing".into()))
         );
         assert_eq!(
             S3Credentials::from_credentials_file("[default]\naws_access_key_id=a\n", "default"),
-            Err(CredentialsError::MissingKey { profile: "default".into(), key: "aws_secret_access_key" })
+            Err(CredentialsError::MissingKey {
+                profile: "default".into(),
+                key: "aws_secret_access_key"
+            })
         );
     }
 }

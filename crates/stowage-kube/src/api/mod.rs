@@ -98,7 +98,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     const LIMIT: u128 = i64::MAX as u128;
     let mut total: u128 = 0;
     while !rest.is_empty() {
-        let int_len = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let int_len = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let (int_digits, after) = rest.split_at(int_len);
         let (frac_digits, after) = match after.strip_prefix('.') {
             Some(a) => {
@@ -236,33 +238,54 @@ mod tests {
         assert_eq!(parse_duration("3µs"), Ok(Duration::from_micros(3)));
         assert_eq!(parse_duration("3μs"), Ok(Duration::from_micros(3)));
         assert_eq!(parse_duration("7ns"), Ok(Duration::from_nanos(7)));
-        assert_eq!(parse_duration("1.0000000019s"), Ok(Duration::from_nanos(1_000_000_001)));
+        assert_eq!(
+            parse_duration("1.0000000019s"),
+            Ok(Duration::from_nanos(1_000_000_001))
+        );
         assert_eq!(
             parse_duration("2h45m30.25s"),
-            Ok(Duration::from_millis((2 * 3600 + 45 * 60 + 30) * 1000 + 250))
+            Ok(Duration::from_millis(
+                (2 * 3600 + 45 * 60 + 30) * 1000 + 250
+            ))
         );
     }
 
     #[test]
     fn garbage_is_refused_with_a_reason() {
         assert_eq!(parse_duration(""), Err(DurationError::Empty));
-        assert!(matches!(parse_duration("-1h"), Err(DurationError::Negative(_))));
-        for bad in ["h", "1", "10", "1h30", ".h", ".", "+", "1 h", " 1h", "1h ", "abc", "1.2.3s"] {
+        assert!(matches!(
+            parse_duration("-1h"),
+            Err(DurationError::Negative(_))
+        ));
+        for bad in [
+            "h", "1", "10", "1h30", ".h", ".", "+", "1 h", " 1h", "1h ", "abc", "1.2.3s",
+        ] {
             assert!(
                 matches!(parse_duration(bad), Err(DurationError::Invalid(_))),
                 "{bad:?} gave {:?}",
                 parse_duration(bad)
             );
         }
-        assert!(matches!(parse_duration("3d"), Err(DurationError::UnknownUnit { unit, .. }) if unit == "d"));
-        assert!(matches!(parse_duration("1hour"), Err(DurationError::UnknownUnit { .. })));
-        assert!(matches!(parse_duration("1H"), Err(DurationError::UnknownUnit { .. })));
+        assert!(
+            matches!(parse_duration("3d"), Err(DurationError::UnknownUnit { unit, .. }) if unit == "d")
+        );
+        assert!(matches!(
+            parse_duration("1hour"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
+        assert!(matches!(
+            parse_duration("1H"),
+            Err(DurationError::UnknownUnit { .. })
+        ));
     }
 
     #[test]
     fn durations_beyond_gos_limit_are_refused() {
         assert!(parse_duration("2562047h").is_ok());
-        assert!(matches!(parse_duration("2562048h"), Err(DurationError::Overflow(_))));
+        assert!(matches!(
+            parse_duration("2562048h"),
+            Err(DurationError::Overflow(_))
+        ));
         assert!(matches!(
             parse_duration("99999999999999999999999999999999999999s"),
             Err(DurationError::Overflow(_))
@@ -288,7 +311,14 @@ mod tests {
 
     #[test]
     fn formatted_durations_parse_back() {
-        for d in [secs(0), secs(1), secs(61), secs(3601), Duration::from_millis(1234), Duration::from_nanos(5)] {
+        for d in [
+            secs(0),
+            secs(1),
+            secs(61),
+            secs(3601),
+            Duration::from_millis(1234),
+            Duration::from_nanos(5),
+        ] {
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
     }
