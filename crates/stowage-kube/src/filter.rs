@@ -960,9 +960,7 @@ mod tests {
     }
 
     fn errors(spec: BackupSpec) -> Vec<String> {
-        BackupFilter::new(&spec, &catalog())
-            .err()
-            .expect("the spec should be refused")
+        BackupFilter::new(&spec, &catalog()).expect_err("the spec should be refused")
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

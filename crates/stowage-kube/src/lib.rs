@@ -5,3 +5,4 @@
 pub mod api;
 pub mod crds;
 pub mod filter;
+pub mod validate;
