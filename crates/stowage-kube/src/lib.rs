@@ -1,3 +1,8 @@
 //! The Kubernetes side of Stowage: the `stowage.dev/v1alpha1` custom resources, the collector
 //! that reads objects from the API server, and the controller that turns Backup objects into
 //! repository snapshots. The engine is reached through `stowage-core`'s session API only.
+
+pub mod api;
+pub mod crds;
+pub mod filter;
+pub mod validate;
