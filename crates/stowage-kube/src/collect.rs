@@ -328,7 +328,15 @@ impl<'a> Collector<'a> {
                 None => break,
             }
         }
-        for wanted in self.filter.explicit_namespaces() {
+        let explicit: Vec<String> = self
+            .filter
+            .namespace_filter()
+            .includes()
+            .iter()
+            .filter(|n| !n.contains(['*', '?', '[']))
+            .cloned()
+            .collect();
+        for wanted in explicit {
             if !self.namespaces.contains_key(&wanted) {
                 self.finding(
                     Severity::Error,

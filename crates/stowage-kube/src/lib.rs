@@ -6,3 +6,8 @@ pub mod api;
 pub mod crds;
 pub mod filter;
 pub mod validate;
+pub mod collect;
+pub mod discovery;
+pub mod layout;
+pub mod runlog;
+pub mod store;

@@ -2,7 +2,7 @@
 //! or a directory; behind the read-only decorator when the location is `ReadOnly`), the
 //! repository opened with its password, and created on first use when the location may write.
 
-use crate::api::location::{
+use crate::api::{
     config_keys, AccessMode, BackupStorageLocation, BackupStorageLocationSpec, Provider,
     S3Credentials,
 };
