@@ -1,0 +1,480 @@
+//! Backups: validated (`FailedValidation` with every problem), queued (`Queued` with a
+//! position; at most `concurrent_backups` at once, and never two whose namespaces overlap), run
+//! (`InProgress`, progress patched every few seconds), and ended: `Completed`,
+//! `PartiallyFailed` (with the first errors in the status and all of them in the repository),
+//! `Failed` (with the reason) or `Canceled`.
+//!
+//! A backup found `InProgress` that this process is not running was left by a controller that
+//! died: if its snapshot was written, the backup is adopted from the snapshot's
+//! `metadata/backup.json`; otherwise it runs again (objects already stored deduplicate), up to
+//! `max_attempts` runs in all, then it is `Failed` with that reason. None stays `InProgress`.
+
+use super::{locations, Context, ReconcileError, Running};
+use crate::api::{Backup, BackupPhase, BackupStatus};
+use crate::collect::Progress;
+use crate::layout::{self, files};
+use crate::run::{self, RunError};
+use crate::runlog::RunLog;
+use crate::validate::{validate_backup, LocationCheck, ValidatedBackup};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::Api;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use stowage_core::cancel::CancelToken;
+
+/// How long a backup waits in `New` for its location's first validation before it fails
+/// validation.
+const LOCATION_GRACE: Duration = Duration::from_secs(120);
+/// How often a running backup's progress is written.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+/// How often a queued backup looks again for its turn (it is also woken by changes).
+const QUEUE_RECHECK: Duration = Duration::from_secs(5);
+
+fn api(ctx: &Context) -> Api<Backup> {
+    Api::namespaced(ctx.client.clone(), &ctx.opts.namespace)
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// Writes `status` through the status subresource (a merge patch of the whole status).
+async fn write_status(ctx: &Context, name: &str, status: &BackupStatus) -> Result<(), kube::Error> {
+    let body = serde_json::json!({ "status": status });
+    api(ctx)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(body))
+        .await
+        .map(drop)
+}
+
+/// Writes `status`, retrying for a while: the end of a run must not be lost to a blip.
+async fn write_final_status(ctx: &Context, name: &str, status: &BackupStatus) {
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1..=10 {
+        match write_status(ctx, name, status).await {
+            Ok(()) => return,
+            Err(kube::Error::Api(s)) if s.code == 404 => return,
+            Err(e) => {
+                tracing::warn!(backup = name, "writing the final status (attempt {attempt}): {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+pub(super) fn error_policy(backup: Arc<Backup>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(backup = ?backup.metadata.name, "reconcile failed, retrying: {err}");
+    Action::requeue(Duration::from_secs(5))
+}
+
+pub(super) async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    if backup.metadata.deletion_timestamp.is_some() {
+        if let Some(uid) = &backup.metadata.uid {
+            if let Some(r) = ctx.running.lock().unwrap().get(uid) {
+                r.cancel.cancel();
+            }
+        }
+        return Ok(Action::await_change());
+    }
+    let uid = backup.metadata.uid.clone().unwrap_or_default();
+    let status = backup.status.clone().unwrap_or_default();
+    let cancel = backup.spec.cancel_requested();
+    match backup.phase() {
+        BackupPhase::New if cancel => end_canceled(&ctx, &backup, status, "canceled before it started").await,
+        BackupPhase::New => validate(&ctx, &backup, status).await,
+        BackupPhase::Queued if cancel => end_canceled(&ctx, &backup, status, "canceled while queued").await,
+        BackupPhase::Queued => try_start(&ctx, &backup, status).await,
+        BackupPhase::InProgress => {
+            let running = ctx.running.lock().unwrap().get(&uid).map(|r| r.cancel.clone());
+            match running {
+                Some(token) => {
+                    if cancel {
+                        token.cancel();
+                    }
+                    Ok(Action::await_change())
+                }
+                None if cancel => {
+                    end_canceled(&ctx, &backup, status, "canceled; its run had stopped with the controller").await
+                }
+                None => resume(&ctx, &backup, status).await,
+            }
+        }
+        // Ended, or being deleted (a later issue): nothing to do until it changes.
+        _ => Ok(Action::await_change()),
+    }
+}
+
+async fn end_canceled(
+    ctx: &Context,
+    backup: &Backup,
+    mut status: BackupStatus,
+    why: &str,
+) -> Result<Action, ReconcileError> {
+    let name = backup.metadata.name.clone().unwrap_or_default();
+    status.phase = Some(BackupPhase::Canceled);
+    status.failure_reason = Some(why.to_string());
+    status.queue_position = None;
+    status.completion_timestamp = Some(now());
+    write_status(ctx, &name, &status).await?;
+    ctx.event(backup, EventType::Normal, "Canceled", why.to_string()).await;
+    Ok(Action::await_change())
+}
+
+/// Checks the spec against the cluster and the location; every problem at once.
+async fn validated(ctx: &Context, backup: &Backup) -> Result<(Result<ValidatedBackup, Vec<String>>, bool), ReconcileError> {
+    let discovered = crate::discovery::discover(&ctx.client)
+        .await
+        .map_err(|e| ReconcileError(e.to_string()))?;
+    let (check, bsl) = locations::resolve(ctx, backup.spec.storage_location.as_deref()).await?;
+    // A location created with the backup may not have been validated yet: wait for it.
+    let pending = matches!(check, LocationCheck::Unavailable(..))
+        && bsl.as_ref().and_then(|b| b.status.as_ref()).and_then(|s| s.phase).is_none();
+    Ok((validate_backup(&backup.spec, &discovered.catalog, check), pending))
+}
+
+async fn validate(ctx: &Context, backup: &Backup, mut status: BackupStatus) -> Result<Action, ReconcileError> {
+    let name = backup.metadata.name.clone().unwrap_or_default();
+    let (result, pending) = validated(ctx, backup).await?;
+    match result {
+        Err(problems) => {
+            let age = backup
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| Duration::try_from(Timestamp::now().duration_since(t.0)).ok())
+                .unwrap_or(Duration::ZERO);
+            if pending && age < LOCATION_GRACE {
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
+            status.phase = Some(BackupPhase::FailedValidation);
+            status.validation_errors = problems.clone();
+            status.completion_timestamp = Some(now());
+            write_status(ctx, &name, &status).await?;
+            ctx.event(backup, EventType::Warning, "FailedValidation", problems.join("; ")).await;
+            Ok(Action::await_change())
+        }
+        Ok(_) => {
+            status.phase = Some(BackupPhase::Queued);
+            status.validation_errors = Vec::new();
+            write_status(ctx, &name, &status).await?;
+            Ok(Action::requeue(Duration::from_millis(100)))
+        }
+    }
+}
+
+/// The namespaces a backup covers, for the overlap rule: `None` when it may cover any (a glob,
+/// or every namespace).
+fn covered_namespaces(backup: &Backup) -> Option<Vec<String>> {
+    let inc = &backup.spec.included_namespaces;
+    if inc.is_empty() || inc.iter().any(|n| n.contains(['*', '?', '['])) {
+        return None;
+    }
+    Some(inc.clone())
+}
+
+fn overlap(a: &Option<Vec<String>>, b: &Option<Vec<String>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.iter().any(|n| b.contains(n)),
+        _ => true,
+    }
+}
+
+/// Starts a queued backup if its turn has come: backups start in creation order, each when
+/// fewer than `concurrent_backups` run and none running covers a namespace it covers.
+async fn try_start(ctx: &Arc<Context>, backup: &Backup, mut status: BackupStatus) -> Result<Action, ReconcileError> {
+    let name = backup.metadata.name.clone().unwrap_or_default();
+    let uid = backup.metadata.uid.clone().unwrap_or_default();
+    let all = api(ctx).list(&Default::default()).await?.items;
+    let mut queued: Vec<&Backup> = all.iter().filter(|b| b.phase() == BackupPhase::Queued && !b.spec.cancel_requested()).collect();
+    queued.sort_by(|a, b| {
+        (a.metadata.creation_timestamp.as_ref().map(|t| t.0), &a.metadata.name)
+            .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), &b.metadata.name))
+    });
+    let mut busy: Vec<Option<Vec<String>>> = ctx
+        .running
+        .lock()
+        .unwrap()
+        .values()
+        .map(|r| r.namespaces.clone())
+        .collect();
+    // Backups InProgress that this process is not running (being resumed) count too.
+    for b in all.iter().filter(|b| b.phase() == BackupPhase::InProgress) {
+        let uid_b = b.metadata.uid.clone().unwrap_or_default();
+        if !ctx.running.lock().unwrap().contains_key(&uid_b) {
+            busy.push(covered_namespaces(b));
+        }
+    }
+    let mut position = 0u32;
+    for q in queued {
+        let ns = covered_namespaces(q);
+        let fits = busy.len() < ctx.opts.concurrent_backups.max(1) && !busy.iter().any(|b| overlap(b, &ns));
+        let is_me = q.metadata.uid.as_deref() == Some(uid.as_str());
+        if fits && is_me {
+            return start(ctx, backup, status).await;
+        }
+        if fits {
+            // An earlier backup goes first; it is started by its own reconcile.
+            busy.push(ns);
+        }
+        position += 1;
+        if is_me {
+            break;
+        }
+    }
+    if status.queue_position != Some(position) {
+        status.queue_position = Some(position);
+        write_status(ctx, &name, &status).await?;
+    }
+    Ok(Action::requeue(QUEUE_RECHECK))
+}
+
+async fn start(ctx: &Arc<Context>, backup: &Backup, mut status: BackupStatus) -> Result<Action, ReconcileError> {
+    let name = backup.metadata.name.clone().unwrap_or_default();
+    let (result, _) = validated(ctx, backup).await?;
+    let validated = match result {
+        Ok(v) => v,
+        Err(problems) => {
+            // The location or the cluster changed while it was queued.
+            status.phase = Some(BackupPhase::FailedValidation);
+            status.validation_errors = problems;
+            status.queue_position = None;
+            status.completion_timestamp = Some(now());
+            write_status(ctx, &name, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let started = Timestamp::now();
+    status.phase = Some(BackupPhase::InProgress);
+    status.queue_position = None;
+    status.start_timestamp = Some(Time(started));
+    let ttl = k8s_openapi::jiff::SignedDuration::try_from(validated.ttl).unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
+    status.expiration = started.checked_add(ttl).ok().map(Time);
+    status.attempt = 1;
+    write_status(ctx, &name, &status).await?;
+    ctx.event(backup, EventType::Normal, "Started", format!("backing up into location {}", validated.location)).await;
+    launch(ctx, backup.clone(), validated, status);
+    Ok(Action::await_change())
+}
+
+/// An `InProgress` backup this process is not running: adopt its snapshot, or run it again.
+async fn resume(ctx: &Arc<Context>, backup: &Backup, mut status: BackupStatus) -> Result<Action, ReconcileError> {
+    let name = backup.metadata.name.clone().unwrap_or_default();
+    let uid = backup.metadata.uid.clone().unwrap_or_default();
+    let (result, _) = validated(ctx, backup).await?;
+    let validated = match result {
+        Ok(v) => v,
+        Err(problems) => {
+            status.phase = Some(BackupPhase::Failed);
+            status.failure_reason = Some(format!(
+                "the controller restarted during the backup, and it can no longer run: {}",
+                problems.join("; ")
+            ));
+            status.completion_timestamp = Some(now());
+            write_status(ctx, &name, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    if let Some(repo) = repository(ctx, &validated.location).await {
+        let found = tokio::task::spawn_blocking({
+            let repo = repo.clone();
+            let uid = uid.clone();
+            move || -> Option<BackupStatus> {
+                let (id, snap) = layout::find_snapshot(&repo, &uid).ok()??;
+                let bytes = layout::read_file(&repo, &snap, files::BACKUP).ok()?;
+                let ended: Backup = serde_json::from_slice(&bytes).ok()?;
+                let mut s = ended.status?;
+                s.snapshot_id = Some(id.to_hex());
+                s.bytes_added = Some(snap.summary.bytes_added_stored);
+                Some(s)
+            }
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(mut adopted) = found {
+            adopted.attempt = status.attempt;
+            tracing::info!(backup = %name, "adopting the snapshot a previous controller wrote");
+            write_final_status(ctx, &name, &adopted).await;
+            ctx.event(backup, EventType::Normal, "Adopted", "the snapshot was written before the controller restarted".into()).await;
+            return Ok(Action::await_change());
+        }
+    }
+    if status.attempt >= ctx.opts.max_attempts {
+        status.phase = Some(BackupPhase::Failed);
+        status.failure_reason = Some(format!(
+            "the controller stopped during each of the {} runs of this backup",
+            status.attempt
+        ));
+        status.completion_timestamp = Some(now());
+        write_status(ctx, &name, &status).await?;
+        ctx.event(backup, EventType::Warning, "Failed", status.failure_reason.clone().unwrap_or_default()).await;
+        return Ok(Action::await_change());
+    }
+    status.attempt += 1;
+    write_status(ctx, &name, &status).await?;
+    ctx.event(backup, EventType::Normal, "Resumed", format!("run {} after a controller restart", status.attempt)).await;
+    launch(ctx, backup.clone(), validated, status);
+    Ok(Action::await_change())
+}
+
+/// The opened repository of a location, opened now if this process has not yet.
+async fn repository(ctx: &Context, location: &str) -> Option<Arc<stowage_core::repo::Repository>> {
+    let api: Api<crate::api::BackupStorageLocation> = Api::namespaced(ctx.client.clone(), &ctx.opts.namespace);
+    let bsl = api.get_opt(location).await.ok()??;
+    let generation = bsl.metadata.generation.unwrap_or(0);
+    if let Some((g, opened)) = ctx.repos.lock().unwrap().get(location) {
+        if *g == generation {
+            return Some(opened.repo.clone());
+        }
+    }
+    match crate::store::open(&ctx.client, &bsl, &ctx.opts.work_dir).await {
+        Ok(opened) => {
+            let repo = opened.repo.clone();
+            ctx.repos.lock().unwrap().insert(location.to_string(), (generation, Arc::new(opened)));
+            Some(repo)
+        }
+        Err(e) => {
+            tracing::warn!(location, "opening the location: {e}");
+            None
+        }
+    }
+}
+
+/// Runs the backup on its own task; its end is written to the status there.
+fn launch(ctx: &Arc<Context>, backup: Backup, validated: ValidatedBackup, status: BackupStatus) {
+    let uid = backup.metadata.uid.clone().unwrap_or_default();
+    let cancel = CancelToken::new();
+    ctx.running.lock().unwrap().insert(
+        uid.clone(),
+        Running {
+            cancel: cancel.clone(),
+            namespaces: covered_namespaces(&backup),
+        },
+    );
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let name = backup.metadata.name.clone().unwrap_or_default();
+        let final_status = execute(&ctx, &backup, &validated, status, cancel).await;
+        write_final_status(&ctx, &name, &final_status).await;
+        ctx.running.lock().unwrap().remove(&uid);
+        let phase = final_status.phase.unwrap_or_default();
+        let (type_, note) = match phase {
+            BackupPhase::Completed => (EventType::Normal, format!("{} items", final_status.progress.as_ref().map_or(0, |p| p.items_backed_up))),
+            BackupPhase::PartiallyFailed => (EventType::Warning, format!("{} errors; first: {}", final_status.errors, final_status.first_errors.first().map_or("", |p| p.message.as_str()))),
+            _ => (EventType::Warning, final_status.failure_reason.clone().unwrap_or_default()),
+        };
+        ctx.event(&backup, type_, &phase.to_string(), note).await;
+    });
+}
+
+/// One run to its end, retrying transient failures; returns the final status.
+async fn execute(
+    ctx: &Arc<Context>,
+    backup: &Backup,
+    validated: &ValidatedBackup,
+    mut status: BackupStatus,
+    cancel: CancelToken,
+) -> BackupStatus {
+    let name = backup.metadata.name.clone().unwrap_or_default();
+    let namespace = backup.metadata.namespace.clone().unwrap_or_default();
+    let opts = ctx.run_options();
+    loop {
+        let outcome = match repository(ctx, &validated.location).await {
+            None => Err(RunError::Transient(format!("the storage location {} cannot be opened", validated.location))),
+            Some(repo) => {
+                let discovered = crate::discovery::discover(&ctx.client).await;
+                match discovered {
+                    Err(e) => Err(RunError::Transient(e.to_string())),
+                    Ok(d) => {
+                        let log = RunLog::new(format!("{namespace}/{name}"));
+                        for w in &d.warnings {
+                            log.warn(&format!("discovery: {w}"));
+                        }
+                        let progress = Arc::new(Progress::default());
+                        let run = run::run(
+                            ctx.client.clone(),
+                            backup,
+                            validated,
+                            &d.catalog,
+                            repo,
+                            status.clone(),
+                            &opts,
+                            cancel.clone(),
+                            progress.clone(),
+                            &log,
+                        );
+                        tokio::pin!(run);
+                        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+                        tick.tick().await;
+                        loop {
+                            tokio::select! {
+                                r = &mut run => break r,
+                                _ = tick.tick() => {
+                                    let mut s = status.clone();
+                                    s.progress = Some(crate::api::BackupProgress {
+                                        total_items: progress.total.load(Ordering::Relaxed),
+                                        items_backed_up: progress.done.load(Ordering::Relaxed),
+                                    });
+                                    if let Err(e) = write_status(ctx, &name, &s).await {
+                                        tracing::debug!(backup = %name, "progress: {e}");
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(o) => return o.status,
+            Err(RunError::Canceled) => {
+                status.phase = Some(BackupPhase::Canceled);
+                status.failure_reason = Some("canceled on request (spec.cancel); no snapshot was written".into());
+                status.completion_timestamp = Some(now());
+                return status;
+            }
+            Err(RunError::Transient(msg)) if status.attempt < ctx.opts.max_attempts && !cancel.is_canceled() => {
+                tracing::warn!(backup = %name, "run {} failed, trying again: {msg}", status.attempt);
+                tokio::time::sleep(Duration::from_secs(5 * u64::from(status.attempt))).await;
+                status.attempt += 1;
+                let _ = write_status(ctx, &name, &status).await;
+            }
+            Err(RunError::Transient(msg) | RunError::Fatal(msg)) => {
+                status.phase = Some(BackupPhase::Failed);
+                status.failure_reason = Some(msg);
+                status.completion_timestamp = Some(now());
+                return status;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_overlap_is_conservative() {
+        let some = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert!(!overlap(&some(&["a"]), &some(&["b"])));
+        assert!(overlap(&some(&["a", "b"]), &some(&["b"])));
+        assert!(overlap(&None, &some(&["b"])));
+        assert!(overlap(&some(&["a"]), &None));
+    }
+
+    #[test]
+    fn globs_and_everything_cover_any_namespace() {
+        let mut b = Backup::new("b", Default::default());
+        assert_eq!(covered_namespaces(&b), None);
+        b.spec.included_namespaces = vec!["web-*".into()];
+        assert_eq!(covered_namespaces(&b), None);
+        b.spec.included_namespaces = vec!["web".into(), "db".into()];
+        assert_eq!(covered_namespaces(&b), Some(vec!["web".into(), "db".into()]));
+    }
+}

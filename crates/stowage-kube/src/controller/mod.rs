@@ -1,0 +1,173 @@
+//! `stowage controller`: the reconcilers of BackupStorageLocations and Backups in one
+//! namespace.
+//!
+//! Every reconciler is idempotent and reads the state it acts on from the object: a Backup's
+//! phase says what is left to do, so a controller that restarts picks up where the last one
+//! stopped (a backup that was `InProgress` is run again, or adopted when its snapshot was
+//! already written). Status is written through the status subresource only.
+
+mod backups;
+mod locations;
+
+use crate::collect::CollectOptions;
+use crate::run::RunOptions;
+use crate::store::OpenedLocation;
+use futures::StreamExt;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client, Resource};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stowage_core::cancel::CancelToken;
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// The namespace whose Backups and storage locations it serves.
+    pub namespace: String,
+    /// Backups running at once (Velero's `--concurrent-backups`, default 1).
+    pub concurrent_backups: usize,
+    /// A directory of its own (CA bundles of locations, the index cache).
+    pub work_dir: PathBuf,
+    /// Recorded as the snapshots' host.
+    pub cluster_name: String,
+    /// Listing.
+    pub collect: CollectOptions,
+    /// How often locations are validated when their spec does not say (1m).
+    pub validation_frequency: Duration,
+    /// Runs of one backup (first run, controller restarts, transient failures) before it is
+    /// Failed.
+    pub max_attempts: u32,
+    /// Whether the index is cached on disk (under `work_dir`) rather than read into memory.
+    pub index_cache: bool,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            namespace: "stowage".into(),
+            concurrent_backups: 1,
+            work_dir: std::env::temp_dir().join("stowage-controller"),
+            cluster_name: "kubernetes".into(),
+            collect: CollectOptions::default(),
+            validation_frequency: Duration::from_secs(60),
+            max_attempts: 3,
+            index_cache: true,
+        }
+    }
+}
+
+/// Why the controller could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// Its work directory could not be made.
+    #[error("work directory {0}: {1}")]
+    WorkDir(PathBuf, #[source] std::io::Error),
+    /// The CRDs are not installed (or not readable with the controller's rights).
+    #[error("the stowage.dev CRDs are not installed or not readable: {0} (install them with `stowage k8s crds --apply`)")]
+    Crds(String),
+}
+
+/// A backup this process is running.
+struct Running {
+    cancel: CancelToken,
+    /// The namespaces it covers (`None`: every namespace), for the overlap rule.
+    namespaces: Option<Vec<String>>,
+}
+
+/// What the reconcilers share.
+pub(crate) struct Context {
+    client: Client,
+    opts: ControllerOptions,
+    recorder: Recorder,
+    /// Running backups by UID.
+    running: Mutex<HashMap<String, Running>>,
+    /// Opened repositories by location name, with the location's generation.
+    repos: Mutex<HashMap<String, (i64, Arc<OpenedLocation>)>>,
+    /// The generation each location was last validated at.
+    validated: Mutex<HashMap<String, i64>>,
+}
+
+impl Context {
+    fn run_options(&self) -> RunOptions {
+        RunOptions {
+            collect: self.opts.collect.clone(),
+            cluster_name: self.opts.cluster_name.clone(),
+            cache_dir: self.opts.index_cache.then(|| self.opts.work_dir.join("cache")),
+        }
+    }
+
+    /// Publishes an event on `obj`; a failure to publish is logged, never fatal.
+    async fn event<K>(&self, obj: &K, type_: EventType, reason: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!("publishing event {reason}: {e}");
+        }
+    }
+}
+
+/// Runs the controller until the process is stopped.
+pub async fn run(client: Client, opts: ControllerOptions) -> Result<(), ControllerError> {
+    std::fs::create_dir_all(opts.work_dir.join("cache"))
+        .map_err(|e| ControllerError::WorkDir(opts.work_dir.clone(), e))?;
+    let backups: Api<crate::api::Backup> = Api::namespaced(client.clone(), &opts.namespace);
+    let locations: Api<crate::api::BackupStorageLocation> =
+        Api::namespaced(client.clone(), &opts.namespace);
+    for check in [
+        backups.list(&Default::default()).await.map(drop),
+        locations.list(&Default::default()).await.map(drop),
+    ] {
+        check.map_err(|e| ControllerError::Crds(crate::collect::describe(&e)))?;
+    }
+    let reporter = Reporter {
+        controller: "stowage-controller".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        opts,
+        running: Mutex::new(HashMap::new()),
+        repos: Mutex::new(HashMap::new()),
+        validated: Mutex::new(HashMap::new()),
+    });
+    tracing::info!(namespace = %ctx.opts.namespace, "controller started");
+    let location_loop = Controller::new(locations, watcher::Config::default())
+        .run(locations::reconcile, locations::error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!("location reconcile: {e}");
+            }
+        });
+    let backup_loop = Controller::new(backups, watcher::Config::default())
+        .run(backups::reconcile, backups::error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!("backup reconcile: {e}");
+            }
+        });
+    tokio::join!(location_loop, backup_loop);
+    Ok(())
+}
+
+/// A reconciler's error: the API server refused a read or a write (retried with backoff).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReconcileError(String);
+
+impl From<kube::Error> for ReconcileError {
+    fn from(e: kube::Error) -> Self {
+        ReconcileError(crate::collect::describe(&e))
+    }
+}
