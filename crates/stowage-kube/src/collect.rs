@@ -482,12 +482,9 @@ impl<'a> Collector<'a> {
             obj.insert("kind".into(), Value::String(r.kind.clone()));
         }
         self.note_related(&gr, namespace.as_deref(), &item).await;
-        let path = match &namespace {
-            Some(ns) => format!("resources/{gr}/namespaces/{ns}/{name}.json"),
-            None => format!("resources/{gr}/cluster/{name}.json"),
-        };
+        let path = crate::layout::object_path(&gr, namespace.as_deref(), &name);
         let mtime = object_time(&item);
-        let data = serde_json::to_vec(&item).expect("a JSON value serialises");
+        let data = crate::layout::encode_object(&item);
         self.send(DocumentEvent::Document(Document {
             mtime,
             ..Document::new(path, data)
@@ -842,7 +839,7 @@ fn key_text(namespace: Option<&str>, name: &str) -> String {
 
 /// The object's last change as its managed fields record it (or its creation), so that an
 /// unchanged object gets the same file time in every backup.
-fn object_time(item: &Value) -> Option<SystemTime> {
+pub fn object_time(item: &Value) -> Option<SystemTime> {
     let mut times: Vec<&str> = Vec::new();
     if let Some(t) = item.pointer("/metadata/creationTimestamp").and_then(Value::as_str) {
         times.push(t);

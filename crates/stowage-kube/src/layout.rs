@@ -20,6 +20,27 @@ pub fn label(namespace: &str, name: &str) -> String {
     format!("k8s-backup:{namespace}/{name}")
 }
 
+/// Where an object goes: `resources/<group-resource>/namespaces/<ns>/<name>.json`, or
+/// `.../cluster/<name>.json` for a cluster-scoped one.
+pub fn object_path(group_resource: &str, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("resources/{group_resource}/namespaces/{ns}/{name}.json"),
+        None => format!("resources/{group_resource}/cluster/{name}.json"),
+    }
+}
+
+/// An object's bytes: compact JSON, members sorted by name at every level.
+pub fn encode_object(object: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(object).expect("a JSON value serialises")
+}
+
+/// The bytes of a `metadata/` record: pretty JSON and a newline.
+pub fn encode_record<T: serde::Serialize + ?Sized>(record: &T) -> Vec<u8> {
+    let mut v = serde_json::to_vec_pretty(record).expect("records serialise");
+    v.push(b'\n');
+    v
+}
+
 /// Tag prefix naming the Backup (`stowage.dev/backup=<name>`).
 pub const TAG_NAME: &str = "stowage.dev/backup=";
 /// Tag prefix holding the Backup's UID (`stowage.dev/backup-uid=<uid>`): what finds a

@@ -201,14 +201,13 @@ pub async fn run(
     let mut ended = backup.clone();
     ended.metadata.managed_fields = None;
     ended.status = Some(status.clone());
-    let json = |v: &dyn erased::Json| v.to_json();
     let records = [
         (files::VERSION, format!("{}\n", layout::FORMAT_VERSION).into_bytes()),
-        (files::BACKUP, json(&ended)),
-        (files::RESOURCE_LIST, json(&collected.resource_list)),
+        (files::BACKUP, layout::encode_record(&ended)),
+        (files::RESOURCE_LIST, layout::encode_record(&collected.resource_list)),
         (
             files::RESULTS,
-            json(&serde_json::json!({"warnings": warnings, "errors": errors})),
+            layout::encode_record(&serde_json::json!({"warnings": warnings, "errors": errors})),
         ),
         (files::VOLUME_SNAPSHOTS, b"[]".to_vec()),
     ];
@@ -239,19 +238,5 @@ fn engine_error(e: BackupError) -> RunError {
         ErrorClass::Canceled => RunError::Canceled,
         ErrorClass::Transient => RunError::Transient(format!("writing the repository: {e}")),
         _ => RunError::Fatal(format!("writing the repository: {e}")),
-    }
-}
-
-/// JSON of the records: serde values behind one object-safe trait.
-mod erased {
-    pub trait Json {
-        fn to_json(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> Vec<u8> {
-            let mut v = serde_json::to_vec_pretty(self).expect("records serialise");
-            v.push(b'\n');
-            v
-        }
     }
 }
