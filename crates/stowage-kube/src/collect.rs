@@ -47,6 +47,9 @@ pub struct CollectOptions {
     pub page_size: u32,
     /// Attempts per request on a transient failure (throttling, server errors, timeouts).
     pub attempts: u32,
+    /// Most requests per second to the API server (Velero's `--client-qps`); `None`: as fast as
+    /// it answers.
+    pub qps: Option<f64>,
 }
 
 impl Default for CollectOptions {
@@ -54,6 +57,7 @@ impl Default for CollectOptions {
         CollectOptions {
             page_size: 500,
             attempts: 4,
+            qps: None,
         }
     }
 }
@@ -182,6 +186,8 @@ pub struct Collector<'a> {
     stored_types: BTreeSet<String>,
     /// Cluster role bindings by subject, listed when the first service account is stored.
     bindings_by_subject: Option<HashMap<(String, String), Vec<String>>>,
+    /// When the next request may go, with `qps` set.
+    next_request: std::sync::Mutex<tokio::time::Instant>,
 }
 
 impl<'a> Collector<'a> {
@@ -214,7 +220,22 @@ impl<'a> Collector<'a> {
             stored: HashSet::new(),
             stored_types: BTreeSet::new(),
             bindings_by_subject: None,
+            next_request: std::sync::Mutex::new(tokio::time::Instant::now()),
         }
+    }
+
+    /// Waits for the request rate limit, if there is one.
+    async fn pace(&self) {
+        let Some(qps) = self.opts.qps.filter(|q| *q > 0.0) else {
+            return;
+        };
+        let at = {
+            let mut next = self.next_request.lock().unwrap();
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + Duration::from_secs_f64(1.0 / qps);
+            at
+        };
+        tokio::time::sleep_until(at).await;
     }
 
     /// Collects everything the filter selects.
@@ -732,6 +753,7 @@ impl<'a> Collector<'a> {
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
+            self.pace().await;
             let req = http::Request::get(url)
                 .body(Vec::new())
                 .map_err(kube::Error::HttpError)?;

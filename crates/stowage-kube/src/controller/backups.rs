@@ -43,9 +43,27 @@ fn now() -> Time {
     Time(Timestamp::now())
 }
 
-/// Writes `status` through the status subresource (a merge patch of the whole status).
+/// Every member of a Backup's status, so that a merge patch can clear those now unset.
+const STATUS_MEMBERS: [&str; 17] = [
+    "phase", "validationErrors", "progress", "warnings", "errors", "firstWarnings", "firstErrors",
+    "failureReason", "startTimestamp", "completionTimestamp", "expiration", "snapshotId",
+    "bytesAdded", "formatVersion", "queuePosition", "attempt", "observedGeneration",
+];
+
+/// The merge patch that makes the status exactly `status` (members it lacks become `null`).
+fn status_patch(status: &BackupStatus) -> serde_json::Value {
+    let mut body = serde_json::to_value(status).expect("a status serialises");
+    if let Some(map) = body.as_object_mut() {
+        for member in STATUS_MEMBERS {
+            map.entry(member).or_insert(serde_json::Value::Null);
+        }
+    }
+    serde_json::json!({ "status": body })
+}
+
+/// Writes `status` through the status subresource.
 async fn write_status(ctx: &Context, name: &str, status: &BackupStatus) -> Result<(), kube::Error> {
-    let body = serde_json::json!({ "status": status });
+    let body = status_patch(status);
     api(ctx)
         .patch_status(name, &PatchParams::default(), &Patch::Merge(body))
         .await
@@ -458,6 +476,36 @@ async fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_patch_names_every_member() {
+        let full = BackupStatus {
+            phase: Some(BackupPhase::Completed),
+            validation_errors: vec!["x".into()],
+            progress: Some(Default::default()),
+            warnings: 1,
+            errors: 1,
+            first_warnings: vec![Default::default()],
+            first_errors: vec![Default::default()],
+            failure_reason: Some("x".into()),
+            start_timestamp: Some(now()),
+            completion_timestamp: Some(now()),
+            expiration: Some(now()),
+            snapshot_id: Some("x".into()),
+            bytes_added: Some(1),
+            format_version: Some("1".into()),
+            queue_position: Some(1),
+            attempt: 1,
+            observed_generation: Some(1),
+        };
+        let members: Vec<String> = serde_json::to_value(&full).unwrap().as_object().unwrap().keys().cloned().collect();
+        let mut known: Vec<String> = STATUS_MEMBERS.iter().map(|s| s.to_string()).collect();
+        known.sort();
+        assert_eq!(members, known, "STATUS_MEMBERS must list every member of BackupStatus");
+        let cleared = status_patch(&BackupStatus::default());
+        assert!(cleared["status"]["queuePosition"].is_null());
+        assert_eq!(cleared["status"].as_object().unwrap().len(), STATUS_MEMBERS.len());
+    }
 
     #[test]
     fn namespace_overlap_is_conservative() {
