@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
-    let program = args.next().unwrap_or_else(|| OsString::from("kubectl-stowage"));
+    let program = args
+        .next()
+        .unwrap_or_else(|| OsString::from("kubectl-stowage"));
     let argv = [program, OsString::from("k8s")]
         .into_iter()
         .chain(args)

@@ -23,7 +23,7 @@ use super::{connect, K8sGlobal, Kube, FIELD_MANAGER};
 #[derive(clap::Subcommand, Debug)]
 pub enum BackupCommand {
     /// Create a backup (or, with -o, print it without creating it)
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List backups
     Get(GetArgs),
     /// Show a backup's spec and status; --details adds its records from the repository
@@ -150,7 +150,7 @@ pub struct DeleteArgs {
 /// Runs a `backup` command.
 pub async fn run(g: &K8sGlobal, c: BackupCommand) -> Result<u8> {
     match c {
-        BackupCommand::Create(a) => create(g, a).await,
+        BackupCommand::Create(a) => create(g, *a).await,
         BackupCommand::Get(a) => get(g, a).await,
         BackupCommand::Describe(a) => describe(g, a).await,
         BackupCommand::Logs(a) => logs(g, a).await,
@@ -280,7 +280,10 @@ fn progress_line(b: &Backup) -> String {
     let phase = b.phase();
     let status = b.status.clone().unwrap_or_default();
     let mut line = format!("{phase}");
-    if let Some(q) = status.queue_position.filter(|_| phase == BackupPhase::Queued) {
+    if let Some(q) = status
+        .queue_position
+        .filter(|_| phase == BackupPhase::Queued)
+    {
         let _ = write!(line, " (position {q})");
     }
     if let Some(p) = &status.progress {
@@ -335,7 +338,10 @@ pub fn failure_reason(b: &Backup) -> String {
         ),
         BackupPhase::Failed => format!(
             "backup {name:?} failed: {}; {logs}",
-            status.failure_reason.as_deref().unwrap_or("no reason given")
+            status
+                .failure_reason
+                .as_deref()
+                .unwrap_or("no reason given")
         ),
         BackupPhase::PartiallyFailed => {
             let first: Vec<String> = status.first_errors.iter().take(3).map(problem).collect();
@@ -403,7 +409,12 @@ async fn get(g: &K8sGlobal, a: GetArgs) -> Result<u8> {
                     .creation_timestamp
                     .as_ref()
                     .map(output::to_chrono)
-                    .cmp(&x.metadata.creation_timestamp.as_ref().map(output::to_chrono))
+                    .cmp(
+                        &x.metadata
+                            .creation_timestamp
+                            .as_ref()
+                            .map(output::to_chrono),
+                    )
                     .then(x.metadata.name.cmp(&y.metadata.name))
             });
             list
@@ -495,7 +506,10 @@ pub fn table(items: &[Backup], wide: bool) -> String {
 fn ttl_text(spec: &BackupSpec) -> String {
     match &spec.ttl {
         Some(t) if stowage_kube::api::parse_duration(t).is_ok_and(|d| !d.is_zero()) => t.clone(),
-        _ => format!("{} (default)", stowage_kube::api::format_duration(DEFAULT_TTL)),
+        _ => format!(
+            "{} (default)",
+            stowage_kube::api::format_duration(DEFAULT_TTL)
+        ),
     }
 }
 
@@ -556,14 +570,19 @@ pub fn describe_text(b: &Backup) -> String {
         BackupPhase::Completed
         | BackupPhase::PartiallyFailed
         | BackupPhase::Failed
-        | BackupPhase::Canceled => format!(" (run `stowage k8s backup logs {name}` for more information)"),
+        | BackupPhase::Canceled => {
+            format!(" (run `stowage k8s backup logs {name}` for more information)")
+        }
         _ => String::new(),
     };
     let _ = writeln!(o, "Phase:  {phase}{hint}");
     if spec.cancel_requested() && !phase.is_terminal() {
         let _ = writeln!(o, "        cancel requested");
     }
-    if let Some(q) = status.queue_position.filter(|_| phase == BackupPhase::Queued) {
+    if let Some(q) = status
+        .queue_position
+        .filter(|_| phase == BackupPhase::Queued)
+    {
         let _ = writeln!(o, "Queue position:  {q}");
     }
     if !status.validation_errors.is_empty() {
@@ -593,7 +612,11 @@ pub fn describe_text(b: &Backup) -> String {
         }
     }
     o.push_str("\nNamespaces:\n");
-    let _ = writeln!(o, "  Included:  {}", list_or_star(&spec.included_namespaces));
+    let _ = writeln!(
+        o,
+        "  Included:  {}",
+        list_or_star(&spec.included_namespaces)
+    );
     let _ = writeln!(
         o,
         "  Excluded:  {}",
@@ -626,7 +649,11 @@ pub fn describe_text(b: &Backup) -> String {
             output::list_or(&spec.excluded_namespace_scoped_resources, "<none>")
         );
     } else {
-        let _ = writeln!(o, "  Included:        {}", list_or_star(&spec.included_resources));
+        let _ = writeln!(
+            o,
+            "  Included:        {}",
+            list_or_star(&spec.included_resources)
+        );
         let _ = writeln!(
             o,
             "  Excluded:        {}",
@@ -655,7 +682,11 @@ pub fn describe_text(b: &Backup) -> String {
         spec.storage_location.as_deref().unwrap_or("<default>")
     );
     o.push('\n');
-    let _ = writeln!(o, "Snapshot Volumes:  {}", yes_no_auto(spec.snapshot_volumes));
+    let _ = writeln!(
+        o,
+        "Snapshot Volumes:  {}",
+        yes_no_auto(spec.snapshot_volumes)
+    );
     let _ = writeln!(
         o,
         "File System Backup (Default):  {}",
@@ -752,7 +783,11 @@ fn problems_by_scope(problems: &[Problem], indent: &str) -> String {
 /// The records `--details` reads from the repository; a failure is one line, and what the
 /// object has was printed already.
 async fn details_text(kube: &Kube, b: &Backup) -> String {
-    if !b.phase().has_snapshot() && b.status.as_ref().and_then(|s| s.snapshot_id.as_ref()).is_none()
+    if !b.phase().has_snapshot()
+        && b.status
+            .as_ref()
+            .and_then(|s| s.snapshot_id.as_ref())
+            .is_none()
     {
         return format!(
             "Details: none yet: the backup is {} and has no snapshot in the repository.\n",
@@ -915,7 +950,7 @@ mod tests {
         let mut argv = vec!["stowage k8s", "backup", "create"];
         argv.extend_from_slice(args);
         match super::super::K8sCli::try_parse_from(argv).unwrap().command {
-            super::super::K8sSub::Backup(BackupCommand::Create(a)) => a,
+            super::super::K8sSub::Backup(BackupCommand::Create(a)) => *a,
             other => panic!("{other:?}"),
         }
     }
@@ -1027,7 +1062,8 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert!(failure_reason(&f).contains("failed: repository unreachable; run `stowage k8s backup logs b1`"));
+        assert!(failure_reason(&f)
+            .contains("failed: repository unreachable; run `stowage k8s backup logs b1`"));
         let p = finished(
             BackupPhase::PartiallyFailed,
             BackupStatus {
@@ -1105,7 +1141,10 @@ mod tests {
         let text = table(&[build(&a, "stowage")], false);
         let mut lines = text.lines();
         let header = lines.next().unwrap();
-        assert!(header.starts_with("NAME   STATUS   ERRORS   WARNINGS   CREATED"), "{header}");
+        assert!(
+            header.starts_with("NAME   STATUS   ERRORS   WARNINGS   CREATED"),
+            "{header}"
+        );
         assert!(header.ends_with("STORAGE LOCATION   SELECTOR"), "{header}");
         let row = lines.next().unwrap();
         assert!(row.starts_with("g1     New      0        0"), "{row}");

@@ -23,7 +23,7 @@ use super::{connect, usage, K8sGlobal, Kube, FIELD_MANAGER};
 #[derive(clap::Subcommand, Debug)]
 pub enum LocationCommand {
     /// Create a backup storage location (or, with -o, print it without creating it)
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List backup storage locations
     Get(GetArgs),
     /// Show a location's spec and status
@@ -137,7 +137,7 @@ pub struct DeleteArgs {
 /// Runs a `backup-location` command.
 pub async fn run(g: &K8sGlobal, c: LocationCommand) -> Result<u8> {
     match c {
-        LocationCommand::Create(a) => create(g, a).await,
+        LocationCommand::Create(a) => create(g, *a).await,
         LocationCommand::Get(a) => get(g, a).await,
         LocationCommand::Describe(a) => describe(g, a).await,
         LocationCommand::Delete(a) => delete(g, a).await,
@@ -153,7 +153,9 @@ pub fn build(a: &CreateArgs, namespace: &str) -> Result<BackupStorageLocation> {
     let (provider, object_storage, filesystem) = match a.provider {
         ProviderArg::S3 => {
             if a.path.is_some() {
-                return Err(usage("--path is for --provider filesystem; s3 uses --bucket"));
+                return Err(usage(
+                    "--path is for --provider filesystem; s3 uses --bucket",
+                ));
             }
             let bucket = a
                 .bucket
@@ -180,7 +182,11 @@ pub fn build(a: &CreateArgs, namespace: &str) -> Result<BackupStorageLocation> {
             if !path.starts_with('/') {
                 return Err(usage(format!("--path {path:?} must be an absolute path")));
             }
-            (Provider::Filesystem, None, Some(FilesystemLocation { path }))
+            (
+                Provider::Filesystem,
+                None,
+                Some(FilesystemLocation { path }),
+            )
         }
     };
     let spec = BackupStorageLocationSpec {
@@ -224,7 +230,10 @@ async fn create(g: &K8sGlobal, a: CreateArgs) -> Result<u8> {
         .create(&params, &bsl)
         .await
         .map_err(|e| kube.error(e, "backupstoragelocation", Some(&a.name)))?;
-    println!("Backup storage location {:?} configured successfully.", a.name);
+    println!(
+        "Backup storage location {:?} configured successfully.",
+        a.name
+    );
     if a.default {
         unset_other_defaults(&kube, &a.name).await?;
     }
@@ -243,7 +252,11 @@ async fn create(g: &K8sGlobal, a: CreateArgs) -> Result<u8> {
         _ => bail!(
             "backup storage location {:?} is Unavailable: {}",
             a.name,
-            if message.is_empty() { "no message" } else { &message }
+            if message.is_empty() {
+                "no message"
+            } else {
+                &message
+            }
         ),
     }
 }
@@ -394,7 +407,11 @@ pub fn table(items: &[BackupStorageLocation]) -> String {
                 None => "<never>".into(),
             },
             format!("{:?}", l.spec.access_mode),
-            if l.spec.default { "true".into() } else { String::new() },
+            if l.spec.default {
+                "true".into()
+            } else {
+                String::new()
+            },
             status.message.unwrap_or_default(),
         ]);
     }
@@ -421,7 +438,11 @@ pub fn describe_text(l: &BackupStorageLocation) -> String {
             .join(", "),
         None => "<none>".into(),
     };
-    let _ = writeln!(o, "Name:         {}", l.metadata.name.clone().unwrap_or_default());
+    let _ = writeln!(
+        o,
+        "Name:         {}",
+        l.metadata.name.clone().unwrap_or_default()
+    );
     let _ = writeln!(
         o,
         "Namespace:    {}",
@@ -434,14 +455,22 @@ pub fn describe_text(l: &BackupStorageLocation) -> String {
     if let Some(os) = &spec.object_storage {
         let _ = writeln!(o, "Bucket:    {}", os.bucket);
         let _ = writeln!(o, "Prefix:    {}", os.prefix.as_deref().unwrap_or("<none>"));
-        let _ = writeln!(o, "CA certificate:  {}", secret_text(os.ca_cert_ref.as_ref()));
+        let _ = writeln!(
+            o,
+            "CA certificate:  {}",
+            secret_text(os.ca_cert_ref.as_ref())
+        );
     }
     if let Some(fs) = &spec.filesystem {
         let _ = writeln!(o, "Path:      {}", fs.path);
     }
     let config: BTreeMap<String, String> = spec.config.clone();
     let _ = writeln!(o, "Config:    {}", map(Some(&config)));
-    let _ = writeln!(o, "Credential:           {}", secret_text(spec.credential.as_ref()));
+    let _ = writeln!(
+        o,
+        "Credential:           {}",
+        secret_text(spec.credential.as_ref())
+    );
     let _ = writeln!(
         o,
         "Repository password:  {}",
@@ -453,12 +482,16 @@ pub fn describe_text(l: &BackupStorageLocation) -> String {
     let _ = writeln!(
         o,
         "Backup Sync Period:    {}",
-        spec.backup_sync_period.as_deref().unwrap_or("<controller default>")
+        spec.backup_sync_period
+            .as_deref()
+            .unwrap_or("<controller default>")
     );
     let _ = writeln!(
         o,
         "Validation Frequency:  {}",
-        spec.validation_frequency.as_deref().unwrap_or("<controller default>")
+        spec.validation_frequency
+            .as_deref()
+            .unwrap_or("<controller default>")
     );
     o.push('\n');
     let _ = writeln!(o, "Phase:           {}", phase_text(l));
@@ -499,7 +532,10 @@ async fn delete(g: &K8sGlobal, a: DeleteArgs) -> Result<u8> {
         }
     );
     if !a.confirm {
-        super::confirm(&format!("delete backup storage location {:?}", a.name), &kept)?;
+        super::confirm(
+            &format!("delete backup storage location {:?}", a.name),
+            &kept,
+        )?;
     }
     api(&kube)
         .delete(&a.name, &DeleteParams::default())
@@ -518,7 +554,7 @@ mod tests {
         let mut argv = vec!["stowage k8s", "backup-location", "create"];
         argv.extend_from_slice(extra);
         super::super::K8sCli::try_parse_from(argv).map(|c| match c.command {
-            super::super::K8sSub::BackupLocation(LocationCommand::Create(a)) => a,
+            super::super::K8sSub::BackupLocation(LocationCommand::Create(a)) => *a,
             other => panic!("{other:?}"),
         })
     }
@@ -577,16 +613,28 @@ mod tests {
         assert_eq!(ok.spec.filesystem.unwrap().path, "/data/repo");
         for (bad, says) in [
             (vec!["--provider", "filesystem"], "needs --path"),
-            (vec!["--provider", "filesystem", "--path", "rel"], "absolute"),
-            (vec!["--provider", "filesystem", "--path", "/x", "--bucket", "b"], "for --provider s3"),
+            (
+                vec!["--provider", "filesystem", "--path", "rel"],
+                "absolute",
+            ),
+            (
+                vec!["--provider", "filesystem", "--path", "/x", "--bucket", "b"],
+                "for --provider s3",
+            ),
             (vec!["--provider", "s3"], "needs --bucket"),
-            (vec!["--provider", "s3", "--bucket", "b", "--path", "/x"], "--path is for"),
+            (
+                vec!["--provider", "s3", "--bucket", "b", "--path", "/x"],
+                "--path is for",
+            ),
         ] {
             let err = fs(&bad).unwrap_err();
             assert!(err.downcast_ref::<super::super::UsageError>().is_some());
             assert!(err.to_string().contains(says), "{bad:?}: {err}");
         }
-        assert!(args(&["l", "--provider", "s3", "--bucket", "b"]).is_err(), "password required");
+        assert!(
+            args(&["l", "--provider", "s3", "--bucket", "b"]).is_err(),
+            "password required"
+        );
         assert!(args(&["l", "--provider", "gcs", "--password-secret", "p=k"]).is_err());
     }
 }

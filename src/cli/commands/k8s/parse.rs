@@ -63,7 +63,12 @@ pub fn or_label_selectors(input: &str) -> Result<OrSelectors, String> {
     for (i, part) in parts.iter().enumerate() {
         let sel = label_selector(part).map_err(|e| match parts.len() {
             1 => e,
-            _ => format!("selector {} of {} ({:?}): {e}", i + 1, parts.len(), part.trim()),
+            _ => format!(
+                "selector {} of {} ({:?}): {e}",
+                i + 1,
+                parts.len(),
+                part.trim()
+            ),
         })?;
         out.push(sel);
     }
@@ -195,7 +200,8 @@ fn check_key(key: &str) -> Result<(), String> {
             && p.len() <= 253
             && p.split('.').all(|l| {
                 !l.is_empty()
-                    && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
                     && !l.starts_with('-')
                     && !l.ends_with('-')
             });
@@ -341,7 +347,9 @@ mod tests {
         );
         assert_eq!(sel.match_expressions, None);
         assert_eq!(
-            label_selector("app.kubernetes.io/name=").unwrap().match_labels,
+            label_selector("app.kubernetes.io/name=")
+                .unwrap()
+                .match_labels,
             Some(BTreeMap::from([(
                 "app.kubernetes.io/name".to_string(),
                 String::new()
@@ -371,7 +379,10 @@ mod tests {
         );
         // `in` glued to the set, and a key that merely starts with "in".
         assert_eq!(
-            label_selector("k in(a)").unwrap().match_expressions.unwrap(),
+            label_selector("k in(a)")
+                .unwrap()
+                .match_expressions
+                .unwrap(),
             vec![expr("k", "In", Some(&["a"]))]
         );
         assert_eq!(
@@ -451,7 +462,10 @@ mod tests {
 
     #[test]
     fn key_values_and_secret_refs() {
-        assert_eq!(key_value("region=eu-1"), Ok(("region".into(), "eu-1".into())));
+        assert_eq!(
+            key_value("region=eu-1"),
+            Ok(("region".into(), "eu-1".into()))
+        );
         assert_eq!(
             key_value("s3Url=http://h:9000/?a=b"),
             Ok(("s3Url".into(), "http://h:9000/?a=b".into()))
@@ -461,7 +475,10 @@ mod tests {
         assert!(key_value("=v").is_err());
 
         let s = secret_ref("cloud-credentials=cloud").unwrap();
-        assert_eq!((s.name.as_str(), s.key.as_str()), ("cloud-credentials", "cloud"));
+        assert_eq!(
+            (s.name.as_str(), s.key.as_str()),
+            ("cloud-credentials", "cloud")
+        );
         for bad in ["secret", "=key", "secret=", "a=b=c"] {
             assert!(secret_ref(bad).is_err(), "{bad:?}");
         }

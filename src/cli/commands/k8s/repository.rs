@@ -77,10 +77,7 @@ impl BackupRecords {
             .map_err(|e| anyhow!("cannot open the repository of location {bsl_name:?}: {e}"))?;
         let repo = opened.repo;
         let location = opened.describe;
-        let snapshot_id = backup
-            .status
-            .as_ref()
-            .and_then(|s| s.snapshot_id.clone());
+        let snapshot_id = backup.status.as_ref().and_then(|s| s.snapshot_id.clone());
         let uid = backup.metadata.uid.clone().unwrap_or_default();
         let name = backup.metadata.name.clone().unwrap_or_default();
         let found = tokio::task::spawn_blocking(move || find(&repo, snapshot_id, &uid, &name))
@@ -150,10 +147,8 @@ impl Scratch {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "stowage-k8s-{}-{nanos:x}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("stowage-k8s-{}-{nanos:x}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the scratch directory {}", dir.display()))?;
         Ok(Scratch(dir))
