@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     fixed_mmap_threshold();
-    stowage_cli::main()
+    stowage_cli::main(std::env::args_os().collect())
 }
 
 /// Allocations of 1 MiB and more (chunks, packs, pack slices) get their own mappings, returned

@@ -9,6 +9,7 @@ mod password;
 mod progress;
 
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -94,11 +95,18 @@ pub enum Command {
     Repair(commands::repair::RepairCommand),
     /// Remove stale locks left by dead processes
     Unlock(commands::repair::UnlockArgs),
+    /// Kubernetes backups: Backup and BackupStorageLocation objects, the CRDs
+    K8s(commands::k8s::K8sCommand),
 }
 
-/// Runs the program; every error becomes one line on stderr.
-pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+/// Runs the program on its arguments (program name first); every error becomes one line on
+/// stderr.
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    // `stowage k8s ...` has a parser of its own (see commands/k8s/mod.rs).
+    if args.get(1).is_some_and(|a| a == "k8s") {
+        return commands::k8s::main(args[2..].to_vec());
+    }
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
@@ -121,6 +129,9 @@ pub fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
+    if let Command::K8s(k) = cli.command {
+        return commands::k8s::main(k.args);
+    }
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -564,10 +564,12 @@ impl<'a> Collector<'a> {
                 }
             }
             CRBS => {
-                if item.pointer("/roleRef/kind").and_then(Value::as_str) == Some("ClusterRole") {
-                    if let Some(role) = item.pointer("/roleRef/name").and_then(Value::as_str) {
-                        want(CLUSTER_ROLES, None, role);
-                    }
+                let to_cluster_role =
+                    item.pointer("/roleRef/kind").and_then(Value::as_str) == Some("ClusterRole");
+                if let (true, Some(role)) =
+                    (to_cluster_role, item.pointer("/roleRef/name").and_then(Value::as_str))
+                {
+                    want(CLUSTER_ROLES, None, role);
                 }
             }
             SERVICE_ACCOUNTS => {

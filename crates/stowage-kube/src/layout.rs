@@ -91,7 +91,7 @@ pub fn find_snapshot(repo: &Repository, uid: &str) -> Result<Option<(Id, Snapsho
     Ok(repo
         .list_snapshots()?
         .into_iter()
-        .filter(|(_, s)| s.tags.iter().any(|t| *t == tag))
+        .filter(|(_, s)| s.tags.contains(&tag))
         .max_by_key(|(_, s)| s.time))
 }
 

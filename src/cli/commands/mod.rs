@@ -6,6 +6,7 @@ pub mod check;
 pub mod diff;
 pub mod forget;
 pub mod init;
+pub mod k8s;
 pub mod key;
 pub mod ls;
 pub mod prune;
@@ -41,6 +42,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Prune(a) => prune::run(g, a),
         Command::Repair(a) => repair::run(g, a),
         Command::Unlock(a) => repair::unlock(g, a),
+        // Dispatched by `cli::main` before: it has its own parser and runtime.
+        Command::K8s(_) => unreachable!("stowage k8s is run by cli::main"),
     }
 }
 
