@@ -97,6 +97,8 @@ pub enum Command {
     Unlock(commands::repair::UnlockArgs),
     /// Kubernetes backups: Backup and BackupStorageLocation objects, the CRDs
     K8s(commands::k8s::K8sCommand),
+    /// Run the controller: back up what Backup objects select, keep storage locations validated
+    Controller(commands::controller::ControllerArgs),
 }
 
 /// Runs the program on its arguments (program name first); every error becomes one line on
@@ -114,21 +116,28 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let level = match (cli.global.quiet, cli.global.verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, _) => "debug",
+    // A long-running service logs what it does (info) with times and targets; a command only
+    // warnings, unless asked.
+    let service = matches!(cli.command, Command::Controller(_));
+    let level = match (cli.global.quiet, cli.global.verbose, service) {
+        (true, _, _) => "error",
+        (false, 0, false) => "warn",
+        (false, 0, true) | (false, 1, _) => "info",
+        (false, _, _) => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STOWAGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("stowage={level}")));
-    tracing_subscriber::fmt()
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STOWAGE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "stowage={level},stowage_core={level},stowage_s3={level},stowage_kube={level}"
+        ))
+    });
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .without_time()
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match service {
+        true => logger.init(),
+        false => logger.with_target(false).without_time().init(),
+    }
     if let Command::K8s(k) = cli.command {
         return commands::k8s::main(k.args);
     }

@@ -307,9 +307,18 @@ impl<'a> Collector<'a> {
         };
         let line = format!(
             "{kind}{}{}{}: {}",
-            f.resource.as_deref().map(|r| format!(" {r}")).unwrap_or_default(),
-            f.namespace.as_deref().map(|n| format!(" namespace={n}")).unwrap_or_default(),
-            f.name.as_deref().map(|n| format!(" name={n}")).unwrap_or_default(),
+            f.resource
+                .as_deref()
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default(),
+            f.namespace
+                .as_deref()
+                .map(|n| format!(" namespace={n}"))
+                .unwrap_or_default(),
+            f.name
+                .as_deref()
+                .map(|n| format!(" name={n}"))
+                .unwrap_or_default(),
             f.message
         );
         match severity {
@@ -335,7 +344,10 @@ impl<'a> Collector<'a> {
         loop {
             self.check()?;
             let url = list_url(&ns_type, None, None, self.opts.page_size, cont.as_deref());
-            let page = self.get_json(&url).await.map_err(CollectError::Namespaces)?;
+            let page = self
+                .get_json(&url)
+                .await
+                .map_err(CollectError::Namespaces)?;
             let next = continue_token(&page);
             for item in items(page) {
                 let name = item_str(&item, &["metadata", "name"]).unwrap_or_default();
@@ -381,17 +393,17 @@ impl<'a> Collector<'a> {
     async fn collect_type(&mut self, r: &ApiResource) -> Result<(), CollectError> {
         let gr = r.group_resource();
         if self.filter.should_list(r) {
-            let scopes: Vec<Option<String>> = if !r.namespaced || self.filter.namespaces_everything()
-            {
-                vec![None]
-            } else {
-                self.namespaces
-                    .keys()
-                    .filter(|ns| self.namespace_selected(ns))
-                    .cloned()
-                    .map(Some)
-                    .collect()
-            };
+            let scopes: Vec<Option<String>> =
+                if !r.namespaced || self.filter.namespaces_everything() {
+                    vec![None]
+                } else {
+                    self.namespaces
+                        .keys()
+                        .filter(|ns| self.namespace_selected(ns))
+                        .cloned()
+                        .map(Some)
+                        .collect()
+                };
             let selectors = self.filter.label_selectors();
             // With several selectors one object may match more than one.
             let dedupe = selectors.len() > 1;
@@ -427,7 +439,14 @@ impl<'a> Collector<'a> {
                 Ok(p) => p,
                 Err(e) => {
                     let message = format!("listing failed: {}", describe(&e));
-                    self.finding(Severity::Error, "ListFailed", Some(r), namespace, None, message);
+                    self.finding(
+                        Severity::Error,
+                        "ListFailed",
+                        Some(r),
+                        namespace,
+                        None,
+                        message,
+                    );
                     return Ok(());
                 }
             };
@@ -462,14 +481,22 @@ impl<'a> Collector<'a> {
 
     /// Stores one object (listed, or fetched as a related object), after the per-object checks
     /// of velero.md §2.4.
-    async fn take(&mut self, r: &ApiResource, mut item: Value, related: bool) -> Result<(), CollectError> {
+    async fn take(
+        &mut self,
+        r: &ApiResource,
+        mut item: Value,
+        related: bool,
+    ) -> Result<(), CollectError> {
         let name = item_str(&item, &["metadata", "name"]).unwrap_or_default();
         let namespace = if r.namespaced {
             item_str(&item, &["metadata", "namespace"])
         } else {
             None
         };
-        if item.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+        if item
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+        {
             self.log.info(&format!(
                 "skipped {} {}: being deleted",
                 r.group_resource(),
@@ -491,7 +518,11 @@ impl<'a> Collector<'a> {
             }
         }
         let gr = r.group_resource();
-        if tracks_stored(&gr) && !self.stored.insert((gr.clone(), namespace.clone(), name.clone())) {
+        if tracks_stored(&gr)
+            && !self
+                .stored
+                .insert((gr.clone(), namespace.clone(), name.clone()))
+        {
             return Ok(());
         }
         let api_version = match r.group.as_str() {
@@ -512,7 +543,10 @@ impl<'a> Collector<'a> {
         }))
         .await?;
         if related {
-            self.log.info(&format!("stored related {gr} {}", key_text(namespace.as_deref(), &name)));
+            self.log.info(&format!(
+                "stored related {gr} {}",
+                key_text(namespace.as_deref(), &name)
+            ));
         }
         self.out
             .resource_list
@@ -521,7 +555,10 @@ impl<'a> Collector<'a> {
             .push(key_text(namespace.as_deref(), &name));
         self.out.items += 1;
         self.progress.done.fetch_add(1, Ordering::Relaxed);
-        self.progress.total.fetch_max(self.progress.done.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.progress.total.fetch_max(
+            self.progress.done.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
         if let Some(ns) = namespace {
             self.used_namespaces.insert(ns);
         }
@@ -544,38 +581,45 @@ impl<'a> Collector<'a> {
             PODS => {
                 if let Some(volumes) = item.pointer("/spec/volumes").and_then(Value::as_array) {
                     for v in volumes {
-                        if let Some(claim) =
-                            v.pointer("/persistentVolumeClaim/claimName").and_then(Value::as_str)
+                        if let Some(claim) = v
+                            .pointer("/persistentVolumeClaim/claimName")
+                            .and_then(Value::as_str)
                         {
                             want(PVCS, namespace, claim);
                         }
                     }
                 }
-                if let Some(pc) = item.pointer("/spec/priorityClassName").and_then(Value::as_str) {
+                if let Some(pc) = item
+                    .pointer("/spec/priorityClassName")
+                    .and_then(Value::as_str)
+                {
                     want(PRIORITY_CLASSES, None, pc);
                 }
             }
             PVCS => {
                 let bound = item.pointer("/status/phase").and_then(Value::as_str) == Some("Bound");
-                if let (true, Some(pv)) =
-                    (bound, item.pointer("/spec/volumeName").and_then(Value::as_str))
-                {
+                if let (true, Some(pv)) = (
+                    bound,
+                    item.pointer("/spec/volumeName").and_then(Value::as_str),
+                ) {
                     want(PVS, None, pv);
                 }
             }
             CRBS => {
                 let to_cluster_role =
                     item.pointer("/roleRef/kind").and_then(Value::as_str) == Some("ClusterRole");
-                if let (true, Some(role)) =
-                    (to_cluster_role, item.pointer("/roleRef/name").and_then(Value::as_str))
-                {
+                if let (true, Some(role)) = (
+                    to_cluster_role,
+                    item.pointer("/roleRef/name").and_then(Value::as_str),
+                ) {
                     want(CLUSTER_ROLES, None, role);
                 }
             }
             SERVICE_ACCOUNTS => {
-                let (Some(ns), Some(name)) =
-                    (namespace, item.pointer("/metadata/name").and_then(Value::as_str))
-                else {
+                let (Some(ns), Some(name)) = (
+                    namespace,
+                    item.pointer("/metadata/name").and_then(Value::as_str),
+                ) else {
                     return;
                 };
                 let key = (ns.to_string(), name.to_string());
@@ -589,10 +633,7 @@ impl<'a> Collector<'a> {
                     .cloned()
                     .unwrap_or_default();
                 for crb in names {
-                    self.wanted
-                        .entry(CRBS)
-                        .or_default()
-                        .insert((None, crb));
+                    self.wanted.entry(CRBS).or_default().insert((None, crb));
                 }
             }
             _ => {}
@@ -628,10 +669,17 @@ impl<'a> Collector<'a> {
             let next = continue_token(&page);
             for crb in items(page) {
                 let name = item_str(&crb, &["metadata", "name"]).unwrap_or_default();
-                let subjects = crb.get("subjects").and_then(Value::as_array).cloned().unwrap_or_default();
+                let subjects = crb
+                    .get("subjects")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 for s in subjects {
                     if s.get("kind").and_then(Value::as_str) == Some("ServiceAccount") {
-                        let ns = s.get("namespace").and_then(Value::as_str).unwrap_or_default();
+                        let ns = s
+                            .get("namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
                         let sa = s.get("name").and_then(Value::as_str).unwrap_or_default();
                         map.entry((ns.to_string(), sa.to_string()))
                             .or_default()
@@ -663,19 +711,37 @@ impl<'a> Collector<'a> {
         }
         for (ns, name) in wanted {
             self.check()?;
-            if self.stored.contains(&(gr.clone(), ns.clone(), name.clone())) {
+            if self
+                .stored
+                .contains(&(gr.clone(), ns.clone(), name.clone()))
+            {
                 continue;
             }
             let url = object_url(r, ns.as_deref(), &name);
             match self.get_json(&url).await {
                 Ok(item) => self.take(r, item, true).await?,
                 Err(e) if is_not_found(&e) => {
-                    let message = "a related object is gone (it was named by another object)".to_string();
-                    self.finding(Severity::Warning, "RelatedNotFound", Some(r), ns.as_deref(), Some(&name), message);
+                    let message =
+                        "a related object is gone (it was named by another object)".to_string();
+                    self.finding(
+                        Severity::Warning,
+                        "RelatedNotFound",
+                        Some(r),
+                        ns.as_deref(),
+                        Some(&name),
+                        message,
+                    );
                 }
                 Err(e) => {
                     let message = format!("fetching a related object failed: {}", describe(&e));
-                    self.finding(Severity::Error, "GetFailed", Some(r), ns.as_deref(), Some(&name), message);
+                    self.finding(
+                        Severity::Error,
+                        "GetFailed",
+                        Some(r),
+                        ns.as_deref(),
+                        Some(&name),
+                        message,
+                    );
                 }
             }
         }
@@ -704,8 +770,16 @@ impl<'a> Collector<'a> {
                 // A built-in group's resource: not a custom one.
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => {
-                    let message = format!("fetching the definition of {gr} failed: {}", describe(&e));
-                    self.finding(Severity::Error, "GetFailed", Some(r), None, Some(&gr), message);
+                    let message =
+                        format!("fetching the definition of {gr} failed: {}", describe(&e));
+                    self.finding(
+                        Severity::Error,
+                        "GetFailed",
+                        Some(r),
+                        None,
+                        Some(&gr),
+                        message,
+                    );
                 }
             }
         }
@@ -717,7 +791,9 @@ impl<'a> Collector<'a> {
     /// some stored object lives in.
     async fn store_namespaces(&mut self, r: &ApiResource) -> Result<(), CollectError> {
         if !self.filter.should_list(r) {
-            return self.send(DocumentEvent::CloseDir(format!("resources/{NAMESPACES}"))).await;
+            return self
+                .send(DocumentEvent::CloseDir(format!("resources/{NAMESPACES}")))
+                .await;
         }
         let has_selector = self.filter.label_selectors().iter().any(Option::is_some);
         let keep: Vec<String> = self
@@ -727,7 +803,8 @@ impl<'a> Collector<'a> {
                 if !self.namespace_selected(name) {
                     return false;
                 }
-                let active = ns.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating");
+                let active =
+                    ns.pointer("/status/phase").and_then(Value::as_str) != Some("Terminating");
                 let labels: BTreeMap<String, String> = ns
                     .pointer("/metadata/labels")
                     .and_then(|l| serde_json::from_value(l.clone()).ok())
@@ -743,11 +820,15 @@ impl<'a> Collector<'a> {
                 self.take(r, ns, false).await?;
             }
         }
-        self.send(DocumentEvent::CloseDir(format!("resources/{NAMESPACES}"))).await
+        self.send(DocumentEvent::CloseDir(format!("resources/{NAMESPACES}")))
+            .await
     }
 
     async fn send(&self, event: DocumentEvent) -> Result<(), CollectError> {
-        self.sink.send(Ok(event)).await.map_err(|_| CollectError::SinkClosed)
+        self.sink
+            .send(Ok(event))
+            .await
+            .map_err(|_| CollectError::SinkClosed)
     }
 
     /// GETs `url` as JSON, retrying transient failures with backoff.
@@ -762,7 +843,10 @@ impl<'a> Collector<'a> {
             match self.client.request::<Value>(req).await {
                 Ok(v) => return Ok(v),
                 Err(e) if attempt < self.opts.attempts && is_transient(&e) => {
-                    self.log.warn(&format!("GET {url} failed (attempt {attempt}), retrying: {}", describe(&e)));
+                    self.log.warn(&format!(
+                        "GET {url} failed (attempt {attempt}), retrying: {}",
+                        describe(&e)
+                    ));
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                     attempt += 1;
@@ -776,7 +860,10 @@ impl<'a> Collector<'a> {
 /// Whether objects of this type are checked against those stored (related objects may have
 /// been stored by the listing).
 fn tracks_stored(gr: &str) -> bool {
-    matches!(gr, PVCS | PVS | CRBS | CLUSTER_ROLES | PRIORITY_CLASSES | CRDS)
+    matches!(
+        gr,
+        PVCS | PVS | CRBS | CLUSTER_ROLES | PRIORITY_CLASSES | CRDS
+    )
 }
 
 fn base_url(r: &ApiResource, namespace: Option<&str>) -> String {
@@ -818,7 +905,9 @@ fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -865,11 +954,21 @@ fn key_text(namespace: Option<&str>, name: &str) -> String {
 /// unchanged object gets the same file time in every backup.
 pub fn object_time(item: &Value) -> Option<SystemTime> {
     let mut times: Vec<&str> = Vec::new();
-    if let Some(t) = item.pointer("/metadata/creationTimestamp").and_then(Value::as_str) {
+    if let Some(t) = item
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+    {
         times.push(t);
     }
-    if let Some(fields) = item.pointer("/metadata/managedFields").and_then(Value::as_array) {
-        times.extend(fields.iter().filter_map(|f| f.get("time").and_then(Value::as_str)));
+    if let Some(fields) = item
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    {
+        times.extend(
+            fields
+                .iter()
+                .filter_map(|f| f.get("time").and_then(Value::as_str)),
+        );
     }
     times
         .into_iter()
@@ -956,7 +1055,10 @@ mod tests {
             "/apis/apps/v1/namespaces/web/deployments?limit=500&labelSelector=app%20in%20%28a%2Cb%29&continue=tok%3D"
         );
         let pv = res("", "persistentvolumes", false);
-        assert_eq!(object_url(&pv, None, "pv-1"), "/api/v1/persistentvolumes/pv-1");
+        assert_eq!(
+            object_url(&pv, None, "pv-1"),
+            "/api/v1/persistentvolumes/pv-1"
+        );
     }
 
     #[test]

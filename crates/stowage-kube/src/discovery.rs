@@ -29,7 +29,11 @@ pub async fn discover(client: &Client) -> Result<Discovered, DiscoveryError> {
     let mut versions: Vec<String> = groups
         .groups
         .iter()
-        .filter_map(|g| g.preferred_version.as_ref().map(|v| v.group_version.clone()))
+        .filter_map(|g| {
+            g.preferred_version
+                .as_ref()
+                .map(|v| v.group_version.clone())
+        })
         .collect();
     // Stable: only `extensions` moves, to the end.
     versions.sort_by_key(|gv| gv.starts_with("extensions/"));
@@ -72,8 +76,7 @@ fn add_list(catalog: &mut ResourceCatalog, list: &APIResourceList) {
         None => (String::new(), list.group_version.clone()),
     };
     for r in &list.resources {
-        if r.name.contains('/') || !NEEDED_VERBS.iter().all(|v| r.verbs.iter().any(|x| x == v))
-        {
+        if r.name.contains('/') || !NEEDED_VERBS.iter().all(|v| r.verbs.iter().any(|x| x == v)) {
             continue;
         }
         catalog.resources.push(ApiResource {
@@ -121,7 +124,10 @@ mod tests {
         add_list(&mut catalog, &list);
         assert_eq!(catalog.resources.len(), 1);
         let r = &catalog.resources[0];
-        assert_eq!((r.group.as_str(), r.version.as_str()), ("example.com", "v1"));
+        assert_eq!(
+            (r.group.as_str(), r.version.as_str()),
+            ("example.com", "v1")
+        );
         assert_eq!(r.group_resource(), "things.example.com");
 
         let core = APIResourceList {

@@ -96,7 +96,11 @@ pub fn find_snapshot(repo: &Repository, uid: &str) -> Result<Option<(Id, Snapsho
 }
 
 /// Reads one file of a backup's snapshot (`metadata/log.txt`, a resource's JSON).
-pub fn read_file(repo: &Arc<Repository>, snapshot: &Snapshot, path: &str) -> Result<Vec<u8>, LayoutError> {
+pub fn read_file(
+    repo: &Arc<Repository>,
+    snapshot: &Snapshot,
+    path: &str,
+) -> Result<Vec<u8>, LayoutError> {
     let session = repo
         .lock::<ReadWork>()?
         .load_index(&IndexSource::Memory, &())?;
@@ -105,10 +109,16 @@ pub fn read_file(repo: &Arc<Repository>, snapshot: &Snapshot, path: &str) -> Res
         subpath: Some(path.to_string()),
         ..RestoreOptions::default()
     };
-    restore::run(&session, snapshot, RestoreTarget::Stream(&mut out), &opts, &Control::new())
-        .map_err(|source| LayoutError::Read {
-            path: path.to_string(),
-            source,
-        })?;
+    restore::run(
+        &session,
+        snapshot,
+        RestoreTarget::Stream(&mut out),
+        &opts,
+        &Control::new(),
+    )
+    .map_err(|source| LayoutError::Read {
+        path: path.to_string(),
+        source,
+    })?;
     Ok(out)
 }

@@ -3,13 +3,13 @@
 //! repository snapshots. The engine is reached through `stowage-core`'s session API only.
 
 pub mod api;
+pub mod collect;
 pub mod controller;
 pub mod crds;
-pub mod filter;
-pub mod validate;
-pub mod collect;
 pub mod discovery;
+pub mod filter;
 pub mod layout;
 pub mod run;
 pub mod runlog;
 pub mod store;
+pub mod validate;

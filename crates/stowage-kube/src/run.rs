@@ -3,14 +3,19 @@
 //! under `metadata/`, and the snapshot is written: all or nothing.
 
 use crate::api::{Backup, BackupPhase, BackupStatus, Problem, ProblemKind};
-use crate::collect::{CollectError, CollectOptions, Collected, Collector, Finding, Progress, Severity};
+use crate::collect::{
+    CollectError, CollectOptions, Collected, Collector, Finding, Progress, Severity,
+};
 use crate::filter::ResourceCatalog;
 use crate::layout::{self, files};
 use crate::runlog::RunLog;
 use crate::validate::ValidatedBackup;
 use std::path::PathBuf;
 use std::sync::Arc;
-use stowage_core::backup::{self, BackupError, BackupOptions, BackupSource, Document, DocumentEvent, ParentChoice, ProducerError};
+use stowage_core::backup::{
+    self, BackupError, BackupOptions, BackupSource, Document, DocumentEvent, ParentChoice,
+    ProducerError,
+};
 use stowage_core::cancel::CancelToken;
 use stowage_core::error::{Classified, ErrorClass};
 use stowage_core::progress::Control;
@@ -118,7 +123,10 @@ pub async fn run(
     let engine = {
         let cancel = cancel.clone();
         let backup_opts = BackupOptions {
-            tags: vec![format!("{}{name}", layout::TAG_NAME), format!("{}{uid}", layout::TAG_UID)],
+            tags: vec![
+                format!("{}{name}", layout::TAG_NAME),
+                format!("{}{uid}", layout::TAG_UID),
+            ],
             hostname: Some(opts.cluster_name.clone()),
             parent: ParentChoice::None,
             ..BackupOptions::default()
@@ -162,16 +170,27 @@ pub async fn run(
             return Err(match (e, engine_result) {
                 (CollectError::Canceled, _) => RunError::Canceled,
                 (CollectError::SinkClosed, Ok(Err(be))) => engine_error(be),
-                (CollectError::Namespaces(k), _) => {
-                    RunError::Transient(format!("listing namespaces: {}", crate::collect::describe(&k)))
-                }
+                (CollectError::Namespaces(k), _) => RunError::Transient(format!(
+                    "listing namespaces: {}",
+                    crate::collect::describe(&k)
+                )),
                 (other, _) => RunError::Fatal(other.to_string()),
             });
         }
     };
 
-    let warnings: Vec<Problem> = collected.findings.iter().filter(|f| f.severity == Severity::Warning).map(to_problem).collect();
-    let errors: Vec<Problem> = collected.findings.iter().filter(|f| f.severity == Severity::Error).map(to_problem).collect();
+    let warnings: Vec<Problem> = collected
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Warning)
+        .map(to_problem)
+        .collect();
+    let errors: Vec<Problem> = collected
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(to_problem)
+        .collect();
     let mut status = status;
     status.phase = Some(match errors.is_empty() {
         true => BackupPhase::Completed,
@@ -202,9 +221,15 @@ pub async fn run(
     ended.metadata.managed_fields = None;
     ended.status = Some(status.clone());
     let records = [
-        (files::VERSION, format!("{}\n", layout::FORMAT_VERSION).into_bytes()),
+        (
+            files::VERSION,
+            format!("{}\n", layout::FORMAT_VERSION).into_bytes(),
+        ),
         (files::BACKUP, layout::encode_record(&ended)),
-        (files::RESOURCE_LIST, layout::encode_record(&collected.resource_list)),
+        (
+            files::RESOURCE_LIST,
+            layout::encode_record(&collected.resource_list),
+        ),
         (
             files::RESULTS,
             layout::encode_record(&serde_json::json!({"warnings": warnings, "errors": errors})),
@@ -212,13 +237,20 @@ pub async fn run(
         (files::VOLUME_SNAPSHOTS, b"[]".to_vec()),
     ];
     for (path, data) in records {
-        if tx.send(Ok(DocumentEvent::Document(Document::new(path, data)))).await.is_err() {
+        if tx
+            .send(Ok(DocumentEvent::Document(Document::new(path, data))))
+            .await
+            .is_err()
+        {
             break;
         }
     }
     log.info("writing the snapshot");
     let _ = tx
-        .send(Ok(DocumentEvent::Document(Document::new(files::LOG, log.text().into_bytes()))))
+        .send(Ok(DocumentEvent::Document(Document::new(
+            files::LOG,
+            log.text().into_bytes(),
+        ))))
         .await;
     drop(tx);
 

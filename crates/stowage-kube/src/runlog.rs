@@ -94,13 +94,20 @@ mod tests {
         log.error("ListFailed pods: forbidden");
         let text = log.text();
         assert!(text.contains(" info started\n"), "{text}");
-        assert!(text.contains(" error ListFailed pods: forbidden\n"), "{text}");
+        assert!(
+            text.contains(" error ListFailed pods: forbidden\n"),
+            "{text}"
+        );
         let big = "x".repeat(1 << 20);
         for _ in 0..6 {
             log.info(&big);
         }
         let text = log.text();
         assert!(text.len() <= MAX_LOG_BYTES + 200);
-        assert!(text.ends_with("more lines not kept: the log is limited to 4 MiB)\n"), "{}", &text[text.len() - 100..]);
+        assert!(
+            text.ends_with("more lines not kept: the log is limited to 4 MiB)\n"),
+            "{}",
+            &text[text.len() - 100..]
+        );
     }
 }

@@ -118,11 +118,10 @@ pub async fn open(
     let spec = &bsl.spec;
     let password = match &spec.repository_password {
         Some(sel) => secret_value(client, &namespace, sel).await?,
-        None => {
-            return Err(LocationError::Spec(
-                "spec.repositoryPassword is required: a Secret key holding the repository's password".into(),
-            ))
-        }
+        None => return Err(LocationError::Spec(
+            "spec.repositoryPassword is required: a Secret key holding the repository's password"
+                .into(),
+        )),
     };
     let password = trim_newline(password);
     let read_only = spec.access_mode == AccessMode::ReadOnly;
@@ -147,15 +146,17 @@ pub async fn open(
         }
     };
     let described = describe.clone();
-    tokio::task::spawn_blocking(move || open_blocking(backend_spec, &password, read_only, described))
-        .await
-        .map_err(|e| LocationError::Spec(format!("opening the location panicked: {e}")))?
-        .map(|(repo, created)| OpenedLocation {
-            repo: Arc::new(repo),
-            read_only,
-            describe,
-            created,
-        })
+    tokio::task::spawn_blocking(move || {
+        open_blocking(backend_spec, &password, read_only, described)
+    })
+    .await
+    .map_err(|e| LocationError::Spec(format!("opening the location panicked: {e}")))?
+    .map(|(repo, created)| OpenedLocation {
+        repo: Arc::new(repo),
+        read_only,
+        describe,
+        created,
+    })
 }
 
 enum BackendSpec {
@@ -173,7 +174,10 @@ fn open_blocking(
         BackendSpec::Directory(path) => {
             if !path.is_dir() {
                 return Err(LocationError::Backend {
-                    message: format!("{} is not a directory the controller can see", path.display()),
+                    message: format!(
+                        "{} is not a directory the controller can see",
+                        path.display()
+                    ),
                     transient: true,
                 });
             }
@@ -189,7 +193,9 @@ fn open_blocking(
     };
     match Repository::open(backend.clone(), password) {
         Ok(r) => Ok((r, false)),
-        Err(RepoError::NotARepository(_)) if read_only => Err(LocationError::NoRepository(describe)),
+        Err(RepoError::NotARepository(_)) if read_only => {
+            Err(LocationError::NoRepository(describe))
+        }
         Err(RepoError::NotARepository(_)) => {
             match Repository::init(backend.clone(), password, &InitOptions::default()) {
                 Ok(r) => Ok((r, true)),
@@ -239,11 +245,14 @@ async fn s3_spec(
     spec: &BackupStorageLocationSpec,
     scratch: &Path,
 ) -> Result<(String, S3Options), LocationError> {
-    let os = spec.object_storage.as_ref().ok_or_else(|| {
-        LocationError::Spec("provider s3 needs spec.objectStorage.bucket".into())
-    })?;
+    let os = spec
+        .object_storage
+        .as_ref()
+        .ok_or_else(|| LocationError::Spec("provider s3 needs spec.objectStorage.bucket".into()))?;
     if os.bucket.is_empty() {
-        return Err(LocationError::Spec("spec.objectStorage.bucket is empty".into()));
+        return Err(LocationError::Spec(
+            "spec.objectStorage.bucket is empty".into(),
+        ));
     }
     let prefix = os
         .prefix
@@ -284,8 +293,9 @@ async fn s3_spec(
     if let Some(sel) = &spec.credential {
         let text = secret_value(client, namespace, sel).await?;
         let text = String::from_utf8_lossy(&text);
-        let c = S3Credentials::from_credentials_file(&text, spec.profile())
-            .map_err(|e| LocationError::Spec(format!("credential {}/{}: {e}", sel.name, sel.key)))?;
+        let c = S3Credentials::from_credentials_file(&text, spec.profile()).map_err(|e| {
+            LocationError::Spec(format!("credential {}/{}: {e}", sel.name, sel.key))
+        })?;
         opts.credentials = Some(StaticCredentials {
             access_key_id: c.access_key_id,
             secret_access_key: c.secret_access_key,

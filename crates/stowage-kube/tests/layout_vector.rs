@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use stowage_core::backend::local::LocalBackend;
-use stowage_core::backup::{self, BackupOptions, BackupSource, Document, DocumentEvent, ParentChoice};
+use stowage_core::backup::{
+    self, BackupOptions, BackupSource, Document, DocumentEvent, ParentChoice,
+};
 use stowage_core::progress::Control;
 use stowage_core::repo::session::{BackupWork, IndexSource, ReadWork};
 use stowage_core::repo::{InitOptions, Repository};
@@ -40,14 +42,46 @@ fn objects() -> Vec<(&'static str, Option<&'static str>, Value)> {
         m
     };
     vec![
-        ("namespaces", None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta(None, "web"), "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})),
-        ("configmaps", Some("web"), json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(Some("web"), "settings"), "data": {"mode": "production", "émoji": "✓"}})),
-        ("secrets", Some("web"), json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta(Some("web"), "db-password"), "type": "Opaque", "data": {"password": "aHVudGVyMg=="}})),
-        ("deployments.apps", Some("web"), json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(Some("web"), "api"), "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}}, "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "api", "image": "example/api:1"}]}}}, "status": {"readyReplicas": 2}})),
-        ("persistentvolumeclaims", Some("web"), json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta(Some("web"), "data"), "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "volumeName": "pv-data"}, "status": {"phase": "Bound"}})),
-        ("persistentvolumes", None, json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": meta(None, "pv-data"), "spec": {"capacity": {"storage": "1Gi"}, "hostPath": {"path": "/data"}, "claimRef": {"namespace": "web", "name": "data"}}, "status": {"phase": "Bound"}})),
-        ("customresourcedefinitions.apiextensions.k8s.io", None, json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": meta(None, "widgets.example.com"), "spec": {"group": "example.com", "names": {"kind": "Widget", "plural": "widgets"}, "scope": "Namespaced", "versions": [{"name": "v1", "served": true, "storage": true}]}})),
-        ("widgets.example.com", Some("web"), json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": meta(Some("web"), "blue"), "spec": {"size": 3}})),
+        (
+            "namespaces",
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta(None, "web"), "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+        ),
+        (
+            "configmaps",
+            Some("web"),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(Some("web"), "settings"), "data": {"mode": "production", "émoji": "✓"}}),
+        ),
+        (
+            "secrets",
+            Some("web"),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta(Some("web"), "db-password"), "type": "Opaque", "data": {"password": "aHVudGVyMg=="}}),
+        ),
+        (
+            "deployments.apps",
+            Some("web"),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(Some("web"), "api"), "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}}, "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "api", "image": "example/api:1"}]}}}, "status": {"readyReplicas": 2}}),
+        ),
+        (
+            "persistentvolumeclaims",
+            Some("web"),
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta(Some("web"), "data"), "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "volumeName": "pv-data"}, "status": {"phase": "Bound"}}),
+        ),
+        (
+            "persistentvolumes",
+            None,
+            json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": meta(None, "pv-data"), "spec": {"capacity": {"storage": "1Gi"}, "hostPath": {"path": "/data"}, "claimRef": {"namespace": "web", "name": "data"}}, "status": {"phase": "Bound"}}),
+        ),
+        (
+            "customresourcedefinitions.apiextensions.k8s.io",
+            None,
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": meta(None, "widgets.example.com"), "spec": {"group": "example.com", "names": {"kind": "Widget", "plural": "widgets"}, "scope": "Namespaced", "versions": [{"name": "v1", "served": true, "storage": true}]}}),
+        ),
+        (
+            "widgets.example.com",
+            Some("web"),
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": meta(Some("web"), "blue"), "spec": {"size": 3}}),
+        ),
     ]
 }
 
@@ -57,8 +91,15 @@ fn expected_files() -> BTreeMap<String, Vec<u8>> {
     let mut resource_list: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (gr, ns, obj) in objects() {
         let name = obj["metadata"]["name"].as_str().unwrap();
-        files_map.insert(layout::object_path(gr, ns, name), layout::encode_object(&obj));
-        let key = format!("{}/{}", obj["apiVersion"].as_str().unwrap(), obj["kind"].as_str().unwrap());
+        files_map.insert(
+            layout::object_path(gr, ns, name),
+            layout::encode_object(&obj),
+        );
+        let key = format!(
+            "{}/{}",
+            obj["apiVersion"].as_str().unwrap(),
+            obj["kind"].as_str().unwrap()
+        );
         resource_list
             .entry(key)
             .or_default()
@@ -73,8 +114,14 @@ fn expected_files() -> BTreeMap<String, Vec<u8>> {
     });
     files_map.insert(files::VERSION.into(), b"1\n".to_vec());
     files_map.insert(files::BACKUP.into(), layout::encode_record(&backup));
-    files_map.insert(files::RESOURCE_LIST.into(), layout::encode_record(&resource_list));
-    files_map.insert(files::RESULTS.into(), layout::encode_record(&json!({"warnings": [], "errors": []})));
+    files_map.insert(
+        files::RESOURCE_LIST.into(),
+        layout::encode_record(&resource_list),
+    );
+    files_map.insert(
+        files::RESULTS.into(),
+        layout::encode_record(&json!({"warnings": [], "errors": []})),
+    );
     files_map.insert(files::VOLUME_SNAPSHOTS.into(), b"[]".to_vec());
     files_map.insert(
         files::LOG.into(),
@@ -95,24 +142,38 @@ fn k8s_vector_matches_manifest_and_the_collectors_encoding() {
     )
     .unwrap();
     let repo = open_vector();
-    let (_, snap) = layout::find_snapshot(&repo, UID).unwrap().expect("the snapshot is found by its UID tag");
+    let (_, snap) = layout::find_snapshot(&repo, UID)
+        .unwrap()
+        .expect("the snapshot is found by its UID tag");
     assert_eq!(snap.paths, vec![layout::label(NAMESPACE, NAME)]);
     assert_eq!(snap.paths[0], manifest["paths"][0].as_str().unwrap());
     assert_eq!(
         snap.tags,
-        vec![format!("{}{NAME}", layout::TAG_NAME), format!("{}{UID}", layout::TAG_UID)]
+        vec![
+            format!("{}{NAME}", layout::TAG_NAME),
+            format!("{}{UID}", layout::TAG_UID)
+        ]
     );
     assert_eq!(snap.hostname, "vector-cluster");
 
     // Every file in the snapshot, and no other.
-    let session = repo.lock::<ReadWork>().unwrap().load_index(&IndexSource::Memory, &()).unwrap();
+    let session = repo
+        .lock::<ReadWork>()
+        .unwrap()
+        .load_index(&IndexSource::Memory, &())
+        .unwrap();
     let mut listed = Vec::new();
-    stowage_core::inspect::list::<stowage_core::repo::RepoError>(session.indexed(), &snap.tree, b"", |path, node| {
-        if node.kind == stowage_core::repo::tree::NodeKind::File {
-            listed.push(String::from_utf8(path.to_vec()).unwrap());
-        }
-        Ok(())
-    })
+    stowage_core::inspect::list::<stowage_core::repo::RepoError>(
+        session.indexed(),
+        &snap.tree,
+        b"",
+        |path, node| {
+            if node.kind == stowage_core::repo::tree::NodeKind::File {
+                listed.push(String::from_utf8(path.to_vec()).unwrap());
+            }
+            Ok(())
+        },
+    )
     .unwrap();
     listed.sort();
     let in_manifest: BTreeMap<String, String> =
@@ -122,7 +183,11 @@ fn k8s_vector_matches_manifest_and_the_collectors_encoding() {
     assert_eq!(listed, expected.keys().cloned().collect::<Vec<_>>());
     for (path, text) in &in_manifest {
         let stored = layout::read_file(&repo, &snap, path).unwrap();
-        assert_eq!(String::from_utf8(stored).unwrap(), *text, "{path} in the repository");
+        assert_eq!(
+            String::from_utf8(stored).unwrap(),
+            *text,
+            "{path} in the repository"
+        );
         assert_eq!(
             String::from_utf8(expected[path].clone()).unwrap(),
             *text,
@@ -150,7 +215,11 @@ fn create_k8s_vector() {
         ..InitOptions::default()
     };
     let repo = Arc::new(Repository::init(backend, PASSWORD.as_bytes(), &opts).unwrap());
-    let session = repo.lock::<BackupWork>().unwrap().load_index(&IndexSource::Memory, &()).unwrap();
+    let session = repo
+        .lock::<BackupWork>()
+        .unwrap()
+        .load_index(&IndexSource::Memory, &())
+        .unwrap();
     let files_map = expected_files();
     let times: BTreeMap<String, Option<std::time::SystemTime>> = objects()
         .into_iter()
@@ -161,13 +230,22 @@ fn create_k8s_vector() {
         .collect();
     let mut events = files_map.clone().into_iter().map(|(path, data)| {
         let mtime = times.get(&path).copied().flatten();
-        Ok(DocumentEvent::Document(Document { mtime, ..Document::new(path, data) }))
+        Ok(DocumentEvent::Document(Document {
+            mtime,
+            ..Document::new(path, data)
+        }))
     });
     backup::run(
         &session,
-        BackupSource::DocumentStream { label: layout::label(NAMESPACE, NAME), events: &mut events },
+        BackupSource::DocumentStream {
+            label: layout::label(NAMESPACE, NAME),
+            events: &mut events,
+        },
         &BackupOptions {
-            tags: vec![format!("{}{NAME}", layout::TAG_NAME), format!("{}{UID}", layout::TAG_UID)],
+            tags: vec![
+                format!("{}{NAME}", layout::TAG_NAME),
+                format!("{}{UID}", layout::TAG_UID),
+            ],
             hostname: Some("vector-cluster".into()),
             parent: ParentChoice::None,
             ..BackupOptions::default()
@@ -181,5 +259,9 @@ fn create_k8s_vector() {
         "paths": [layout::label(NAMESPACE, NAME)],
         "files": files_map.iter().map(|(p, d)| (p.clone(), String::from_utf8(d.clone()).unwrap())).collect::<BTreeMap<_, _>>(),
     });
-    std::fs::write(vector_dir().join("k8s.json"), layout::encode_record(&manifest)).unwrap();
+    std::fs::write(
+        vector_dir().join("k8s.json"),
+        layout::encode_record(&manifest),
+    )
+    .unwrap();
 }

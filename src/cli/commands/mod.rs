@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod cat;
 pub mod check;
+pub mod controller;
 pub mod diff;
 pub mod forget;
 pub mod init;
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Unlock(a) => repair::unlock(g, a),
         // Dispatched by `cli::main` before: it has its own parser and runtime.
         Command::K8s(_) => unreachable!("stowage k8s is run by cli::main"),
+        Command::Controller(a) => controller::run(a),
     }
 }
 

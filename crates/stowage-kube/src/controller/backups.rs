@@ -45,9 +45,23 @@ fn now() -> Time {
 
 /// Every member of a Backup's status, so that a merge patch can clear those now unset.
 const STATUS_MEMBERS: [&str; 17] = [
-    "phase", "validationErrors", "progress", "warnings", "errors", "firstWarnings", "firstErrors",
-    "failureReason", "startTimestamp", "completionTimestamp", "expiration", "snapshotId",
-    "bytesAdded", "formatVersion", "queuePosition", "attempt", "observedGeneration",
+    "phase",
+    "validationErrors",
+    "progress",
+    "warnings",
+    "errors",
+    "firstWarnings",
+    "firstErrors",
+    "failureReason",
+    "startTimestamp",
+    "completionTimestamp",
+    "expiration",
+    "snapshotId",
+    "bytesAdded",
+    "formatVersion",
+    "queuePosition",
+    "attempt",
+    "observedGeneration",
 ];
 
 /// The merge patch that makes the status exactly `status` (members it lacks become `null`).
@@ -78,7 +92,10 @@ async fn write_final_status(ctx: &Context, name: &str, status: &BackupStatus) {
             Ok(()) => return,
             Err(kube::Error::Api(s)) if s.code == 404 => return,
             Err(e) => {
-                tracing::warn!(backup = name, "writing the final status (attempt {attempt}): {e}");
+                tracing::warn!(
+                    backup = name,
+                    "writing the final status (attempt {attempt}): {e}"
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
@@ -86,12 +103,19 @@ async fn write_final_status(ctx: &Context, name: &str, status: &BackupStatus) {
     }
 }
 
-pub(super) fn error_policy(backup: Arc<Backup>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+pub(super) fn error_policy(
+    backup: Arc<Backup>,
+    err: &ReconcileError,
+    _ctx: Arc<Context>,
+) -> Action {
     tracing::warn!(backup = ?backup.metadata.name, "reconcile failed, retrying: {err}");
     Action::requeue(Duration::from_secs(5))
 }
 
-pub(super) async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+pub(super) async fn reconcile(
+    backup: Arc<Backup>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
     if backup.metadata.deletion_timestamp.is_some() {
         if let Some(uid) = &backup.metadata.uid {
             if let Some(r) = ctx.running.lock().unwrap().get(uid) {
@@ -104,12 +128,21 @@ pub(super) async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<
     let status = backup.status.clone().unwrap_or_default();
     let cancel = backup.spec.cancel_requested();
     match backup.phase() {
-        BackupPhase::New if cancel => end_canceled(&ctx, &backup, status, "canceled before it started").await,
+        BackupPhase::New if cancel => {
+            end_canceled(&ctx, &backup, status, "canceled before it started").await
+        }
         BackupPhase::New => validate(&ctx, &backup, status).await,
-        BackupPhase::Queued if cancel => end_canceled(&ctx, &backup, status, "canceled while queued").await,
+        BackupPhase::Queued if cancel => {
+            end_canceled(&ctx, &backup, status, "canceled while queued").await
+        }
         BackupPhase::Queued => try_start(&ctx, &backup, status).await,
         BackupPhase::InProgress => {
-            let running = ctx.running.lock().unwrap().get(&uid).map(|r| r.cancel.clone());
+            let running = ctx
+                .running
+                .lock()
+                .unwrap()
+                .get(&uid)
+                .map(|r| r.cancel.clone());
             match running {
                 Some(token) => {
                     if cancel {
@@ -118,7 +151,13 @@ pub(super) async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<
                     Ok(Action::await_change())
                 }
                 None if cancel => {
-                    end_canceled(&ctx, &backup, status, "canceled; its run had stopped with the controller").await
+                    end_canceled(
+                        &ctx,
+                        &backup,
+                        status,
+                        "canceled; its run had stopped with the controller",
+                    )
+                    .await
                 }
                 None => resume(&ctx, &backup, status).await,
             }
@@ -140,23 +179,38 @@ async fn end_canceled(
     status.queue_position = None;
     status.completion_timestamp = Some(now());
     write_status(ctx, &name, &status).await?;
-    ctx.event(backup, EventType::Normal, "Canceled", why.to_string()).await;
+    ctx.event(backup, EventType::Normal, "Canceled", why.to_string())
+        .await;
     Ok(Action::await_change())
 }
 
 /// Checks the spec against the cluster and the location; every problem at once.
-async fn validated(ctx: &Context, backup: &Backup) -> Result<(Result<ValidatedBackup, Vec<String>>, bool), ReconcileError> {
+async fn validated(
+    ctx: &Context,
+    backup: &Backup,
+) -> Result<(Result<ValidatedBackup, Vec<String>>, bool), ReconcileError> {
     let discovered = crate::discovery::discover(&ctx.client)
         .await
         .map_err(|e| ReconcileError(e.to_string()))?;
     let (check, bsl) = locations::resolve(ctx, backup.spec.storage_location.as_deref()).await?;
     // A location created with the backup may not have been validated yet: wait for it.
     let pending = matches!(check, LocationCheck::Unavailable(..))
-        && bsl.as_ref().and_then(|b| b.status.as_ref()).and_then(|s| s.phase).is_none();
-    Ok((validate_backup(&backup.spec, &discovered.catalog, check), pending))
+        && bsl
+            .as_ref()
+            .and_then(|b| b.status.as_ref())
+            .and_then(|s| s.phase)
+            .is_none();
+    Ok((
+        validate_backup(&backup.spec, &discovered.catalog, check),
+        pending,
+    ))
 }
 
-async fn validate(ctx: &Context, backup: &Backup, mut status: BackupStatus) -> Result<Action, ReconcileError> {
+async fn validate(
+    ctx: &Context,
+    backup: &Backup,
+    mut status: BackupStatus,
+) -> Result<Action, ReconcileError> {
     let name = backup.metadata.name.clone().unwrap_or_default();
     let (result, pending) = validated(ctx, backup).await?;
     match result {
@@ -174,7 +228,13 @@ async fn validate(ctx: &Context, backup: &Backup, mut status: BackupStatus) -> R
             status.validation_errors = problems.clone();
             status.completion_timestamp = Some(now());
             write_status(ctx, &name, &status).await?;
-            ctx.event(backup, EventType::Warning, "FailedValidation", problems.join("; ")).await;
+            ctx.event(
+                backup,
+                EventType::Warning,
+                "FailedValidation",
+                problems.join("; "),
+            )
+            .await;
             Ok(Action::await_change())
         }
         Ok(_) => {
@@ -205,14 +265,27 @@ fn overlap(a: &Option<Vec<String>>, b: &Option<Vec<String>>) -> bool {
 
 /// Starts a queued backup if its turn has come: backups start in creation order, each when
 /// fewer than `concurrent_backups` run and none running covers a namespace it covers.
-async fn try_start(ctx: &Arc<Context>, backup: &Backup, mut status: BackupStatus) -> Result<Action, ReconcileError> {
+async fn try_start(
+    ctx: &Arc<Context>,
+    backup: &Backup,
+    mut status: BackupStatus,
+) -> Result<Action, ReconcileError> {
     let name = backup.metadata.name.clone().unwrap_or_default();
     let uid = backup.metadata.uid.clone().unwrap_or_default();
     let all = api(ctx).list(&Default::default()).await?.items;
-    let mut queued: Vec<&Backup> = all.iter().filter(|b| b.phase() == BackupPhase::Queued && !b.spec.cancel_requested()).collect();
+    let mut queued: Vec<&Backup> = all
+        .iter()
+        .filter(|b| b.phase() == BackupPhase::Queued && !b.spec.cancel_requested())
+        .collect();
     queued.sort_by(|a, b| {
-        (a.metadata.creation_timestamp.as_ref().map(|t| t.0), &a.metadata.name)
-            .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), &b.metadata.name))
+        (
+            a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            &a.metadata.name,
+        )
+            .cmp(&(
+                b.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                &b.metadata.name,
+            ))
     });
     let mut busy: Vec<Option<Vec<String>>> = ctx
         .running
@@ -231,7 +304,8 @@ async fn try_start(ctx: &Arc<Context>, backup: &Backup, mut status: BackupStatus
     let mut position = 0u32;
     for q in queued {
         let ns = covered_namespaces(q);
-        let fits = busy.len() < ctx.opts.concurrent_backups.max(1) && !busy.iter().any(|b| overlap(b, &ns));
+        let fits = busy.len() < ctx.opts.concurrent_backups.max(1)
+            && !busy.iter().any(|b| overlap(b, &ns));
         let is_me = q.metadata.uid.as_deref() == Some(uid.as_str());
         if fits && is_me {
             return start(ctx, backup, status).await;
@@ -252,7 +326,11 @@ async fn try_start(ctx: &Arc<Context>, backup: &Backup, mut status: BackupStatus
     Ok(Action::requeue(QUEUE_RECHECK))
 }
 
-async fn start(ctx: &Arc<Context>, backup: &Backup, mut status: BackupStatus) -> Result<Action, ReconcileError> {
+async fn start(
+    ctx: &Arc<Context>,
+    backup: &Backup,
+    mut status: BackupStatus,
+) -> Result<Action, ReconcileError> {
     let name = backup.metadata.name.clone().unwrap_or_default();
     let (result, _) = validated(ctx, backup).await?;
     let validated = match result {
@@ -271,17 +349,28 @@ async fn start(ctx: &Arc<Context>, backup: &Backup, mut status: BackupStatus) ->
     status.phase = Some(BackupPhase::InProgress);
     status.queue_position = None;
     status.start_timestamp = Some(Time(started));
-    let ttl = k8s_openapi::jiff::SignedDuration::try_from(validated.ttl).unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
+    let ttl = k8s_openapi::jiff::SignedDuration::try_from(validated.ttl)
+        .unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
     status.expiration = started.checked_add(ttl).ok().map(Time);
     status.attempt = 1;
     write_status(ctx, &name, &status).await?;
-    ctx.event(backup, EventType::Normal, "Started", format!("backing up into location {}", validated.location)).await;
+    ctx.event(
+        backup,
+        EventType::Normal,
+        "Started",
+        format!("backing up into location {}", validated.location),
+    )
+    .await;
     launch(ctx, backup.clone(), validated, status);
     Ok(Action::await_change())
 }
 
 /// An `InProgress` backup this process is not running: adopt its snapshot, or run it again.
-async fn resume(ctx: &Arc<Context>, backup: &Backup, mut status: BackupStatus) -> Result<Action, ReconcileError> {
+async fn resume(
+    ctx: &Arc<Context>,
+    backup: &Backup,
+    mut status: BackupStatus,
+) -> Result<Action, ReconcileError> {
     let name = backup.metadata.name.clone().unwrap_or_default();
     let uid = backup.metadata.uid.clone().unwrap_or_default();
     let (result, _) = validated(ctx, backup).await?;
@@ -319,7 +408,13 @@ async fn resume(ctx: &Arc<Context>, backup: &Backup, mut status: BackupStatus) -
             adopted.attempt = status.attempt;
             tracing::info!(backup = %name, "adopting the snapshot a previous controller wrote");
             write_final_status(ctx, &name, &adopted).await;
-            ctx.event(backup, EventType::Normal, "Adopted", "the snapshot was written before the controller restarted".into()).await;
+            ctx.event(
+                backup,
+                EventType::Normal,
+                "Adopted",
+                "the snapshot was written before the controller restarted".into(),
+            )
+            .await;
             return Ok(Action::await_change());
         }
     }
@@ -331,19 +426,32 @@ async fn resume(ctx: &Arc<Context>, backup: &Backup, mut status: BackupStatus) -
         ));
         status.completion_timestamp = Some(now());
         write_status(ctx, &name, &status).await?;
-        ctx.event(backup, EventType::Warning, "Failed", status.failure_reason.clone().unwrap_or_default()).await;
+        ctx.event(
+            backup,
+            EventType::Warning,
+            "Failed",
+            status.failure_reason.clone().unwrap_or_default(),
+        )
+        .await;
         return Ok(Action::await_change());
     }
     status.attempt += 1;
     write_status(ctx, &name, &status).await?;
-    ctx.event(backup, EventType::Normal, "Resumed", format!("run {} after a controller restart", status.attempt)).await;
+    ctx.event(
+        backup,
+        EventType::Normal,
+        "Resumed",
+        format!("run {} after a controller restart", status.attempt),
+    )
+    .await;
     launch(ctx, backup.clone(), validated, status);
     Ok(Action::await_change())
 }
 
 /// The opened repository of a location, opened now if this process has not yet.
 async fn repository(ctx: &Context, location: &str) -> Option<Arc<stowage_core::repo::Repository>> {
-    let api: Api<crate::api::BackupStorageLocation> = Api::namespaced(ctx.client.clone(), &ctx.opts.namespace);
+    let api: Api<crate::api::BackupStorageLocation> =
+        Api::namespaced(ctx.client.clone(), &ctx.opts.namespace);
     let bsl = api.get_opt(location).await.ok()??;
     let generation = bsl.metadata.generation.unwrap_or(0);
     if let Some((g, opened)) = ctx.repos.lock().unwrap().get(location) {
@@ -354,7 +462,10 @@ async fn repository(ctx: &Context, location: &str) -> Option<Arc<stowage_core::r
     match crate::store::open(&ctx.client, &bsl, &ctx.opts.work_dir).await {
         Ok(opened) => {
             let repo = opened.repo.clone();
-            ctx.repos.lock().unwrap().insert(location.to_string(), (generation, Arc::new(opened)));
+            ctx.repos
+                .lock()
+                .unwrap()
+                .insert(location.to_string(), (generation, Arc::new(opened)));
             Some(repo)
         }
         Err(e) => {
@@ -383,9 +494,31 @@ fn launch(ctx: &Arc<Context>, backup: Backup, validated: ValidatedBackup, status
         ctx.running.lock().unwrap().remove(&uid);
         let phase = final_status.phase.unwrap_or_default();
         let (type_, note) = match phase {
-            BackupPhase::Completed => (EventType::Normal, format!("{} items", final_status.progress.as_ref().map_or(0, |p| p.items_backed_up))),
-            BackupPhase::PartiallyFailed => (EventType::Warning, format!("{} errors; first: {}", final_status.errors, final_status.first_errors.first().map_or("", |p| p.message.as_str()))),
-            _ => (EventType::Warning, final_status.failure_reason.clone().unwrap_or_default()),
+            BackupPhase::Completed => (
+                EventType::Normal,
+                format!(
+                    "{} items",
+                    final_status
+                        .progress
+                        .as_ref()
+                        .map_or(0, |p| p.items_backed_up)
+                ),
+            ),
+            BackupPhase::PartiallyFailed => (
+                EventType::Warning,
+                format!(
+                    "{} errors; first: {}",
+                    final_status.errors,
+                    final_status
+                        .first_errors
+                        .first()
+                        .map_or("", |p| p.message.as_str())
+                ),
+            ),
+            _ => (
+                EventType::Warning,
+                final_status.failure_reason.clone().unwrap_or_default(),
+            ),
         };
         ctx.event(&backup, type_, &phase.to_string(), note).await;
     });
@@ -404,7 +537,10 @@ async fn execute(
     let opts = ctx.run_options();
     loop {
         let outcome = match repository(ctx, &validated.location).await {
-            None => Err(RunError::Transient(format!("the storage location {} cannot be opened", validated.location))),
+            None => Err(RunError::Transient(format!(
+                "the storage location {} cannot be opened",
+                validated.location
+            ))),
             Some(repo) => {
                 let discovered = crate::discovery::discover(&ctx.client).await;
                 match discovered {
@@ -453,11 +589,14 @@ async fn execute(
             Ok(o) => return o.status,
             Err(RunError::Canceled) => {
                 status.phase = Some(BackupPhase::Canceled);
-                status.failure_reason = Some("canceled on request (spec.cancel); no snapshot was written".into());
+                status.failure_reason =
+                    Some("canceled on request (spec.cancel); no snapshot was written".into());
                 status.completion_timestamp = Some(now());
                 return status;
             }
-            Err(RunError::Transient(msg)) if status.attempt < ctx.opts.max_attempts && !cancel.is_canceled() => {
+            Err(RunError::Transient(msg))
+                if status.attempt < ctx.opts.max_attempts && !cancel.is_canceled() =>
+            {
                 tracing::warn!(backup = %name, "run {} failed, trying again: {msg}", status.attempt);
                 tokio::time::sleep(Duration::from_secs(5 * u64::from(status.attempt))).await;
                 status.attempt += 1;
@@ -498,13 +637,25 @@ mod tests {
             attempt: 1,
             observed_generation: Some(1),
         };
-        let members: Vec<String> = serde_json::to_value(&full).unwrap().as_object().unwrap().keys().cloned().collect();
+        let members: Vec<String> = serde_json::to_value(&full)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         let mut known: Vec<String> = STATUS_MEMBERS.iter().map(|s| s.to_string()).collect();
         known.sort();
-        assert_eq!(members, known, "STATUS_MEMBERS must list every member of BackupStatus");
+        assert_eq!(
+            members, known,
+            "STATUS_MEMBERS must list every member of BackupStatus"
+        );
         let cleared = status_patch(&BackupStatus::default());
         assert!(cleared["status"]["queuePosition"].is_null());
-        assert_eq!(cleared["status"].as_object().unwrap().len(), STATUS_MEMBERS.len());
+        assert_eq!(
+            cleared["status"].as_object().unwrap().len(),
+            STATUS_MEMBERS.len()
+        );
     }
 
     #[test]
@@ -523,6 +674,9 @@ mod tests {
         b.spec.included_namespaces = vec!["web-*".into()];
         assert_eq!(covered_namespaces(&b), None);
         b.spec.included_namespaces = vec!["web".into(), "db".into()];
-        assert_eq!(covered_namespaces(&b), Some(vec!["web".into(), "db".into()]));
+        assert_eq!(
+            covered_namespaces(&b),
+            Some(vec!["web".into(), "db".into()])
+        );
     }
 }

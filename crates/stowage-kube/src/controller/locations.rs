@@ -65,11 +65,17 @@ pub(super) async fn reconcile(
     } else {
         match store::open(&ctx.client, &bsl, &ctx.opts.work_dir).await {
             Ok(opened) => {
-                let message = opened.created.then(|| {
-                    format!("created a new repository at {}", opened.describe)
-                });
+                let message = opened
+                    .created
+                    .then(|| format!("created a new repository at {}", opened.describe));
                 if opened.created {
-                    ctx.event(&*bsl, EventType::Normal, "RepositoryCreated", format!("created a new repository at {}", opened.describe)).await;
+                    ctx.event(
+                        &*bsl,
+                        EventType::Normal,
+                        "RepositoryCreated",
+                        format!("created a new repository at {}", opened.describe),
+                    )
+                    .await;
                 }
                 ctx.repos
                     .lock()
@@ -89,8 +95,15 @@ pub(super) async fn reconcile(
             LocationPhase::Available => (EventType::Normal, "Available"),
             LocationPhase::Unavailable => (EventType::Warning, "Unavailable"),
         };
-        ctx.event(&*bsl, type_, reason, message.clone().unwrap_or_else(|| "repository opened".into()))
-            .await;
+        ctx.event(
+            &*bsl,
+            type_,
+            reason,
+            message
+                .clone()
+                .unwrap_or_else(|| "repository opened".into()),
+        )
+        .await;
     }
     if phase == LocationPhase::Unavailable {
         tracing::warn!(location = %name, "unavailable: {}", message.as_deref().unwrap_or(""));
@@ -108,8 +121,12 @@ pub(super) async fn reconcile(
     if new_status.message.is_none() {
         body["message"] = serde_json::Value::Null;
     }
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": body })))
-        .await?;
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({ "status": body })),
+    )
+    .await?;
     ctx.validated.lock().unwrap().insert(name, generation);
     Ok(match every {
         Some(d) => Action::requeue(d),
@@ -130,7 +147,13 @@ pub(super) fn error_policy(
 pub(super) async fn resolve(
     ctx: &Context,
     wanted: Option<&str>,
-) -> Result<(crate::validate::LocationCheck, Option<BackupStorageLocation>), ReconcileError> {
+) -> Result<
+    (
+        crate::validate::LocationCheck,
+        Option<BackupStorageLocation>,
+    ),
+    ReconcileError,
+> {
     use crate::validate::LocationCheck;
     let api: Api<BackupStorageLocation> = Api::namespaced(ctx.client.clone(), &ctx.opts.namespace);
     let bsl = match wanted {

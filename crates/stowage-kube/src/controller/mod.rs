@@ -95,7 +95,10 @@ impl Context {
         RunOptions {
             collect: self.opts.collect.clone(),
             cluster_name: self.opts.cluster_name.clone(),
-            cache_dir: self.opts.index_cache.then(|| self.opts.work_dir.join("cache")),
+            cache_dir: self
+                .opts
+                .index_cache
+                .then(|| self.opts.work_dir.join("cache")),
         }
     }
 
