@@ -199,10 +199,20 @@ async fn overlapping_backups_queue_and_others_run_beside_them() {
     let mut s = setup!();
     let ns1 = bulk_namespace(&s, 60).await;
     let ns2 = bulk_namespace(&s, 60).await;
-    let _controller = s.start_controller(&["--page-size", "1", "--client-qps", "30", "--concurrent-backups", "2"]);
-    s.create_backup("one", json!({"includedNamespaces": [ns1]})).await;
-    s.create_backup("two", json!({"includedNamespaces": [ns1]})).await;
-    s.create_backup("other", json!({"includedNamespaces": [ns2]})).await;
+    let _controller = s.start_controller(&[
+        "--page-size",
+        "1",
+        "--client-qps",
+        "30",
+        "--concurrent-backups",
+        "2",
+    ]);
+    s.create_backup("one", json!({"includedNamespaces": [ns1]}))
+        .await;
+    s.create_backup("two", json!({"includedNamespaces": [ns1]}))
+        .await;
+    s.create_backup("other", json!({"includedNamespaces": [ns2]}))
+        .await;
     let api = s.backups();
     let (mut saw_queued, mut saw_beside) = (false, false);
     let start = std::time::Instant::now();
@@ -213,7 +223,10 @@ async fn overlapping_backups_queue_and_others_run_beside_them() {
         };
         let (one, two, other) = (phase("one").await, phase("two").await, phase("other").await);
         let running = |b: &stowage_kube::api::Backup| b.phase() == BackupPhase::InProgress;
-        assert!(!(running(&one) && running(&two)), "two backups of {ns1} ran at once");
+        assert!(
+            !(running(&one) && running(&two)),
+            "two backups of {ns1} ran at once"
+        );
         if running(&one) && two.phase() == BackupPhase::Queued {
             saw_queued |= two.status.as_ref().and_then(|s| s.queue_position).is_some();
         }
@@ -227,6 +240,12 @@ async fn overlapping_backups_queue_and_others_run_beside_them() {
         assert!(start.elapsed() < WAIT, "backups did not end");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(saw_queued, "the second backup of {ns1} was never seen waiting in the queue");
-    assert!(saw_beside, "the backup of {ns2} never ran beside one of {ns1}");
+    assert!(
+        saw_queued,
+        "the second backup of {ns1} was never seen waiting in the queue"
+    );
+    assert!(
+        saw_beside,
+        "the backup of {ns2} never ran beside one of {ns1}"
+    );
 }
