@@ -53,26 +53,7 @@ async fn sample_app(
                                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]},
     })])
     .await;
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
-    eventually("the sample CRD Established", WAIT, || {
-        let crds = crds.clone();
-        let crd_name = crd_name.clone();
-        async move {
-            let c = crds.get(&crd_name).await.map_err(|e| e.to_string())?;
-            let ok = c
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            if ok {
-                Ok(())
-            } else {
-                Err("not yet".to_string())
-            }
-        }
-    })
-    .await;
+    wait_established(client, &crd_name).await;
     let labels = json!({"app": "web"});
     let mut objects = vec![
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": ns, "labels": labels}, "data": {"mode": "production"}}),
@@ -337,17 +318,7 @@ async fn backs_up_a_sample_application_exactly() {
     );
 
     // The repository is sound.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
-        .args(["check", "--read-data", "--no-cache", "-r"])
-        .arg(s.repo_path())
-        .env("STOWAGE_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "check: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    check_repository(&s);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

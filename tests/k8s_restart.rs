@@ -36,21 +36,6 @@ async fn bulk_namespace(s: &Setup, count: usize) -> String {
     ns
 }
 
-fn check_repository(s: &Setup) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
-        .args(["check", "--read-data", "--no-cache", "-r"])
-        .arg(s.repo_path())
-        .env("STOWAGE_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "check: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_survive_the_controller_killed_at_random_points() {
     let mut s = setup!();

@@ -12,7 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,25 +85,7 @@ impl Setup {
         for crd in stowage_kube::crds::crds() {
             let name = crd.metadata.name.clone().unwrap();
             apply(&crds, &name, &crd).await;
-            eventually(&format!("CRD {name} Established"), WAIT, || {
-                let crds = crds.clone();
-                let name = name.clone();
-                async move {
-                    let c = crds.get(&name).await.map_err(|e| e.to_string())?;
-                    let ok = c
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err("not Established".into())
-                    }
-                }
-            })
-            .await;
+            wait_established(&client, &name).await;
         }
         let role: ClusterRole =
             serde_yaml::from_str(include_str!("../../deploy/rbac/controller.yaml")).unwrap();
@@ -334,6 +316,39 @@ pub async fn create_all(client: &kube::Client, manifests: &[Value]) {
     }
 }
 
-pub fn path_exists(p: &Path) -> bool {
-    p.exists()
+/// Waits until the CRD named `name` is Established.
+pub async fn wait_established(client: &kube::Client, name: &str) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    eventually(&format!("CRD {name} Established"), WAIT, || {
+        let crds = crds.clone();
+        let name = name.to_string();
+        async move {
+            let c = crds.get(&name).await.map_err(|e| e.to_string())?;
+            let conditions = c.status.and_then(|s| s.conditions).unwrap_or_default();
+            match conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+            {
+                true => Ok(()),
+                false => Err("not Established".into()),
+            }
+        }
+    })
+    .await;
+}
+
+/// `stowage check --read-data` of the test's repository must pass.
+pub fn check_repository(s: &Setup) {
+    let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["check", "--read-data", "--no-cache", "-r"])
+        .arg(s.repo_path())
+        .env("STOWAGE_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "check: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -3,8 +3,8 @@
 //! repository opened with its password, and created on first use when the location may write.
 
 use crate::api::{
-    config_keys, AccessMode, BackupStorageLocation, BackupStorageLocationSpec, Provider,
-    S3Credentials,
+    config_keys, read_credentials_file, AccessMode, BackupStorageLocation,
+    BackupStorageLocationSpec, Provider,
 };
 use k8s_openapi::api::core::v1::{Secret, SecretKeySelector};
 use kube::{Api, Client};
@@ -16,7 +16,7 @@ use stowage_core::backend::read_only::ReadOnlyBackend;
 use stowage_core::backend::Backend;
 use stowage_core::error::{Classified, ErrorClass};
 use stowage_core::repo::{InitOptions, RepoError, Repository};
-use stowage_s3::{S3Backend, S3Options, StaticCredentials};
+use stowage_s3::{S3Backend, S3Options};
 
 /// Why a location cannot be used. Each names its cause in one line, for the location's status.
 #[derive(Debug, thiserror::Error)]
@@ -293,14 +293,10 @@ async fn s3_spec(
     if let Some(sel) = &spec.credential {
         let text = secret_value(client, namespace, sel).await?;
         let text = String::from_utf8_lossy(&text);
-        let c = S3Credentials::from_credentials_file(&text, spec.profile()).map_err(|e| {
+        let c = read_credentials_file(&text, spec.profile()).map_err(|e| {
             LocationError::Spec(format!("credential {}/{}: {e}", sel.name, sel.key))
         })?;
-        opts.credentials = Some(StaticCredentials {
-            access_key_id: c.access_key_id,
-            secret_access_key: c.secret_access_key,
-            session_token: c.session_token,
-        });
+        opts.credentials = Some(c);
     }
     Ok((location, opts))
 }

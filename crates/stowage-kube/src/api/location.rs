@@ -13,7 +13,7 @@
 //! aws_session_token = ...        # optional
 //! ```
 //!
-//! The profile is `config.profile` (default `default`); [`S3Credentials::from_credentials_file`]
+//! The profile is `config.profile` (default `default`); [`read_credentials_file`]
 //! reads it. A Secret with separate `aws_access_key_id` / `aws_secret_access_key` keys is not
 //! supported: a `SecretKeySelector` names one key, and Velero users already have the file form.
 //! With no `credential`, the controller uses its own environment (the default AWS chain).
@@ -195,29 +195,8 @@ pub enum LocationPhase {
     Unavailable,
 }
 
-/// Keys read from an AWS shared-credentials file.
-#[derive(Clone, PartialEq, Eq)]
-pub struct S3Credentials {
-    /// `aws_access_key_id`.
-    pub access_key_id: String,
-    /// `aws_secret_access_key`.
-    pub secret_access_key: String,
-    /// `aws_session_token`, for temporary credentials.
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for S3Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
-}
+/// Keys read from an AWS shared-credentials file: the S3 backend's static credentials.
+pub use stowage_s3::StaticCredentials as S3Credentials;
 
 /// Why a credentials file could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -235,50 +214,48 @@ pub enum CredentialsError {
     },
 }
 
-impl S3Credentials {
-    /// Reads `profile` from the text of an AWS shared-credentials file (INI: `[profile]`
-    /// sections of `key = value` lines, `#` and `;` comments). The section may also be written
-    /// `[profile name]`, as in `~/.aws/config`.
-    pub fn from_credentials_file(text: &str, profile: &str) -> Result<Self, CredentialsError> {
-        let mut in_profile = false;
-        let mut found = false;
-        let mut keys: BTreeMap<&str, &str> = BTreeMap::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-                continue;
-            }
-            if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                let section = section.trim();
-                let name = section.strip_prefix("profile ").map_or(section, str::trim);
-                in_profile = name == profile;
-                found |= in_profile;
-                continue;
-            }
-            if in_profile {
-                if let Some((k, v)) = line.split_once('=') {
-                    keys.insert(k.trim(), v.trim());
-                }
+/// Reads `profile` from the text of an AWS shared-credentials file (INI: `[profile]` sections of
+/// `key = value` lines, `#` and `;` comments). The section may also be written
+/// `[profile name]`, as in `~/.aws/config`.
+pub fn read_credentials_file(text: &str, profile: &str) -> Result<S3Credentials, CredentialsError> {
+    let mut in_profile = false;
+    let mut found = false;
+    let mut keys: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let section = section.trim();
+            let name = section.strip_prefix("profile ").map_or(section, str::trim);
+            in_profile = name == profile;
+            found |= in_profile;
+            continue;
+        }
+        if in_profile {
+            if let Some((k, v)) = line.split_once('=') {
+                keys.insert(k.trim(), v.trim());
             }
         }
-        if !found {
-            return Err(CredentialsError::NoProfile(profile.to_string()));
-        }
-        let get = |key: &'static str| {
-            keys.get(key)
-                .filter(|v| !v.is_empty())
-                .map(|v| v.to_string())
-                .ok_or(CredentialsError::MissingKey {
-                    profile: profile.to_string(),
-                    key,
-                })
-        };
-        Ok(S3Credentials {
-            access_key_id: get("aws_access_key_id")?,
-            secret_access_key: get("aws_secret_access_key")?,
-            session_token: get("aws_session_token").ok(),
-        })
     }
+    if !found {
+        return Err(CredentialsError::NoProfile(profile.to_string()));
+    }
+    let get = |key: &'static str| {
+        keys.get(key)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.to_string())
+            .ok_or(CredentialsError::MissingKey {
+                profile: profile.to_string(),
+                key,
+            })
+    };
+    Ok(S3Credentials {
+        access_key_id: get("aws_access_key_id")?,
+        secret_access_key: get("aws_secret_access_key")?,
+        session_token: get("aws_session_token").ok(),
+    })
 }
 
 impl BackupStorageLocationSpec {
@@ -388,13 +365,13 @@ spec:
     #[test]
     fn credentials_come_from_the_selected_profile() {
         let file = "# comment\n[default]\naws_access_key_id = AKIA1\naws_secret_access_key=s1\n\n[profile other]\naws_access_key_id=AKIA2\naws_secret_access_key = s2\naws_session_token = t2\n";
-        let d = S3Credentials::from_credentials_file(file, "default").unwrap();
+        let d = read_credentials_file(file, "default").unwrap();
         assert_eq!(
             (d.access_key_id.as_str(), d.secret_access_key.as_str()),
             ("AKIA1", "s1")
         );
         assert_eq!(d.session_token, None);
-        let o = S3Credentials::from_credentials_file(file, "other").unwrap();
+        let o = read_credentials_file(file, "other").unwrap();
         assert_eq!(o.access_key_id, "AKIA2");
         assert_eq!(o.session_token.as_deref(), Some("t2"));
         assert!(
@@ -402,11 +379,11 @@ spec:
             "the secret must not be printed"
         );
         assert_eq!(
-            S3Credentials::from_credentials_file(file, "missing"),
+            read_credentials_file(file, "missing"),
             Err(CredentialsError::NoProfile("missing".into()))
         );
         assert_eq!(
-            S3Credentials::from_credentials_file("[default]\naws_access_key_id=a\n", "default"),
+            read_credentials_file("[default]\naws_access_key_id=a\n", "default"),
             Err(CredentialsError::MissingKey {
                 profile: "default".into(),
                 key: "aws_secret_access_key"

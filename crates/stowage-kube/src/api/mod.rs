@@ -15,9 +15,9 @@ pub use backup::{
     DEFAULT_TTL,
 };
 pub use location::{
-    config_keys, AccessMode, BackupStorageLocation, BackupStorageLocationSpec,
-    BackupStorageLocationStatus, CredentialsError, FilesystemLocation, LocationPhase,
-    ObjectStorage, Provider, S3Credentials,
+    config_keys, read_credentials_file, AccessMode, BackupStorageLocation,
+    BackupStorageLocationSpec, BackupStorageLocationStatus, CredentialsError, FilesystemLocation,
+    LocationPhase, ObjectStorage, Provider, S3Credentials,
 };
 
 use std::time::Duration;

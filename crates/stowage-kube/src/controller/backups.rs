@@ -332,18 +332,13 @@ async fn start(
     mut status: BackupStatus,
 ) -> Result<Action, ReconcileError> {
     let name = backup.metadata.name.clone().unwrap_or_default();
-    let (result, _) = validated(ctx, backup).await?;
-    let validated = match result {
-        Ok(v) => v,
-        Err(problems) => {
-            // The location or the cluster changed while it was queued.
-            status.phase = Some(BackupPhase::FailedValidation);
-            status.validation_errors = problems;
-            status.queue_position = None;
-            status.completion_timestamp = Some(now());
-            write_status(ctx, &name, &status).await?;
-            return Ok(Action::await_change());
-        }
+    // The location or the cluster may have changed while it was queued.
+    let Some(validated) = revalidate(ctx, backup, &mut status, |problems| {
+        (BackupPhase::FailedValidation, None, problems)
+    })
+    .await?
+    else {
+        return Ok(Action::await_change());
     };
     let started = Timestamp::now();
     status.phase = Some(BackupPhase::InProgress);
@@ -365,6 +360,30 @@ async fn start(
     Ok(Action::await_change())
 }
 
+/// Validates the backup again before it runs; when it no longer passes, ends it with the
+/// phase, failure reason and validation errors `fail` makes of the problems, and gives `None`.
+async fn revalidate(
+    ctx: &Context,
+    backup: &Backup,
+    status: &mut BackupStatus,
+    fail: impl FnOnce(Vec<String>) -> (BackupPhase, Option<String>, Vec<String>),
+) -> Result<Option<ValidatedBackup>, ReconcileError> {
+    let name = backup.metadata.name.clone().unwrap_or_default();
+    match validated(ctx, backup).await?.0 {
+        Ok(v) => Ok(Some(v)),
+        Err(problems) => {
+            let (phase, reason, errors) = fail(problems);
+            status.phase = Some(phase);
+            status.failure_reason = reason;
+            status.validation_errors = errors;
+            status.queue_position = None;
+            status.completion_timestamp = Some(now());
+            write_status(ctx, &name, status).await?;
+            Ok(None)
+        }
+    }
+}
+
 /// An `InProgress` backup this process is not running: adopt its snapshot, or run it again.
 async fn resume(
     ctx: &Arc<Context>,
@@ -373,19 +392,16 @@ async fn resume(
 ) -> Result<Action, ReconcileError> {
     let name = backup.metadata.name.clone().unwrap_or_default();
     let uid = backup.metadata.uid.clone().unwrap_or_default();
-    let (result, _) = validated(ctx, backup).await?;
-    let validated = match result {
-        Ok(v) => v,
-        Err(problems) => {
-            status.phase = Some(BackupPhase::Failed);
-            status.failure_reason = Some(format!(
-                "the controller restarted during the backup, and it can no longer run: {}",
-                problems.join("; ")
-            ));
-            status.completion_timestamp = Some(now());
-            write_status(ctx, &name, &status).await?;
-            return Ok(Action::await_change());
-        }
+    let Some(validated) = revalidate(ctx, backup, &mut status, |problems| {
+        let why = format!(
+            "the controller restarted during the backup, and it can no longer run: {}",
+            problems.join("; ")
+        );
+        (BackupPhase::Failed, Some(why), Vec::new())
+    })
+    .await?
+    else {
+        return Ok(Action::await_change());
     };
     if let Some(repo) = repository(ctx, &validated.location).await {
         let found = tokio::task::spawn_blocking({
