@@ -263,7 +263,7 @@ pub fn files_of(repo: &Arc<Repository>, backup: &Backup) -> BTreeMap<String, Vec
     )
     .unwrap();
     for p in paths {
-        let data = layout::read_file(repo, &snap, &p).unwrap();
+        let data = layout::read_file(&session, &snap, &p).unwrap();
         out.insert(p, data);
     }
     out

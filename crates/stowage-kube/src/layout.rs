@@ -3,10 +3,9 @@
 //! Backup's name and UID, holding the objects under `resources/` and the backup's own records
 //! under `metadata/`.
 
-use std::sync::Arc;
 use stowage_core::id::Id;
 use stowage_core::progress::Control;
-use stowage_core::repo::session::{IndexSource, ReadWork};
+use stowage_core::repo::session::{Indexed, ReadWork};
 use stowage_core::repo::snapshot::Snapshot;
 use stowage_core::repo::{RepoError, Repository};
 use stowage_core::restore::{self, RestoreError, RestoreOptions, RestoreTarget};
@@ -95,22 +94,20 @@ pub fn find_snapshot(repo: &Repository, uid: &str) -> Result<Option<(Id, Snapsho
         .max_by_key(|(_, s)| s.time))
 }
 
-/// Reads one file of a backup's snapshot (`metadata/log.txt`, a resource's JSON).
+/// Reads one file of a backup's snapshot (`metadata/log.txt`, a resource's JSON) through a read
+/// session the caller opened (locked, or `Locked::without_lock` for read-only storage).
 pub fn read_file(
-    repo: &Arc<Repository>,
+    session: &Indexed<ReadWork>,
     snapshot: &Snapshot,
     path: &str,
 ) -> Result<Vec<u8>, LayoutError> {
-    let session = repo
-        .lock::<ReadWork>()?
-        .load_index(&IndexSource::Memory, &())?;
     let mut out = Vec::new();
     let opts = RestoreOptions {
         subpath: Some(path.to_string()),
         ..RestoreOptions::default()
     };
     restore::run(
-        &session,
+        session,
         snapshot,
         RestoreTarget::Stream(&mut out),
         &opts,

@@ -26,6 +26,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use stowage_core::cancel::CancelToken;
+use stowage_core::repo::session::{IndexSource, ReadWork};
 
 /// How long a backup waits in `New` for its location's first validation before it fails
 /// validation.
@@ -409,7 +410,12 @@ async fn resume(
             let uid = uid.clone();
             move || -> Option<BackupStatus> {
                 let (id, snap) = layout::find_snapshot(&repo, &uid).ok()??;
-                let bytes = layout::read_file(&repo, &snap, files::BACKUP).ok()?;
+                let session = repo
+                    .lock::<ReadWork>()
+                    .ok()?
+                    .load_index(&IndexSource::Memory, &())
+                    .ok()?;
+                let bytes = layout::read_file(&session, &snap, files::BACKUP).ok()?;
                 let ended: Backup = serde_json::from_slice(&bytes).ok()?;
                 let mut s = ended.status?;
                 s.snapshot_id = Some(id.to_hex());
