@@ -9,6 +9,7 @@ pub mod crds;
 pub mod discovery;
 pub mod filter;
 pub mod layout;
+pub mod restore_order;
 pub mod run;
 pub mod runlog;
 pub mod store;
