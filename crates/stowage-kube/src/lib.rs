@@ -10,6 +10,7 @@ pub mod discovery;
 pub mod filter;
 pub mod layout;
 pub mod restore_order;
+pub mod restore_prepare;
 pub mod run;
 pub mod runlog;
 pub mod store;
