@@ -77,22 +77,20 @@ pub fn run(a: ControllerArgs) -> Result<u8> {
     })
 }
 
-/// The API client: the kubeconfig given, else in-cluster, else the default kubeconfig.
-async fn client(
-    kubeconfig: Option<&std::path::Path>,
-    context: Option<&str>,
-) -> Result<kube::Client> {
+/// The API client: the kubeconfig given (a `:`-separated list, as KUBECONFIG), else
+/// in-cluster, else the default kubeconfig.
+async fn client(kubeconfig: Option<&std::path::Path>, context: Option<&str>) -> Result<kube::Client> {
     let options = kube::config::KubeConfigOptions {
         context: context.map(str::to_string),
         ..Default::default()
     };
     let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+        Some(paths) => {
+            let paths = paths.to_string_lossy();
+            let kc = super::k8s::read_kubeconfig(&paths)?;
             kube::Config::from_custom_kubeconfig(kc, &options)
                 .await
-                .with_context(|| format!("kubeconfig {}", path.display()))?
+                .with_context(|| format!("kubeconfig {paths}"))?
         }
         None if context.is_some() => kube::Config::from_kubeconfig(&options)
             .await

@@ -184,18 +184,7 @@ pub struct Kube {
 /// Builds the client from `--kubeconfig`/KUBECONFIG (else `~/.kube/config`) and `--context`.
 pub async fn connect(g: &K8sGlobal) -> Result<Kube> {
     let kubeconfig = match g.kubeconfig.as_deref().filter(|k| !k.is_empty()) {
-        Some(paths) => {
-            let mut merged: Option<Kubeconfig> = None;
-            for path in paths.split(':').filter(|p| !p.is_empty()) {
-                let k = Kubeconfig::read_from(path)
-                    .map_err(|e| anyhow!("reading kubeconfig {path}: {}", root_cause(&e)))?;
-                merged = Some(match merged {
-                    None => k,
-                    Some(m) => m.merge(k).context("merging the kubeconfig files")?,
-                });
-            }
-            merged.context("--kubeconfig names no file")?
-        }
+        Some(paths) => read_kubeconfig(paths)?,
         None => Kubeconfig::read().map_err(|e| {
             anyhow!(
                 "no kubeconfig: use --kubeconfig or set KUBECONFIG ({})",
@@ -218,6 +207,21 @@ pub async fn connect(g: &K8sGlobal) -> Result<Kube> {
         namespace: g.namespace.clone(),
         server,
     })
+}
+
+/// Reads a kubeconfig given as a `:`-separated list of files (as KUBECONFIG is), merged in
+/// order as kubectl merges them.
+pub fn read_kubeconfig(paths: &str) -> Result<Kubeconfig> {
+    let mut merged: Option<Kubeconfig> = None;
+    for path in paths.split(':').filter(|p| !p.is_empty()) {
+        let k = Kubeconfig::read_from(path)
+            .map_err(|e| anyhow!("reading kubeconfig {path}: {}", root_cause(&e)))?;
+        merged = Some(match merged {
+            None => k,
+            Some(m) => m.merge(k).context("merging the kubeconfig files")?,
+        });
+    }
+    merged.context("--kubeconfig names no file")
 }
 
 /// The innermost cause of an error: for a refused connection, `Connection refused`.
