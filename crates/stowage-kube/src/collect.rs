@@ -31,13 +31,14 @@ const AUTO_EXCLUDED: [&str; 2] = [
     "volumesnapshotcontents.snapshot.storage.k8s.io",
 ];
 
-/// Resources that two groups serve: the first group the catalog lists wins (the catalog puts
-/// `extensions` last), as in Velero.
-const COHABITING: [(&str, &str); 4] = [
-    ("deployments", "apps"),
-    ("daemonsets", "apps"),
-    ("replicasets", "apps"),
-    ("networkpolicies", "networking.k8s.io"),
+/// Resources that two groups serve, and the groups: the first group the catalog lists wins
+/// (the catalog puts the core group first and `extensions` last), as in Velero.
+const COHABITING: [(&str, [&str; 2]); 5] = [
+    ("deployments", ["apps", "extensions"]),
+    ("daemonsets", ["apps", "extensions"]),
+    ("replicasets", ["apps", "extensions"]),
+    ("networkpolicies", ["networking.k8s.io", "extensions"]),
+    ("events", ["", "events.k8s.io"]),
 ];
 
 /// How the collector lists.
@@ -241,32 +242,7 @@ impl<'a> Collector<'a> {
     /// Collects everything the filter selects.
     pub async fn run(mut self) -> Result<Collected, CollectError> {
         self.list_namespaces().await?;
-        let mut plan: Vec<&ApiResource> = Vec::new();
-        let mut taken: HashSet<(String, String)> = HashSet::new();
-        for r in &self.catalog.resources {
-            let gr = r.group_resource();
-            if AUTO_EXCLUDED.contains(&gr.as_str()) {
-                continue;
-            }
-            if let Some((_, home)) = COHABITING.iter().find(|(res, _)| *res == r.resource) {
-                if (r.group == "extensions" || r.group == *home)
-                    && !taken.insert((r.resource.clone(), "cohabiting".into()))
-                {
-                    continue;
-                }
-            }
-            if r.group.is_empty() && r.resource == "events" {
-                taken.insert(("events".into(), "cohabiting".into()));
-            } else if r.group == "events.k8s.io"
-                && r.resource == "events"
-                && taken.contains(&("events".into(), "cohabiting".into()))
-            {
-                continue;
-            }
-            plan.push(r);
-        }
-        plan.sort_by_key(|r| rank(r));
-        for r in plan {
+        for r in plan(self.catalog) {
             self.check()?;
             if r.group_resource() == NAMESPACES && !r.namespaced {
                 self.store_namespaces(r).await?;
@@ -857,6 +833,28 @@ impl<'a> Collector<'a> {
     }
 }
 
+/// The types to collect, in order (see [`rank`]): the auto-excluded ones left out, and each
+/// cohabiting resource once.
+fn plan(catalog: &ResourceCatalog) -> Vec<&ApiResource> {
+    let mut plan: Vec<&ApiResource> = Vec::new();
+    let mut cohabitants_taken: HashSet<&str> = HashSet::new();
+    for r in &catalog.resources {
+        let gr = r.group_resource();
+        if AUTO_EXCLUDED.contains(&gr.as_str()) {
+            continue;
+        }
+        let cohabiting = COHABITING
+            .iter()
+            .any(|(res, groups)| *res == r.resource && groups.contains(&r.group.as_str()));
+        if cohabiting && !cohabitants_taken.insert(r.resource.as_str()) {
+            continue;
+        }
+        plan.push(r);
+    }
+    plan.sort_by_key(|r| rank(r));
+    plan
+}
+
 /// Whether objects of this type are checked against those stored (related objects may have
 /// been stored by the listing).
 fn tracks_stored(gr: &str) -> bool {
@@ -1044,6 +1042,25 @@ mod tests {
                 "customresourcedefinitions.apiextensions.k8s.io",
                 "namespaces",
             ]
+        );
+    }
+
+    #[test]
+    fn cohabiting_resources_are_taken_once_from_the_first_group() {
+        let catalog = ResourceCatalog {
+            resources: vec![
+                res("", "events", true),
+                res("apps", "deployments", true),
+                res("events.k8s.io", "events", true),
+                res("snapshot.storage.k8s.io", "volumesnapshots", true),
+                res("extensions", "deployments", true),
+                res("example.com", "deployments", true),
+            ],
+        };
+        let planned: Vec<String> = plan(&catalog).iter().map(|r| r.group_resource()).collect();
+        assert_eq!(
+            planned,
+            ["deployments.apps", "deployments.example.com", "events"]
         );
     }
 

@@ -79,7 +79,10 @@ pub fn run(a: ControllerArgs) -> Result<u8> {
 
 /// The API client: the kubeconfig given (a `:`-separated list, as KUBECONFIG), else
 /// in-cluster, else the default kubeconfig.
-async fn client(kubeconfig: Option<&std::path::Path>, context: Option<&str>) -> Result<kube::Client> {
+async fn client(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<kube::Client> {
     let options = kube::config::KubeConfigOptions {
         context: context.map(str::to_string),
         ..Default::default()
