@@ -463,6 +463,8 @@ fn document_streams_close_directories_and_deduplicate() {
         events.push(close("resources/configmaps"));
         events.push(close("resources/never-seen"));
         events.push(doc("resources/namespaces/cluster/a.json", "{}"));
+        // Closing a path that names a file leaves the file as it is.
+        events.push(close("resources/namespaces/cluster/a.json"));
         events
     };
     let run = |events: Vec<Result<DocumentEvent, ProducerError>>| {
@@ -489,6 +491,10 @@ fn document_streams_close_directories_and_deduplicate() {
     assert_eq!(
         fs::read_to_string(out.join("resources/configmaps/namespaces/b/cm-7.json")).unwrap(),
         "{\"n\":7}"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("resources/namespaces/cluster/a.json")).unwrap(),
+        "{}"
     );
     let dir = fs::metadata(out.join("resources/configmaps")).unwrap();
     assert_eq!(

@@ -149,13 +149,13 @@ impl Ctx<'_> {
                         continue;
                     };
                     let name = parts[parts.len() - 1].as_bytes();
-                    if let Some(Entry::Dir(_)) = parent.entries.get(name) {
-                        let Some(Entry::Dir(dir)) = parent.entries.remove(name) else {
-                            unreachable!("just looked at it")
-                        };
-                        let node = self.close_dir(name, dir)?;
-                        parent.entries.insert(name.to_vec(), Entry::Closed(node));
-                    }
+                    // Only an open directory closes; a file or a closed one stays as it is.
+                    let entry = match parent.entries.remove(name) {
+                        Some(Entry::Dir(dir)) => Entry::Closed(self.close_dir(name, dir)?),
+                        Some(other) => other,
+                        None => continue,
+                    };
+                    parent.entries.insert(name.to_vec(), entry);
                 }
             }
         }
