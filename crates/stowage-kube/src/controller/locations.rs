@@ -68,12 +68,12 @@ pub(super) async fn reconcile(
                 let message = opened
                     .created
                     .then(|| format!("created a new repository at {}", opened.describe));
-                if opened.created {
+                if let Some(created) = &message {
                     ctx.event(
                         &*bsl,
                         EventType::Normal,
                         "RepositoryCreated",
-                        format!("created a new repository at {}", opened.describe),
+                        created.clone(),
                     )
                     .await;
                 }
