@@ -12,6 +12,7 @@
 use super::{locations, Context, ReconcileError, Running};
 use crate::api::{Backup, BackupPhase, BackupStatus};
 use crate::collect::Progress;
+use crate::discovery::Discovered;
 use crate::layout::{self, files};
 use crate::run::{self, RunError};
 use crate::runlog::RunLog;
@@ -189,7 +190,7 @@ async fn end_canceled(
 async fn validated(
     ctx: &Context,
     backup: &Backup,
-) -> Result<(Result<ValidatedBackup, Vec<String>>, bool), ReconcileError> {
+) -> Result<(Result<ValidatedBackup, Vec<String>>, bool, Discovered), ReconcileError> {
     let discovered = crate::discovery::discover(&ctx.client)
         .await
         .map_err(|e| ReconcileError(e.to_string()))?;
@@ -201,10 +202,8 @@ async fn validated(
             .and_then(|b| b.status.as_ref())
             .and_then(|s| s.phase)
             .is_none();
-    Ok((
-        validate_backup(&backup.spec, &discovered.catalog, check),
-        pending,
-    ))
+    let result = validate_backup(&backup.spec, &discovered.catalog, check);
+    Ok((result, pending, discovered))
 }
 
 async fn validate(
@@ -213,7 +212,7 @@ async fn validate(
     mut status: BackupStatus,
 ) -> Result<Action, ReconcileError> {
     let name = backup.metadata.name.clone().unwrap_or_default();
-    let (result, pending) = validated(ctx, backup).await?;
+    let (result, pending, _) = validated(ctx, backup).await?;
     match result {
         Err(problems) => {
             let age = backup
@@ -334,7 +333,7 @@ async fn start(
 ) -> Result<Action, ReconcileError> {
     let name = backup.metadata.name.clone().unwrap_or_default();
     // The location or the cluster may have changed while it was queued.
-    let Some(validated) = revalidate(ctx, backup, &mut status, |problems| {
+    let Some((validated, discovered)) = revalidate(ctx, backup, &mut status, |problems| {
         (BackupPhase::FailedValidation, None, problems)
     })
     .await?
@@ -357,21 +356,23 @@ async fn start(
         format!("backing up into location {}", validated.location),
     )
     .await;
-    launch(ctx, backup.clone(), validated, status);
+    launch(ctx, backup.clone(), validated, discovered, status);
     Ok(Action::await_change())
 }
 
-/// Validates the backup again before it runs; when it no longer passes, ends it with the
-/// phase, failure reason and validation errors `fail` makes of the problems, and gives `None`.
+/// Validates the backup again before it runs, giving the discovery the run is to use; when it
+/// no longer passes, ends it with the phase, failure reason and validation errors `fail` makes
+/// of the problems, and gives `None`.
 async fn revalidate(
     ctx: &Context,
     backup: &Backup,
     status: &mut BackupStatus,
     fail: impl FnOnce(Vec<String>) -> (BackupPhase, Option<String>, Vec<String>),
-) -> Result<Option<ValidatedBackup>, ReconcileError> {
+) -> Result<Option<(ValidatedBackup, Discovered)>, ReconcileError> {
     let name = backup.metadata.name.clone().unwrap_or_default();
-    match validated(ctx, backup).await?.0 {
-        Ok(v) => Ok(Some(v)),
+    let (result, _, discovered) = validated(ctx, backup).await?;
+    match result {
+        Ok(v) => Ok(Some((v, discovered))),
         Err(problems) => {
             let (phase, reason, errors) = fail(problems);
             status.phase = Some(phase);
@@ -393,7 +394,7 @@ async fn resume(
 ) -> Result<Action, ReconcileError> {
     let name = backup.metadata.name.clone().unwrap_or_default();
     let uid = backup.metadata.uid.clone().unwrap_or_default();
-    let Some(validated) = revalidate(ctx, backup, &mut status, |problems| {
+    let Some((validated, discovered)) = revalidate(ctx, backup, &mut status, |problems| {
         let why = format!(
             "the controller restarted during the backup, and it can no longer run: {}",
             problems.join("; ")
@@ -466,7 +467,7 @@ async fn resume(
         format!("run {} after a controller restart", status.attempt),
     )
     .await;
-    launch(ctx, backup.clone(), validated, status);
+    launch(ctx, backup.clone(), validated, discovered, status);
     Ok(Action::await_change())
 }
 
@@ -498,7 +499,13 @@ async fn repository(ctx: &Context, location: &str) -> Option<Arc<stowage_core::r
 }
 
 /// Runs the backup on its own task; its end is written to the status there.
-fn launch(ctx: &Arc<Context>, backup: Backup, validated: ValidatedBackup, status: BackupStatus) {
+fn launch(
+    ctx: &Arc<Context>,
+    backup: Backup,
+    validated: ValidatedBackup,
+    discovered: Discovered,
+    status: BackupStatus,
+) {
     let uid = backup.metadata.uid.clone().unwrap_or_default();
     let cancel = CancelToken::new();
     ctx.running.lock().unwrap().insert(
@@ -511,7 +518,7 @@ fn launch(ctx: &Arc<Context>, backup: Backup, validated: ValidatedBackup, status
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let name = backup.metadata.name.clone().unwrap_or_default();
-        let final_status = execute(&ctx, &backup, &validated, status, cancel).await;
+        let final_status = execute(&ctx, &backup, &validated, discovered, status, cancel).await;
         write_final_status(&ctx, &name, &final_status).await;
         ctx.running.lock().unwrap().remove(&uid);
         let phase = final_status.phase.unwrap_or_default();
@@ -546,65 +553,31 @@ fn launch(ctx: &Arc<Context>, backup: Backup, validated: ValidatedBackup, status
     });
 }
 
-/// One run to its end, retrying transient failures; returns the final status.
+/// One run to its end, retrying transient failures; returns the final status. The first
+/// attempt uses the discovery the backup was validated with; a retry discovers again.
 async fn execute(
     ctx: &Arc<Context>,
     backup: &Backup,
     validated: &ValidatedBackup,
+    discovered: Discovered,
     mut status: BackupStatus,
     cancel: CancelToken,
 ) -> BackupStatus {
     let name = backup.metadata.name.clone().unwrap_or_default();
-    let namespace = backup.metadata.namespace.clone().unwrap_or_default();
-    let opts = ctx.run_options();
+    let mut discovered = Some(discovered);
     loop {
-        let outcome = match repository(ctx, &validated.location).await {
-            None => Err(RunError::Transient(format!(
+        let discovery = match discovered.take() {
+            Some(d) => Ok(d),
+            None => crate::discovery::discover(&ctx.client).await,
+        };
+        let outcome = match (repository(ctx, &validated.location).await, discovery) {
+            (None, _) => Err(RunError::Transient(format!(
                 "the storage location {} cannot be opened",
                 validated.location
             ))),
-            Some(repo) => {
-                let discovered = crate::discovery::discover(&ctx.client).await;
-                match discovered {
-                    Err(e) => Err(RunError::Transient(e.to_string())),
-                    Ok(d) => {
-                        let log = RunLog::new(format!("{namespace}/{name}"));
-                        for w in &d.warnings {
-                            log.warn(&format!("discovery: {w}"));
-                        }
-                        let progress = Arc::new(Progress::default());
-                        let run = run::run(
-                            ctx.client.clone(),
-                            backup,
-                            validated,
-                            &d.catalog,
-                            repo,
-                            status.clone(),
-                            &opts,
-                            cancel.clone(),
-                            progress.clone(),
-                            &log,
-                        );
-                        tokio::pin!(run);
-                        let mut tick = tokio::time::interval(PROGRESS_EVERY);
-                        tick.tick().await;
-                        loop {
-                            tokio::select! {
-                                r = &mut run => break r,
-                                _ = tick.tick() => {
-                                    let mut s = status.clone();
-                                    s.progress = Some(crate::api::BackupProgress {
-                                        total_items: progress.total.load(Ordering::Relaxed),
-                                        items_backed_up: progress.done.load(Ordering::Relaxed),
-                                    });
-                                    if let Err(e) = write_status(ctx, &name, &s).await {
-                                        tracing::debug!(backup = %name, "progress: {e}");
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
+            (_, Err(e)) => Err(RunError::Transient(e.to_string())),
+            (Some(repo), Ok(d)) => {
+                run_once(ctx, backup, validated, &d, repo, &status, &cancel).await
             }
         };
         match outcome {
@@ -629,6 +602,56 @@ async fn execute(
                 status.failure_reason = Some(msg);
                 status.completion_timestamp = Some(now());
                 return status;
+            }
+        }
+    }
+}
+
+/// One attempt, writing its progress to the status every [`PROGRESS_EVERY`].
+async fn run_once(
+    ctx: &Arc<Context>,
+    backup: &Backup,
+    validated: &ValidatedBackup,
+    discovered: &Discovered,
+    repo: Arc<stowage_core::repo::Repository>,
+    status: &BackupStatus,
+    cancel: &CancelToken,
+) -> Result<run::Outcome, RunError> {
+    let name = backup.metadata.name.clone().unwrap_or_default();
+    let namespace = backup.metadata.namespace.clone().unwrap_or_default();
+    let log = RunLog::new(format!("{namespace}/{name}"));
+    for w in &discovered.warnings {
+        log.warn(&format!("discovery: {w}"));
+    }
+    let progress = Arc::new(Progress::default());
+    let opts = ctx.run_options();
+    let run = run::run(
+        ctx.client.clone(),
+        backup,
+        validated,
+        &discovered.catalog,
+        repo,
+        status.clone(),
+        &opts,
+        cancel.clone(),
+        progress.clone(),
+        &log,
+    );
+    tokio::pin!(run);
+    let mut tick = tokio::time::interval(PROGRESS_EVERY);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            r = &mut run => return r,
+            _ = tick.tick() => {
+                let mut s = status.clone();
+                s.progress = Some(crate::api::BackupProgress {
+                    total_items: progress.total.load(Ordering::Relaxed),
+                    items_backed_up: progress.done.load(Ordering::Relaxed),
+                });
+                if let Err(e) = write_status(ctx, &name, &s).await {
+                    tracing::debug!(backup = %name, "progress: {e}");
+                }
             }
         }
     }
