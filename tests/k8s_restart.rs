@@ -212,9 +212,12 @@ async fn overlapping_backups_queue_and_others_run_beside_them() {
             !(running(&one) && running(&two)),
             "two backups of {ns1} ran at once"
         );
-        if running(&one) && two.phase() == BackupPhase::Queued {
-            saw_queued |= two.status.as_ref().and_then(|s| s.queue_position).is_some();
-        }
+        // Whichever of the two starts first, the other waits with a position.
+        let waits = |b: &stowage_kube::api::Backup| {
+            b.phase() == BackupPhase::Queued
+                && b.status.as_ref().and_then(|s| s.queue_position).is_some()
+        };
+        saw_queued |= (running(&one) && waits(&two)) || (running(&two) && waits(&one));
         saw_beside |= (running(&one) || running(&two)) && running(&other);
         if [&one, &two, &other].iter().all(|b| b.phase().is_terminal()) {
             for b in [&one, &two, &other] {

@@ -287,38 +287,55 @@ async fn try_start(
                 &b.metadata.name,
             ))
     });
-    let mut busy: Vec<Option<Vec<String>>> = ctx
-        .running
-        .lock()
-        .unwrap()
-        .values()
-        .map(|r| r.namespaces.clone())
-        .collect();
-    // Backups InProgress that this process is not running (being resumed) count too.
-    for b in all.iter().filter(|b| b.phase() == BackupPhase::InProgress) {
-        let uid_b = b.metadata.uid.clone().unwrap_or_default();
-        if !ctx.running.lock().unwrap().contains_key(&uid_b) {
-            busy.push(covered_namespaces(b));
+    // The decision and the reservation of the slot are made under one lock: the controller
+    // reconciles different backups at once, and two queued ones must not take the same slot.
+    let position = {
+        let mut running = ctx.running.lock().unwrap();
+        let mut busy: Vec<Option<Vec<String>>> =
+            running.values().map(|r| r.namespaces.clone()).collect();
+        // Backups InProgress that this process is not running (being resumed) count too.
+        for b in all.iter().filter(|b| b.phase() == BackupPhase::InProgress) {
+            if !running.contains_key(b.metadata.uid.as_deref().unwrap_or_default()) {
+                busy.push(covered_namespaces(b));
+            }
         }
-    }
-    let mut position = 0u32;
-    for q in queued {
-        let ns = covered_namespaces(q);
-        let fits = busy.len() < ctx.opts.concurrent_backups.max(1)
-            && !busy.iter().any(|b| overlap(b, &ns));
-        let is_me = q.metadata.uid.as_deref() == Some(uid.as_str());
-        if fits && is_me {
-            return start(ctx, backup, status).await;
+        let mut position = 0u32;
+        let mut mine = false;
+        for q in queued {
+            let ns = covered_namespaces(q);
+            let fits = busy.len() < ctx.opts.concurrent_backups.max(1)
+                && !busy.iter().any(|b| overlap(b, &ns));
+            let is_me = q.metadata.uid.as_deref() == Some(uid.as_str());
+            if fits && is_me {
+                running.insert(
+                    uid.clone(),
+                    Running {
+                        cancel: CancelToken::new(),
+                        namespaces: ns,
+                    },
+                );
+                mine = true;
+                break;
+            }
+            if fits {
+                // An earlier backup goes first; it is started by its own reconcile.
+                busy.push(ns);
+            }
+            position += 1;
+            if is_me {
+                break;
+            }
         }
-        if fits {
-            // An earlier backup goes first; it is started by its own reconcile.
-            busy.push(ns);
+        (!mine).then_some(position)
+    };
+    let Some(position) = position else {
+        let started = start(ctx, backup, status).await;
+        if !matches!(started, Ok(true)) {
+            // It did not launch: give the slot back.
+            ctx.running.lock().unwrap().remove(&uid);
         }
-        position += 1;
-        if is_me {
-            break;
-        }
-    }
+        return started.map(|_| Action::await_change());
+    };
     if status.queue_position != Some(position) {
         status.queue_position = Some(position);
         write_status(ctx, &name, &status).await?;
@@ -326,11 +343,13 @@ async fn try_start(
     Ok(Action::requeue(QUEUE_RECHECK))
 }
 
+/// Starts a backup whose slot is reserved; gives whether it was launched (it is not when it
+/// no longer passes validation).
 async fn start(
     ctx: &Arc<Context>,
     backup: &Backup,
     mut status: BackupStatus,
-) -> Result<Action, ReconcileError> {
+) -> Result<bool, ReconcileError> {
     let name = backup.metadata.name.clone().unwrap_or_default();
     // The location or the cluster may have changed while it was queued.
     let Some((validated, discovered)) = revalidate(ctx, backup, &mut status, |problems| {
@@ -338,7 +357,7 @@ async fn start(
     })
     .await?
     else {
-        return Ok(Action::await_change());
+        return Ok(false);
     };
     let started = Timestamp::now();
     status.phase = Some(BackupPhase::InProgress);
@@ -357,7 +376,7 @@ async fn start(
     )
     .await;
     launch(ctx, backup.clone(), validated, discovered, status);
-    Ok(Action::await_change())
+    Ok(true)
 }
 
 /// Validates the backup again before it runs, giving the discovery the run is to use; when it
@@ -507,14 +526,18 @@ fn launch(
     status: BackupStatus,
 ) {
     let uid = backup.metadata.uid.clone().unwrap_or_default();
-    let cancel = CancelToken::new();
-    ctx.running.lock().unwrap().insert(
-        uid.clone(),
-        Running {
-            cancel: cancel.clone(),
+    // A backup started from the queue has its slot reserved already; a resumed one takes it now.
+    let cancel = ctx
+        .running
+        .lock()
+        .unwrap()
+        .entry(uid.clone())
+        .or_insert_with(|| Running {
+            cancel: CancelToken::new(),
             namespaces: covered_namespaces(&backup),
-        },
-    );
+        })
+        .cancel
+        .clone();
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let name = backup.metadata.name.clone().unwrap_or_default();
