@@ -9,16 +9,16 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{Backup, BackupStorageLocation};
+use crate::api::{Backup, BackupStorageLocation, Restore};
 
 /// The comment at the top of every generated YAML file.
 pub const GENERATED_HEADER: &str =
     "# Generated from the Rust types in crates/stowage-kube/src/api by stowage_kube::crds.\n\
 # Do not edit: change the types and run `STOWAGE_UPDATE_CRDS=1 cargo test -p stowage-kube crds`.\n";
 
-/// Every Stowage CRD, locations first (a Backup names a location).
+/// Every Stowage CRD, locations first (a Backup names a location, a Restore a Backup).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![BackupStorageLocation::crd(), Backup::crd()]
+    vec![BackupStorageLocation::crd(), Backup::crd(), Restore::crd()]
         .into_iter()
         .map(without_unsigned_formats)
         .collect()
@@ -154,7 +154,11 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["backupstoragelocations.stowage.dev", "backups.stowage.dev"]
+            [
+                "backupstoragelocations.stowage.dev",
+                "backups.stowage.dev",
+                "restores.stowage.dev"
+            ]
         );
         let bsl = &crds[0].spec;
         assert_eq!(

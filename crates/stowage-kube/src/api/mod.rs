@@ -1,4 +1,5 @@
-//! The `stowage.dev/v1alpha1` custom resources: [`Backup`] and [`BackupStorageLocation`].
+//! The `stowage.dev/v1alpha1` custom resources: [`Backup`], [`Restore`] and
+//! [`BackupStorageLocation`].
 //!
 //! Field names and meanings follow Velero's `velero.io/v1` types, so a Velero manifest for the
 //! fields we support becomes a Stowage manifest by changing `apiVersion`. Where we add a field
@@ -9,10 +10,16 @@
 
 mod backup;
 mod location;
+mod restore;
 
 pub use backup::{
     Backup, BackupPhase, BackupProgress, BackupSpec, BackupStatus, Problem, ProblemKind,
     DEFAULT_TTL,
+};
+pub use restore::{
+    ExistingResourcePolicy, ResourceModifierRef, Restore, RestoreCounts, RestoreItem, RestorePhase,
+    RestoreProblemKind, RestoreProgress, RestoreSpec, RestoreStatus, RestoreStatusSpec,
+    RestoreVerification,
 };
 pub use location::{
     config_keys, read_credentials_file, AccessMode, BackupStorageLocation,
