@@ -187,8 +187,8 @@ pub struct Collector<'a> {
     stored_types: BTreeSet<String>,
     /// Cluster role bindings by subject, listed when the first service account is stored.
     bindings_by_subject: Option<HashMap<(String, String), Vec<String>>>,
-    /// When the next request may go, with `qps` set.
-    next_request: std::sync::Mutex<tokio::time::Instant>,
+    /// The request rate limit.
+    pacer: crate::pace::Pacer,
 }
 
 impl<'a> Collector<'a> {
@@ -204,6 +204,7 @@ impl<'a> Collector<'a> {
         cancel: CancelToken,
         progress: Arc<Progress>,
     ) -> Self {
+        let pacer = crate::pace::Pacer::new(opts.qps);
         Collector {
             client,
             catalog,
@@ -221,22 +222,13 @@ impl<'a> Collector<'a> {
             stored: HashSet::new(),
             stored_types: BTreeSet::new(),
             bindings_by_subject: None,
-            next_request: std::sync::Mutex::new(tokio::time::Instant::now()),
+            pacer,
         }
     }
 
     /// Waits for the request rate limit, if there is one.
     async fn pace(&self) {
-        let Some(qps) = self.opts.qps.filter(|q| *q > 0.0) else {
-            return;
-        };
-        let at = {
-            let mut next = self.next_request.lock().unwrap();
-            let at = (*next).max(tokio::time::Instant::now());
-            *next = at + Duration::from_secs_f64(1.0 / qps);
-            at
-        };
-        tokio::time::sleep_until(at).await;
+        self.pacer.wait().await;
     }
 
     /// Collects everything the filter selects.

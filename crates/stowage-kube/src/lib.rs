@@ -9,6 +9,8 @@ pub mod crds;
 pub mod discovery;
 pub mod filter;
 pub mod layout;
+pub mod pace;
+pub mod restore;
 pub mod restore_order;
 pub mod restore_prepare;
 pub mod run;

@@ -1,0 +1,1 @@
+//! Creating the planned objects (filled in next).
