@@ -16,15 +16,15 @@ pub use backup::{
     Backup, BackupPhase, BackupProgress, BackupSpec, BackupStatus, Problem, ProblemKind,
     DEFAULT_TTL,
 };
-pub use restore::{
-    ExistingResourcePolicy, ResourceModifierRef, Restore, RestoreCounts, RestoreItem, RestorePhase,
-    RestoreProblemKind, RestoreProgress, RestoreSpec, RestoreStatus, RestoreStatusSpec,
-    RestoreVerification,
-};
 pub use location::{
     config_keys, read_credentials_file, AccessMode, BackupStorageLocation,
     BackupStorageLocationSpec, BackupStorageLocationStatus, CredentialsError, FilesystemLocation,
     LocationPhase, ObjectStorage, Provider, S3Credentials,
+};
+pub use restore::{
+    ExistingResourcePolicy, ResourceModifierRef, Restore, RestoreCounts, RestoreItem, RestorePhase,
+    RestoreProblemKind, RestoreProgress, RestoreSpec, RestoreStatus, RestoreStatusSpec,
+    RestoreVerification,
 };
 
 use std::time::Duration;
