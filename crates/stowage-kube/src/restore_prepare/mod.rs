@@ -1,6 +1,8 @@
 //! An object read from a backup, made ready to create (issue 16, velero.md §4.4 and §4.5):
-//! server-set metadata stripped, status dropped unless asked for, the namespace mapped, the
-//! restore's labels added, and the per-kind rules of Velero's built-in restore actions applied.
+//! server-set metadata stripped (owner references are kept, for the caller to point at the
+//! owners' new UIDs), status dropped unless asked for, the namespace mapped, the restore's labels
+//! added, and the per-kind rules of Velero's built-in restore actions applied: storage classes
+//! and volume names mapped (§4.6), and the OpenShift rules of OADP's plugins.
 //! Pure functions of JSON: the Restore controller calls them on each object before it creates it.
 //!
 //! This module holds what every object goes through and the dispatch by group-resource; each
@@ -11,11 +13,13 @@ use std::collections::BTreeMap;
 
 mod job;
 mod namespace;
+mod openshift;
 mod pod;
 mod rbac;
 mod secret;
 mod service;
 mod service_account;
+mod statefulset;
 mod volume;
 
 /// Label naming the backup a restored object came from.
@@ -36,6 +40,12 @@ pub struct PrepareOptions {
     pub preserve_node_ports: bool,
     /// Keep the object's `status` (chosen per type by `spec.restoreStatus`).
     pub keep_status: bool,
+    /// Old storage class to new (`spec.storageClassMapping`), applied to claims, volumes and
+    /// StatefulSets' claim templates.
+    pub storage_class_mapping: BTreeMap<String, String>,
+    /// Old PV name to what becomes of it: `Some(new name)` when the restore gives the volume a
+    /// new name, `None` when the volume is not restored and its claim provisions a new one.
+    pub volume_names: BTreeMap<String, Option<String>>,
 }
 
 impl PrepareOptions {
@@ -58,8 +68,9 @@ pub enum Prepared {
     Skip(&'static str),
 }
 
-/// Server-set metadata a created object must not carry.
-const SERVER_SET: [&str; 9] = [
+/// Server-set metadata a created object must not carry. `ownerReferences` is kept: the caller
+/// points it at the owners' new UIDs.
+const SERVER_SET: [&str; 8] = [
     "generateName",
     "selfLink",
     "uid",
@@ -68,7 +79,6 @@ const SERVER_SET: [&str; 9] = [
     "creationTimestamp",
     "deletionTimestamp",
     "deletionGracePeriodSeconds",
-    "ownerReferences",
 ];
 
 /// Prepares one object of type `group_resource` (`pods`, `jobs.batch`).
@@ -88,12 +98,18 @@ pub fn prepare(group_resource: &str, mut object: Value, opts: &PrepareOptions) -
         "services" => service::reset(obj, opts.preserve_node_ports),
         "pods" => pod::reset(obj),
         "jobs.batch" => job::reset(obj),
-        "persistentvolumeclaims" => volume::reset_claim(obj),
-        "persistentvolumes" => volume::map_claim_ref(obj, opts),
+        "statefulsets.apps" => statefulset::map_claim_templates(obj, opts),
+        "persistentvolumeclaims" => volume::reset_claim(obj, opts),
+        "persistentvolumes" => volume::reset_volume(obj, opts),
         "rolebindings.rbac.authorization.k8s.io"
         | "clusterrolebindings.rbac.authorization.k8s.io" => rbac::map_subjects(obj, opts),
-        "serviceaccounts" => service_account::drop_token_secrets(obj),
+        "serviceaccounts" => {
+            service_account::drop_token_secrets(obj);
+            openshift::drop_generated_pull_secrets(obj);
+        }
         "secrets" => secret::reset(obj),
+        "routes.route.openshift.io" => openshift::reset_route(obj),
+        "securitycontextconstraints.security.openshift.io" => openshift::map_scc_users(obj, opts),
         _ => {}
     }
     Prepared::Create(object)
@@ -102,9 +118,9 @@ pub fn prepare(group_resource: &str, mut object: Value, opts: &PrepareOptions) -
 /// Objects the cluster makes again by itself, or that are over: skipped (velero.md §4.2).
 fn skip_reason(group_resource: &str, object: &Value) -> Option<&'static str> {
     match group_resource {
-        "pods" => pod::skip_reason(object),
+        "pods" => pod::skip_reason(object).or_else(|| openshift::build_pod_skip_reason(object)),
         "jobs.batch" => job::skip_reason(object),
-        "secrets" => secret::skip_reason(object),
+        "secrets" => secret::skip_reason(object).or_else(|| openshift::secret_skip_reason(object)),
         _ => None,
     }
 }
@@ -179,7 +195,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn server_metadata_and_status_go_the_namespace_maps_and_labels_are_added() {
+    fn server_metadata_and_status_go_owners_stay_the_namespace_maps_and_labels_are_added() {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "c", "namespace": "prod", "uid": "u", "resourceVersion": "7", "generation": 2,
                          "creationTimestamp": "2026-01-01T00:00:00Z", "ownerReferences": [{"uid": "x"}],
@@ -189,7 +205,7 @@ mod tests {
         assert_eq!(
             out,
             json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "c", "namespace": "staging",
+            "metadata": {"name": "c", "namespace": "staging", "ownerReferences": [{"uid": "x"}],
                          "labels": {"app": "web", LABEL_BACKUP: "nightly", LABEL_RESTORE: "r1"},
                          "annotations": {"a": "b"}, "finalizers": ["f"]},
             "data": {"k": "v"}})
