@@ -9,6 +9,7 @@ pub mod crds;
 pub mod discovery;
 pub mod filter;
 pub mod layout;
+pub mod restore_modifiers;
 pub mod restore_order;
 pub mod restore_prepare;
 pub mod run;
