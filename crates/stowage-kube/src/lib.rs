@@ -1,6 +1,6 @@
 //! The Kubernetes side of Stowage: the `stowage.dev/v1alpha1` custom resources, the collector
-//! that reads objects from the API server, and the controller that turns Backup objects into
-//! repository snapshots. The engine is reached through `stowage-core`'s session API only.
+//! that reads objects from the API server, the restorer that recreates them, and the
+//! controller that turns Backup and Restore objects into repository snapshots and back. The engine is reached through `stowage-core`'s session API only.
 
 pub mod api;
 pub mod collect;
@@ -11,6 +11,7 @@ pub mod filter;
 pub mod layout;
 pub mod pace;
 pub mod restore;
+pub mod restore_modifiers;
 pub mod restore_order;
 pub mod restore_prepare;
 pub mod run;
