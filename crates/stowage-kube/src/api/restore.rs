@@ -335,6 +335,10 @@ pub struct RestoreStatus {
     /// When it ended, whatever the outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_timestamp: Option<Time>,
+    /// The repository snapshot holding this restore's full results and log (none for a
+    /// ReadOnly location).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_snapshot_id: Option<String>,
     /// Runs started: above 1 when a controller restart interrupted an earlier one.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempt: u32,

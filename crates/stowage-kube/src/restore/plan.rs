@@ -90,6 +90,8 @@ struct Facts {
     kind: String,
     labels: BTreeMap<String, String>,
     owners: Vec<(String, String, String)>,
+    /// The owner reference marked `controller`, if any: (group, kind, name).
+    controller: Option<(String, String, String)>,
     /// A PVC's volume name, a PV's claim (namespace, name).
     volume: Option<String>,
     claim: Option<(String, String)>,
@@ -136,6 +138,20 @@ fn facts(object: &Value) -> Facts {
                 .collect()
         })
         .unwrap_or_default();
+    let controller = object
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|refs| {
+            let r = refs
+                .iter()
+                .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))?;
+            let av = r.get("apiVersion")?.as_str()?;
+            Some((
+                av.rsplit_once('/').map_or("", |(g, _)| g).to_string(),
+                r.get("kind")?.as_str()?.to_string(),
+                r.get("name")?.as_str()?.to_string(),
+            ))
+        });
     let claim = match (s("/spec/claimRef/namespace"), s("/spec/claimRef/name")) {
         (Some(ns), Some(n)) => Some((ns, n)),
         _ => None,
@@ -149,6 +165,7 @@ fn facts(object: &Value) -> Facts {
         kind: s("/kind").unwrap_or_default(),
         labels,
         owners,
+        controller,
         volume: s("/spec/volumeName").filter(|v| !v.is_empty()),
         claim,
         storage_class: s("/spec/storageClassName").filter(|v| !v.is_empty()),
@@ -385,6 +402,51 @@ pub fn plan(
         }
     }
     for (i, why) in dropped {
+        selected.remove(&i);
+        out.skipped.push((i, why));
+    }
+    // Objects a controller keeps: pods whose controller (a ReplicaSet, a StatefulSet, a Job)
+    // is restored make them again, and restoring them too would race it; endpoints and
+    // endpoint slices are rewritten by their controllers from the live pods.
+    let mut owner_index: HashMap<(String, String, Option<String>, String), usize> = HashMap::new();
+    for &i in &selected {
+        let f = &facts_of[&i];
+        owner_index.insert(
+            (
+                f.api_group.clone(),
+                f.kind.clone(),
+                items[i].namespace.clone(),
+                items[i].name.clone(),
+            ),
+            i,
+        );
+    }
+    let mut kept_by_controllers = Vec::new();
+    for &i in &selected {
+        let item = &items[i];
+        let f = &facts_of[&i];
+        let why = match item.group_resource.as_str() {
+            "pods" => f.controller.as_ref().and_then(|(g, k, n)| {
+                owner_index
+                    .contains_key(&(g.clone(), k.clone(), item.namespace.clone(), n.clone()))
+                    .then(|| format!("made again by its controller ({k}), which is restored"))
+            }),
+            "endpoints" if f.labels.contains_key("endpoints.kubernetes.io/managed-by") => {
+                Some("kept by the endpoints controller, which makes it again".to_string())
+            }
+            "endpointslices.discovery.k8s.io"
+                if f.labels
+                    .contains_key("endpointslice.kubernetes.io/managed-by") =>
+            {
+                Some("kept by the endpoint slice controller, which makes it again".to_string())
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
+            kept_by_controllers.push((i, why));
+        }
+    }
+    for (i, why) in kept_by_controllers {
         selected.remove(&i);
         out.skipped.push((i, why));
     }

@@ -40,7 +40,8 @@ fn spec() -> RestoreSpec {
 fn app() -> Vec<(Item, Value)> {
     let owned = |kind: &str, owner_kind: &str, owner: &str, api: &str| {
         json!({"apiVersion": api, "kind": kind, "metadata": {"ownerReferences": [
-            {"apiVersion": "apps/v1", "kind": owner_kind, "name": owner, "uid": "old"}]}})
+            {"apiVersion": "apps/v1", "kind": owner_kind, "name": owner, "uid": "old",
+             "controller": kind != "Pod"}]}})
     };
     vec![
         (
