@@ -129,6 +129,16 @@ pub(super) async fn reconcile(
     let uid = backup.metadata.uid.clone().unwrap_or_default();
     let status = backup.status.clone().unwrap_or_default();
     let cancel = backup.spec.cancel_requested();
+    // A Backup synced from a repository is a record of a backup made elsewhere (its status
+    // follows its creation): never run here.
+    let synced = backup
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(super::BACKUP_UID_ANNOTATION));
+    if synced {
+        return Ok(Action::await_change());
+    }
     match backup.phase() {
         BackupPhase::New if cancel => {
             end_canceled(&ctx, &backup, status, "canceled before it started").await
@@ -492,29 +502,7 @@ async fn resume(
 
 /// The opened repository of a location, opened now if this process has not yet.
 async fn repository(ctx: &Context, location: &str) -> Option<Arc<stowage_core::repo::Repository>> {
-    let api: Api<crate::api::BackupStorageLocation> =
-        Api::namespaced(ctx.client.clone(), &ctx.opts.namespace);
-    let bsl = api.get_opt(location).await.ok()??;
-    let generation = bsl.metadata.generation.unwrap_or(0);
-    if let Some((g, opened)) = ctx.repos.lock().unwrap().get(location) {
-        if *g == generation {
-            return Some(opened.repo.clone());
-        }
-    }
-    match crate::store::open(&ctx.client, &bsl, &ctx.opts.work_dir).await {
-        Ok(opened) => {
-            let repo = opened.repo.clone();
-            ctx.repos
-                .lock()
-                .unwrap()
-                .insert(location.to_string(), (generation, Arc::new(opened)));
-            Some(repo)
-        }
-        Err(e) => {
-            tracing::warn!(location, "opening the location: {e}");
-            None
-        }
-    }
+    ctx.location(location).await.map(|l| l.repo.clone())
 }
 
 /// Runs the backup on its own task; its end is written to the status there.

@@ -1,7 +1,8 @@
 //! BackupStorageLocations: opened (and their repository created on first use when they may
 //! write) on creation, on every spec change and every `validationFrequency`; the outcome is the
 //! status: `Available`, or `Unavailable` with the cause. A location that fails is retried on its
-//! schedule, never in a tight loop, and never makes the controller exit.
+//! schedule, never in a tight loop, and never makes the controller exit. An Available location
+//! is also synced (see [`super::sync`]) every `backupSyncPeriod`.
 
 use super::{Context, ReconcileError};
 use crate::api::{
@@ -36,6 +37,11 @@ pub(super) async fn reconcile(
     let name = bsl.metadata.name.clone().unwrap_or_default();
     let generation = bsl.metadata.generation.unwrap_or(0);
     let every = frequency(&bsl, ctx.opts.validation_frequency);
+    // Sync runs with validation, so the location is looked at as often as either asks.
+    let every = match bsl.spec.backup_sync_period.as_deref().map(parse_duration) {
+        Some(Ok(d)) if !d.is_zero() => Some(every.map_or(d, |e| e.min(d))),
+        _ => every,
+    };
     let status = bsl.status.clone().unwrap_or_default();
     // Our own status writes come back here: only a spec change or the schedule validates.
     let seen = ctx.validated.lock().unwrap().get(&name).copied() == Some(generation);
@@ -108,11 +114,33 @@ pub(super) async fn reconcile(
     if phase == LocationPhase::Unavailable {
         tracing::warn!(location = %name, "unavailable: {}", message.as_deref().unwrap_or(""));
     }
+    // Sync, when Available and its period has passed (or on every validation when it is
+    // shorter than the validation frequency).
+    let sync_every = match bsl.spec.backup_sync_period.as_deref().map(parse_duration) {
+        Some(Ok(d)) if d.is_zero() => None,
+        Some(Ok(d)) => Some(d),
+        _ => Some(super::sync::DEFAULT_PERIOD),
+    };
+    let mut last_synced = status.last_synced_time.clone();
+    if phase == LocationPhase::Available && sync_every.is_some() {
+        let repo = ctx
+            .repos
+            .lock()
+            .unwrap()
+            .get(&name)
+            .map(|(_, o)| o.repo.clone());
+        if let Some(repo) = repo {
+            match super::sync::sync(&ctx, &bsl, repo).await {
+                Ok(_) => last_synced = Some(Time(k8s_openapi::jiff::Timestamp::now())),
+                Err(e) => tracing::warn!(location = %name, "sync: {e}"),
+            }
+        }
+    }
     let new_status = BackupStorageLocationStatus {
         phase: Some(phase),
         message,
         last_validation_time: Some(Time(k8s_openapi::jiff::Timestamp::now())),
-        last_synced_time: status.last_synced_time.clone(),
+        last_synced_time: last_synced,
         access_mode: Some(bsl.spec.access_mode),
     };
     let api: Api<BackupStorageLocation> = Api::namespaced(ctx.client.clone(), &ctx.opts.namespace);
@@ -128,9 +156,10 @@ pub(super) async fn reconcile(
     )
     .await?;
     ctx.validated.lock().unwrap().insert(name, generation);
-    Ok(match every {
-        Some(d) => Action::requeue(d),
-        None => Action::await_change(),
+    Ok(match (every, sync_every) {
+        (Some(a), Some(b)) => Action::requeue(a.min(b)),
+        (Some(d), None) | (None, Some(d)) => Action::requeue(d),
+        (None, None) => Action::await_change(),
     })
 }
 

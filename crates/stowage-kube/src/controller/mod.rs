@@ -1,5 +1,5 @@
-//! `stowage controller`: the reconcilers of BackupStorageLocations and Backups in one
-//! namespace.
+//! `stowage controller`: the reconcilers of BackupStorageLocations, Backups and Restores in
+//! one namespace.
 //!
 //! Every reconciler is idempotent and reads the state it acts on from the object: a Backup's
 //! phase says what is left to do, so a controller that restarts picks up where the last one
@@ -8,6 +8,10 @@
 
 mod backups;
 mod locations;
+mod restores;
+mod sync;
+
+pub use restores::{BACKUP_UID_ANNOTATION, SCHEDULE_LABEL};
 
 use crate::collect::CollectOptions;
 use crate::run::RunOptions;
@@ -84,6 +88,8 @@ pub(crate) struct Context {
     recorder: Recorder,
     /// Running backups by UID.
     running: Mutex<HashMap<String, Running>>,
+    /// Running restores by UID.
+    restores: Mutex<HashMap<String, CancelToken>>,
     /// Opened repositories by location name, with the location's generation.
     repos: Mutex<HashMap<String, (i64, Arc<OpenedLocation>)>>,
     /// The generation each location was last validated at.
@@ -99,6 +105,34 @@ impl Context {
                 .opts
                 .index_cache
                 .then(|| self.opts.work_dir.join("cache")),
+        }
+    }
+
+    /// A location's opened repository, opened now if this process has not yet (or its spec
+    /// changed since); `None` when it cannot be opened (logged).
+    async fn location(&self, location: &str) -> Option<Arc<OpenedLocation>> {
+        let api: Api<crate::api::BackupStorageLocation> =
+            Api::namespaced(self.client.clone(), &self.opts.namespace);
+        let bsl = api.get_opt(location).await.ok()??;
+        let generation = bsl.metadata.generation.unwrap_or(0);
+        if let Some((g, opened)) = self.repos.lock().unwrap().get(location) {
+            if *g == generation {
+                return Some(opened.clone());
+            }
+        }
+        match crate::store::open(&self.client, &bsl, &self.opts.work_dir).await {
+            Ok(opened) => {
+                let opened = Arc::new(opened);
+                self.repos
+                    .lock()
+                    .unwrap()
+                    .insert(location.to_string(), (generation, opened.clone()));
+                Some(opened)
+            }
+            Err(e) => {
+                tracing::warn!(location, "opening the location: {e}");
+                None
+            }
         }
     }
 
@@ -127,9 +161,11 @@ pub async fn run(client: Client, opts: ControllerOptions) -> Result<(), Controll
     let backups: Api<crate::api::Backup> = Api::namespaced(client.clone(), &opts.namespace);
     let locations: Api<crate::api::BackupStorageLocation> =
         Api::namespaced(client.clone(), &opts.namespace);
+    let restores: Api<crate::api::Restore> = Api::namespaced(client.clone(), &opts.namespace);
     for check in [
         backups.list(&Default::default()).await.map(drop),
         locations.list(&Default::default()).await.map(drop),
+        restores.list(&Default::default()).await.map(drop),
     ] {
         check.map_err(|e| ControllerError::Crds(crate::collect::describe(&e)))?;
     }
@@ -142,6 +178,7 @@ pub async fn run(client: Client, opts: ControllerOptions) -> Result<(), Controll
         client,
         opts,
         running: Mutex::new(HashMap::new()),
+        restores: Mutex::new(HashMap::new()),
         repos: Mutex::new(HashMap::new()),
         validated: Mutex::new(HashMap::new()),
     });
@@ -160,7 +197,14 @@ pub async fn run(client: Client, opts: ControllerOptions) -> Result<(), Controll
                 tracing::debug!("backup reconcile: {e}");
             }
         });
-    tokio::join!(location_loop, backup_loop);
+    let restore_loop = Controller::new(restores, watcher::Config::default())
+        .run(restores::reconcile, restores::error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!("restore reconcile: {e}");
+            }
+        });
+    tokio::join!(location_loop, backup_loop, restore_loop);
     Ok(())
 }
 
