@@ -15,6 +15,7 @@ pub mod location;
 pub mod output;
 pub mod parse;
 mod repository;
+pub mod restore;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -33,7 +34,7 @@ pub const FIELD_MANAGER: &str = "stowage";
 #[derive(clap::Args, Debug)]
 #[command(disable_help_flag = true)]
 pub struct K8sCommand {
-    /// `crds`, `backup`, `backup-location`; `stowage k8s --help` lists them
+    /// `crds`, `backup`, `restore`, `backup-location`; `stowage k8s --help` lists them
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
@@ -46,7 +47,7 @@ pub struct K8sCommand {
 #[derive(Parser, Debug)]
 #[command(
     name = "stowage k8s",
-    about = "Kubernetes backups: Backup and BackupStorageLocation objects, the CRDs",
+    about = "Kubernetes backups and restores: Backup, Restore and BackupStorageLocation objects, the CRDs",
     max_term_width = 100
 )]
 pub struct K8sCli {
@@ -88,6 +89,9 @@ pub enum K8sSub {
     /// Create, list, describe and delete backup storage locations
     #[command(subcommand)]
     BackupLocation(location::LocationCommand),
+    /// Create, list, describe, cancel and delete restores
+    #[command(subcommand)]
+    Restore(restore::RestoreCommand),
 }
 
 /// `stowage k8s crds`.
@@ -168,6 +172,7 @@ async fn run(cli: K8sCli) -> Result<u8> {
         K8sSub::Crds(a) => crds(g, a).await,
         K8sSub::Backup(c) => backup::run(g, c).await,
         K8sSub::BackupLocation(c) => location::run(g, c).await,
+        K8sSub::Restore(c) => restore::run(g, c).await,
     }
 }
 

@@ -1,5 +1,5 @@
-//! A backup's own records (log, resource list, results, volume snapshots) read from its
-//! location's repository, for `describe --details` and `logs`.
+//! A backup's own records (log, resource list, results, volume snapshots), and a restore's
+//! (results, log), read from the location's repository, for `describe --details` and `logs`.
 //!
 //! The command line only reads: the location is opened as if it were `ReadOnly` (so a missing
 //! repository is reported, never created) and the files are read without a lock, as `stowage
@@ -83,6 +83,56 @@ impl BackupRecords {
         let found = tokio::task::spawn_blocking(move || find(&repo, snapshot_id, &uid, &name))
             .await
             .context("reading the repository")??;
+        let (id, snapshot, session) = found;
+        Ok(BackupRecords {
+            session,
+            snapshot,
+            id,
+            location,
+        })
+    }
+
+    /// Opens the record a restore wrote (its results and log), in the location of the backup
+    /// it restored.
+    pub async fn open_restore(
+        kube: &Kube,
+        restore: &stowage_kube::api::Restore,
+    ) -> Result<BackupRecords> {
+        let name = restore.metadata.name.clone().unwrap_or_default();
+        let status = restore.status.clone().unwrap_or_default();
+        let Some(id) = status.record_snapshot_id.clone() else {
+            return Err(anyhow!(
+                "restore {name:?} has no record in the repository (it is still running, failed validation, or restored from a ReadOnly location); `stowage k8s restore describe {name}` shows its status"
+            ));
+        };
+        let backup_name = status
+            .backup_name
+            .or_else(|| restore.spec.backup_name.clone())
+            .unwrap_or_default();
+        let backups: Api<Backup> = Api::namespaced(kube.client.clone(), &kube.namespace);
+        let backup = backups
+            .get(&backup_name)
+            .await
+            .map_err(|e| kube.error(e, "backup", Some(&backup_name)))?;
+        let mut bsl = location_of(kube, &backup).await?;
+        let bsl_name = bsl.metadata.name.clone().unwrap_or_default();
+        bsl.spec.access_mode = AccessMode::ReadOnly;
+        let scratch = Scratch::new()?;
+        let opened = stowage_kube::store::open(&kube.client, &bsl, &scratch.0)
+            .await
+            .map_err(|e| anyhow!("cannot open the repository of location {bsl_name:?}: {e}"))?;
+        let repo = opened.repo;
+        let location = opened.describe;
+        let found = tokio::task::spawn_blocking(move || -> Result<_> {
+            let (id, snapshot) = repo
+                .find_snapshot(&id)
+                .with_context(|| format!("the record {id} of restore {name:?}"))?;
+            let session =
+                Locked::<ReadWork>::without_lock(&repo).load_index(&IndexSource::Memory, &())?;
+            Ok((id, snapshot, session))
+        })
+        .await
+        .context("reading the repository")??;
         let (id, snapshot, session) = found;
         Ok(BackupRecords {
             session,
