@@ -622,3 +622,161 @@ async fn restores_survive_the_controller_killed_at_random_points() {
         drop(_controller);
     }
 }
+
+/// Migration: a backup made in this cluster is restored in a second one whose location points
+/// at the same repository, ReadOnly. Its controller syncs the backup; a restore that would
+/// need a storage class the second cluster lacks fails validation and says so (a dry run lists
+/// it and changes nothing); with the class and the namespace mapped, the application comes
+/// up there, CRD first. The second cluster writes nothing to the repository.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrates_an_application_to_another_cluster_through_a_read_only_location() {
+    use stowage_testkit::cluster::shared::{binaries_or_skip, TestCluster};
+    use stowage_testkit::cluster::{Cluster, ClusterOptions};
+    let mut a = setup!();
+    let Some(bin) = binaries_or_skip() else {
+        return;
+    };
+    let _controller_a = a.start_controller(&[]);
+    let client_a = a.client();
+    let ns = a.cluster.namespace("mig").await.unwrap();
+    let group = format!("{ns}.example.com");
+    let crd = format!("gadgets.{group}");
+    create_all(&client_a, &[
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": format!("fast-{ns}")},
+               "provisioner": "example.com/none"}),
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": crd},
+               "spec": {"group": group, "scope": "Namespaced",
+                        "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                        "versions": [{"name": "v1", "served": true, "storage": true,
+                                      "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+    ]).await;
+    wait_established(&client_a, &crd).await;
+    create_all(&client_a, &[
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": ns}, "data": {"mode": "production"}}),
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": ns},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": format!("fast-{ns}")}}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
+               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "web", "image": "example/web:1"}]}}}}),
+        json!({"apiVersion": format!("{group}/v1"), "kind": "Gadget", "metadata": {"name": "g1", "namespace": ns}, "spec": {"size": 1}}),
+    ]).await;
+    let b = a.backup("mig", json!({"includedNamespaces": [ns]})).await;
+    assert_completed(&b);
+    let snapshots_before = a.repo().list_snapshots().unwrap().len();
+
+    // The second cluster: a ReadOnly location on the same repository, synced every 2s.
+    let cluster_b = Cluster::start(ClusterOptions {
+        nodes: 1,
+        bin_dir: Some(bin),
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    let tc = TestCluster::open(cluster_b.kubeconfig()).await.unwrap();
+    let mut b_side = Setup::on(
+        tc,
+        Some(a.repo_path()),
+        &json!({"accessMode": "ReadOnly", "backupSyncPeriod": "2s"}),
+    )
+    .await;
+    let client_b = b_side.client();
+    create_all(&client_b, &[json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                                    "metadata": {"name": "standard"}, "provisioner": "example.com/none"})]).await;
+    let _controller_b = b_side.start_controller(&[]);
+    let synced = eventually("the backup synced into the second cluster", WAIT, || {
+        let api = b_side.backups();
+        async move {
+            match api.get_opt("mig").await.map_err(|e| e.to_string())? {
+                Some(b) if b.phase() == stowage_kube::api::BackupPhase::Completed => Ok(b),
+                other => Err(format!("{:?}", other.map(|b| b.status))),
+            }
+        }
+    })
+    .await;
+    assert_eq!(synced.spec.storage_location.as_deref(), Some("default"));
+
+    // Without the class mapped: refused, with what is missing.
+    let refused = restore(&b_side, "unmapped", json!({"backupName": "mig"})).await;
+    assert_eq!(
+        refused.phase(),
+        RestorePhase::FailedValidation,
+        "{:?}",
+        refused.status
+    );
+    let lacks = refused.status.as_ref().unwrap().target_lacks.join("; ");
+    assert!(
+        lacks.contains(&format!("storage class fast-{ns}")),
+        "{lacks}"
+    );
+    // A dry run reports the same and creates nothing.
+    let dry = restore(&b_side, "dry", json!({"backupName": "mig", "dryRun": true})).await;
+    assert!(dry.phase().is_terminal());
+    let lacks = dry.status.as_ref().unwrap().target_lacks.join("; ");
+    assert!(
+        lacks.contains(&format!("storage class fast-{ns}")),
+        "{lacks}"
+    );
+    let namespaces: Api<Namespace> = Api::all(client_b.clone());
+    assert!(
+        namespaces.get_opt(&ns).await.unwrap().is_none(),
+        "a dry run made the namespace"
+    );
+
+    // Mapped: the application, its CRD first, under the new namespace and class.
+    let target = format!("{ns}-b");
+    let r = restore(
+        &b_side,
+        "moved",
+        json!({"backupName": "mig",
+        "namespaceMapping": {ns.clone(): target.clone()},
+        "storageClassMapping": {format!("fast-{ns}"): "standard"}}),
+    )
+    .await;
+    assert_restore_completed(&r);
+    assert_verified(&r);
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(client_b.clone(), &target)
+        .get("data")
+        .await
+        .unwrap();
+    assert_eq!(
+        pvc.spec.unwrap().storage_class_name.as_deref(),
+        Some("standard")
+    );
+    let gadgets: Api<DynamicObject> = Api::namespaced_with(
+        client_b.clone(),
+        &target,
+        &kube::api::ApiResource {
+            group: group.clone(),
+            version: "v1".into(),
+            api_version: format!("{group}/v1"),
+            kind: "Gadget".into(),
+            plural: "gadgets".into(),
+        },
+    );
+    assert_eq!(gadgets.get("g1").await.unwrap().data["spec"]["size"], 1);
+    let pods: Api<Pod> = Api::namespaced(client_b.clone(), &target);
+    eventually("the moved Deployment's pod running", WAIT, || {
+        let pods = pods.clone();
+        async move {
+            let running = pods
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?
+                .items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .count();
+            (running == 1)
+                .then_some(())
+                .ok_or(format!("{running} running"))
+        }
+    })
+    .await;
+    assert!(r.status.as_ref().unwrap().record_snapshot_id.is_none());
+    assert_eq!(
+        a.repo().list_snapshots().unwrap().len(),
+        snapshots_before,
+        "the ReadOnly side wrote to the repository"
+    );
+}

@@ -59,6 +59,8 @@ pub struct Setup {
     pub cluster: TestCluster,
     pub namespace: String,
     pub dir: tempfile::TempDir,
+    /// The default location's repository directory.
+    pub repo: PathBuf,
     pub kubeconfig: PathBuf,
     starts: u32,
 }
@@ -80,6 +82,12 @@ impl Setup {
     /// `None` (the test skips, with a notice) when there is no test cluster outside CI.
     pub async fn new() -> Option<Setup> {
         let cluster = shared_cluster().await?;
+        Some(Setup::on(cluster, None, &json!({})).await)
+    }
+
+    /// The same on `cluster`, with the default location in `repo` (a new directory when
+    /// `None`) and `extra` merged into the location's spec (`accessMode`, `backupSyncPeriod`).
+    pub async fn on(cluster: TestCluster, repo: Option<PathBuf>, extra: &Value) -> Setup {
         let client = cluster.client();
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         for crd in stowage_kube::crds::crds() {
@@ -119,29 +127,38 @@ impl Setup {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("repo")).unwrap();
+        let repo = repo.unwrap_or_else(|| {
+            let path = dir.path().join("repo");
+            std::fs::create_dir(&path).unwrap();
+            path
+        });
+        let mut spec = json!({
+            "provider": "filesystem",
+            "filesystem": {"path": repo.to_str().unwrap()},
+            "repositoryPassword": {"name": "repo-password", "key": "password"},
+            "default": true,
+        });
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            spec[k] = v.clone();
+        }
         let bsl: BackupStorageLocation = serde_json::from_value(json!({
             "apiVersion": "stowage.dev/v1alpha1", "kind": "BackupStorageLocation",
             "metadata": {"name": "default"},
-            "spec": {
-                "provider": "filesystem",
-                "filesystem": {"path": dir.path().join("repo").to_str().unwrap()},
-                "repositoryPassword": {"name": "repo-password", "key": "password"},
-                "default": true,
-            },
+            "spec": spec,
         }))
         .unwrap();
         Api::<BackupStorageLocation>::namespaced(client.clone(), &namespace)
             .create(&PostParams::default(), &bsl)
             .await
             .unwrap();
-        Some(Setup {
+        Setup {
             cluster,
             namespace,
             dir,
+            repo,
             kubeconfig,
             starts: 0,
-        })
+        }
     }
 
     pub fn client(&self) -> kube::Client {
@@ -213,12 +230,12 @@ impl Setup {
     }
 
     pub fn repo(&self) -> Arc<Repository> {
-        let backend = Arc::new(LocalBackend::new(self.dir.path().join("repo")));
+        let backend = Arc::new(LocalBackend::new(self.repo.clone()));
         Arc::new(Repository::open(backend, PASSWORD.as_bytes()).unwrap())
     }
 
     pub fn repo_path(&self) -> PathBuf {
-        self.dir.path().join("repo")
+        self.repo.clone()
     }
 
     /// Every file of a backup's snapshot and its bytes.

@@ -71,6 +71,14 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
+    /// A handle on another cluster (one a test started itself, for a migration between two),
+    /// with the same helpers as the shared one's.
+    pub async fn open(kubeconfig: &std::path::Path) -> Result<TestCluster> {
+        Ok(TestCluster {
+            access: ClusterAccess::open(kubeconfig).await?,
+        })
+    }
+
     /// Creates a namespace for this test, `PREFIX-<unique suffix>`, and waits until its
     /// `default` ServiceAccount exists (pods cannot be created before it does).
     pub async fn namespace(&self, prefix: &str) -> Result<String> {
