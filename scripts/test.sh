@@ -22,6 +22,11 @@ if [ -z "${STOWAGE_TEST_KUBECONFIG:-}" ] && { [ -n "${STOWAGE_TESTENV_BIN:-}" ] 
   scripts/cluster.sh up "$_cluster_dir" --nodes 3
   export STOWAGE_TEST_KUBECONFIG=$_cluster_dir/kubeconfig
 fi
+# The OpenShift restore test installs the Route and SCC CRDs published in openshift/api's module.
+if [ -z "${STOWAGE_TEST_OPENSHIFT_CRDS:-}" ] && command -v go >/dev/null; then
+  STOWAGE_TEST_OPENSHIFT_CRDS=$(bash scripts/openshift-crds.sh)
+  export STOWAGE_TEST_OPENSHIFT_CRDS
+fi
 # The engine must stay free of async runtimes, cloud SDKs and front-end crates (issue 12).
 forbidden=$(cargo tree --locked -p stowage-core -e normal --prefix none --format '{p}' |
   awk '{print $1}' | sort -u |

@@ -780,3 +780,107 @@ async fn migrates_an_application_to_another_cluster_through_a_read_only_location
         "the ReadOnly side wrote to the repository"
     );
 }
+
+/// OpenShift's kinds, with the Route and SecurityContextConstraints CRDs that openshift/api
+/// publishes (scripts/openshift-crds.sh): a Route whose host the cluster generated loses it
+/// (the target generates its own), a static host stays, and an SCC's service-account users
+/// follow the namespace mapping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openshift_routes_and_sccs_follow_oadps_rules() {
+    let mut s = setup!();
+    let dir = match std::env::var_os("STOWAGE_TEST_OPENSHIFT_CRDS") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "STOWAGE_TEST_OPENSHIFT_CRDS must be set in CI (scripts/test.sh sets it)"
+            );
+            eprintln!("NOTICE: skipped: STOWAGE_TEST_OPENSHIFT_CRDS is not set (scripts/openshift-crds.sh)");
+            return;
+        }
+    };
+    let client = s.client();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for file in [
+        "routes.route.openshift.io",
+        "securitycontextconstraints.security.openshift.io",
+    ] {
+        let text = std::fs::read_to_string(dir.join(format!("{file}.yaml"))).unwrap();
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&text).unwrap();
+        crds.patch(
+            file,
+            &PatchParams::apply("stowage-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+        wait_established(&client, file).await;
+    }
+    let _controller = s.start_controller(&[]);
+    let ns = s.cluster.namespace("ocp").await.unwrap();
+    let scc = format!("{ns}-restricted");
+    create_all(&client, &[
+        json!({"apiVersion": "route.openshift.io/v1", "kind": "Route",
+               "metadata": {"name": "generated", "namespace": ns, "annotations": {"openshift.io/host.generated": "true"}},
+               "spec": {"host": format!("generated-{ns}.apps.old.example.com"), "to": {"kind": "Service", "name": "web"}}}),
+        json!({"apiVersion": "route.openshift.io/v1", "kind": "Route",
+               "metadata": {"name": "static", "namespace": ns},
+               "spec": {"host": "shop.example.com", "to": {"kind": "Service", "name": "web"}}}),
+        json!({"apiVersion": "security.openshift.io/v1", "kind": "SecurityContextConstraints",
+               "metadata": {"name": scc},
+               "allowPrivilegedContainer": false, "allowHostDirVolumePlugin": false, "allowHostIPC": false,
+               "allowHostNetwork": false, "allowHostPID": false, "allowHostPorts": false, "readOnlyRootFilesystem": false,
+               "runAsUser": {"type": "MustRunAsRange"}, "seLinuxContext": {"type": "MustRunAs"},
+               "allowedCapabilities": null, "defaultAddCapabilities": null, "priority": null,
+               "requiredDropCapabilities": ["KILL"], "volumes": ["configMap", "secret"],
+               "users": [format!("system:serviceaccount:{ns}:web"), "alice"]}),
+    ])
+    .await;
+    let b = s
+        .backup("ocp", json!({"includedNamespaces": [ns],
+            "includedClusterScopedResources": ["securitycontextconstraints.security.openshift.io"]}))
+        .await;
+    assert_completed(&b);
+    let sccs: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource {
+            group: "security.openshift.io".into(),
+            version: "v1".into(),
+            api_version: "security.openshift.io/v1".into(),
+            kind: "SecurityContextConstraints".into(),
+            plural: "securitycontextconstraints".into(),
+        },
+    );
+    gone(sccs.clone(), &scc).await;
+    let clone = format!("{ns}-clone");
+    let r = restore(&s, "ocp", json!({"backupName": "ocp", "includeClusterResources": true,
+        "includedResources": ["routes.route.openshift.io", "securitycontextconstraints.security.openshift.io", "namespaces"],
+        "namespaceMapping": {ns.clone(): clone.clone()}}))
+    .await;
+    assert_restore_completed(&r);
+    assert_verified(&r);
+    let routes: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &clone,
+        &kube::api::ApiResource {
+            group: "route.openshift.io".into(),
+            version: "v1".into(),
+            api_version: "route.openshift.io/v1".into(),
+            kind: "Route".into(),
+            plural: "routes".into(),
+        },
+    );
+    let generated = routes.get("generated").await.unwrap();
+    assert!(
+        generated.data["spec"].get("host").is_none(),
+        "{:?}",
+        generated.data["spec"]
+    );
+    let fixed = routes.get("static").await.unwrap();
+    assert_eq!(fixed.data["spec"]["host"], "shop.example.com");
+    let restored = sccs.get(&scc).await.unwrap();
+    assert_eq!(
+        restored.data["users"],
+        json!([format!("system:serviceaccount:{clone}:web"), "alice"])
+    );
+}
