@@ -8,7 +8,10 @@
 #   - a first backup of the namespaces by the release `stowage controller` into a filesystem
 #     location, wall time from creating the Backup to Completed;
 #   - a second backup of the unchanged objects, and the bytes each one added;
-#   - the controller's peak RSS (VmHWM; target under 150 MiB).
+#   - the controller's peak RSS (VmHWM; target under 150 MiB);
+#   - then, with the namespaces deleted, a restore of the first backup into the emptied cluster
+#     (verification included), against creating the same objects directly with `kubectl
+#     create` (4 at once, as the objects were made; target: the restore within 1.5x of it).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 namespaces=${1:-50}
@@ -80,11 +83,12 @@ for i in range(n):
     with open(f"{out}/{ns}.json", "w") as f:
         json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f)
 EOF
-for f in "$work"/objects/*.json; do kubectl apply -f "$f" >/dev/null & 
+for f in "$work"/objects/*.json; do kubectl create -f "$f" >/dev/null &
   while [ "$(jobs -r | wc -l)" -ge 4 ]; do sleep 0.05; done
 done
 wait
-echo "created in $(python3 -c "import sys; print(round($(date +%s.%N) - $start, 1))") s; waiting for the replica sets' pods..." >&2
+create_s=$(python3 -c "print(round($(date +%s.%N) - $start, 2))")
+echo "created in $create_s s; waiting for the replica sets' pods..." >&2
 want_pods=$((namespaces * (per / 10)))
 for _ in $(seq 1 600); do
   pods=$(kubectl get pods -A --no-headers 2>/dev/null | grep -c '^bench-' || true)
@@ -147,9 +151,31 @@ added1=$(kubectl -n stowage get backup first -o jsonpath='{.status.bytesAdded}')
 added2=$(kubectl -n stowage get backup second -o jsonpath='{.status.bytesAdded}')
 rss_kib=$(awk '/VmHWM/ {print $2}' "/proc/$ctl_pid/status")
 
+# The restore: every bench namespace deleted (and gone), then the first backup restored.
+echo "deleting the namespaces for the restore..." >&2
+kubectl delete namespace $(kubectl get ns -o name | sed -n 's|^namespace/\(bench-.*\)|\1|p') --wait=true >/dev/null
+t0=$(date +%s.%N)
+cat <<EOF | kubectl apply -f - >/dev/null
+apiVersion: stowage.dev/v1alpha1
+kind: Restore
+metadata: {name: back, namespace: stowage}
+spec: {backupName: first}
+EOF
+while :; do
+  phase=$(kubectl -n stowage get restore back -o jsonpath='{.status.phase}')
+  case $phase in Completed | PartiallyFailed | Failed | FailedValidation | Canceled) break ;; esac
+  sleep 0.1
+done
+t1=$(date +%s.%N)
+[ "$phase" = Completed ] || { echo "the restore ended $phase" >&2; kubectl -n stowage get restore back -o yaml >&2; exit 1; }
+restore_s=$(python3 -c "print(round($t1 - $t0, 2))")
+restore_counts=$(kubectl -n stowage get restore back -o jsonpath='{.status.counts.created} created, {.status.counts.unchanged} unchanged, {.status.counts.skipped} skipped, {.status.counts.failed} failed; verified {.status.verification.matched} of {.status.verification.checked}')
+rss_after_kib=$(awk '/VmHWM/ {print $2}' "/proc/$ctl_pid/status")
+
 python3 - <<EOF
 objects, items, list_s, first_s, second_s = $objects, $items, $list_s, $first_s, $second_s
 added1, added2, rss = $added1, $added2, $rss_kib / 1024
+create_s, restore_s, rss_after = $create_s, $restore_s, $rss_after_kib / 1024
 print(f"objects in the namespaces (kubectl)    {objects}")
 print(f"objects backed up (first backup)       {items}")
 print(f"kubectl get --chunk-size=500 -o json   {list_s:.2f} s")
@@ -157,4 +183,8 @@ print(f"first backup                           {first_s:.2f} s   ({first_s / lis
 print(f"second backup (unchanged)              {second_s:.2f} s   ({second_s / list_s:.2f}x listing)")
 print(f"bytes added: first {added1}, second {added2}  ({100 * added2 / added1:.3f}% of the first; target < 1%)")
 print(f"controller peak RSS                    {rss:.1f} MiB   (target < 150 MiB)")
+print(f"kubectl create of the objects          {create_s:.2f} s")
+print(f"restore into the emptied cluster       {restore_s:.2f} s   ({restore_s / create_s:.2f}x creating; target <= 1.5x)")
+print(f"restore outcome                        $restore_counts")
+print(f"controller peak RSS after the restore  {rss_after:.1f} MiB")
 EOF

@@ -494,7 +494,8 @@ resourceModifierRules:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_restores_fail_validation_with_the_reason() {
     let mut s = setup!();
-    let _controller = s.start_controller(&[]);
+    // Slow listing, so that a backup is still running when a restore of it is asked for.
+    let _controller = s.start_controller(&["--client-qps", "5", "--page-size", "1"]);
     let client = s.client();
     let ns = s.cluster.namespace("bad").await.unwrap();
     create_all(&client, &[json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": ns}})]).await;
@@ -507,7 +508,14 @@ async fn bad_restores_fail_validation_with_the_reason() {
         .create(&PostParams::default(), &cm)
         .await
         .unwrap();
+    s.create_backup("running", json!({"includedNamespaces": [ns]}))
+        .await;
     for (name, spec, says) in [
+        (
+            "early",
+            json!({"backupName": "running"}),
+            "restore it once it has completed",
+        ),
         (
             "unknown",
             json!({"backupName": "nope"}),
@@ -882,5 +890,110 @@ async fn openshift_routes_and_sccs_follow_oadps_rules() {
     assert_eq!(
         restored.data["users"],
         json!([format!("system:serviceaccount:{clone}:web"), "alice"])
+    );
+}
+
+/// `stowage k8s restore ...` as a user runs it: create and wait, list, describe with the
+/// record's details, the log, a refused restore in one line with exit 1, delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_waits_for_describes_and_reads_restores() {
+    let mut s = setup!();
+    let _controller = s.start_controller(&[]);
+    let client = s.client();
+    let ns = s.cluster.namespace("cli-rst").await.unwrap();
+    create_all(&client, &[json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": ns}, "data": {"a": "1"}})]).await;
+    assert_completed(&s.backup("cli", json!({"includedNamespaces": [ns]})).await);
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .delete("settings", &DeleteParams::default())
+        .await
+        .unwrap();
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
+            .arg("k8s")
+            .args(args)
+            .args(["-n", &s.namespace])
+            .env("KUBECONFIG", s.cluster.kubeconfig())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let out = cli(&[
+        "restore",
+        "create",
+        "back",
+        "--from-backup",
+        "cli",
+        "--wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("Restore \"back\" Completed: 1 created"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("verified"), "{stdout}");
+    assert!(Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get_opt("settings")
+        .await
+        .unwrap()
+        .is_some());
+
+    let listed = text(&cli(&["restore", "get"]).stdout);
+    assert!(
+        listed.starts_with("NAME") && listed.contains("back") && listed.contains("Completed"),
+        "{listed}"
+    );
+    let described = cli(&["restore", "describe", "back", "--details"]);
+    let described_text = text(&described.stdout);
+    assert!(
+        described.status.success(),
+        "{described_text}{}",
+        text(&described.stderr)
+    );
+    for must in [
+        "Phase:        Completed",
+        "Backup:       cli",
+        "Outcome:      1 created",
+        "Verification:",
+        "Record:       snapshot",
+    ] {
+        assert!(described_text.contains(must), "{must}: {described_text}");
+    }
+    let log = text(&cli(&["restore", "logs", "back"]).stdout);
+    assert!(log.contains("restoring from snapshot"), "{log}");
+
+    let refused = cli(&[
+        "restore",
+        "create",
+        "bad",
+        "--from-backup",
+        "nope",
+        "--wait",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = text(&refused.stderr);
+    // Progress lines, then the error in one line.
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert_eq!(
+        last, "stowage: error: restore \"bad\" failed validation: backup nope not found",
+        "{err}"
+    );
+
+    let deleted = cli(&["restore", "delete", "back", "--confirm"]);
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    assert!(restores(&s).get_opt("back").await.unwrap().is_none());
+    assert!(
+        Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .get_opt("settings")
+            .await
+            .unwrap()
+            .is_some(),
+        "restored objects stay"
     );
 }
