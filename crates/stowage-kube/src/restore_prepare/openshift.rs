@@ -32,12 +32,18 @@ pub(super) fn build_pod_skip_reason(object: &Value) -> Option<&'static str> {
 /// A service account loses its references to the generated pull secrets
 /// (`<account>-dockercfg-*`), which are not restored.
 pub(super) fn drop_generated_pull_secrets(obj: &mut Map<String, Value>) {
+    let account = obj
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let generated = format!("{account}-dockercfg-");
     for key in ["secrets", "imagePullSecrets"] {
         if let Some(Value::Array(refs)) = obj.get_mut(key) {
             refs.retain(|r| {
                 !r.get("name")
                     .and_then(Value::as_str)
-                    .is_some_and(|n| n.contains("-dockercfg-"))
+                    .is_some_and(|n| n.starts_with(&generated))
             });
         }
     }
@@ -149,11 +155,16 @@ mod tests {
             "serviceaccounts",
             json!({"metadata": {"name": "builder"},
             "secrets": [{"name": "builder-dockercfg-x7k2p"}, {"name": "mine"}],
-            "imagePullSecrets": [{"name": "builder-dockercfg-x7k2p"}, {"name": "registry"}]}),
+            "imagePullSecrets": [{"name": "builder-dockercfg-x7k2p"}, {"name": "registry"},
+                                 {"name": "quay-dockercfg-prod"}]}),
             &opts(),
         );
         assert_eq!(sa["secrets"], json!([{"name": "mine"}]));
-        assert_eq!(sa["imagePullSecrets"], json!([{"name": "registry"}]));
+        // A user's pull secret whose name only looks generated stays.
+        assert_eq!(
+            sa["imagePullSecrets"],
+            json!([{"name": "registry"}, {"name": "quay-dockercfg-prod"}])
+        );
     }
 
     #[test]
