@@ -123,9 +123,9 @@ async fn app(client: &kube::Client, ns: &str) -> (String, String) {
                "subjects": [{"kind": "ServiceAccount", "name": "web", "namespace": ns}]}),
         json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
                "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": format!("/tmp/{pv}")},
-                        "persistentVolumeReclaimPolicy": "Retain", "storageClassName": ""}}),
+                        "persistentVolumeReclaimPolicy": "Retain", "storageClassName": STAND_IN_CLASS}}),
         json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": ns},
-               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "volumeName": pv, "storageClassName": ""}}),
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "volumeName": pv, "storageClassName": STAND_IN_CLASS}}),
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"}},
@@ -138,6 +138,16 @@ async fn app(client: &kube::Client, ns: &str) -> (String, String) {
         json!({"apiVersion": format!("{group}/v1"), "kind": "Widget", "metadata": {"name": "green", "namespace": ns}, "spec": {"size": 5}}),
     ])
     .await;
+    // The account the cluster made gets a pull secret: a restore must add it to the one the
+    // cluster makes again.
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), ns)
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"imagePullSecrets": [{"name": "regcred"}]})),
+        )
+        .await
+        .unwrap();
     (crd, pv)
 }
 
@@ -212,14 +222,17 @@ fn widgets(client: &kube::Client, crd: &str, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), ns, &ar)
 }
 
-/// The application's namespace, CRD and volume are deleted; the restore brings back every
-/// object (the CRD first, Established before its widgets), the claim binds its volume again,
-/// the Deployment runs its pods, and reading everything back finds it equal to the backup.
+/// The application's namespace and CRD are deleted (its Retain volume stays, Released); the
+/// restore brings back every object (the CRD first, Established before its widgets), frees the
+/// volume for the restored claim, which binds it again, adds the backed-up pull secret to the
+/// account the cluster made anew, the Deployment runs its pods, and reading everything back
+/// finds it equal to the backup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_a_deleted_application_and_verifies_it() {
     let mut s = setup!();
     let _controller = s.start_controller(&[]);
     let client = s.client();
+    let provisioner = stand_in_provisioner(&client).await;
     let ns = s.cluster.namespace("app").await.unwrap();
     let (crd, pv) = app(&client, &ns).await;
     running(&client, &ns, &pv, 2).await;
@@ -228,7 +241,23 @@ async fn restores_a_deleted_application_and_verifies_it() {
 
     gone(Api::<Namespace>::all(client.clone()), &ns).await;
     gone(Api::<CustomResourceDefinition>::all(client.clone()), &crd).await;
-    gone(Api::<PersistentVolume>::all(client.clone()), &pv).await;
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    eventually("the volume Released", WAIT, || {
+        let pvs = pvs.clone();
+        let pv = pv.clone();
+        async move {
+            let phase = pvs
+                .get(&pv)
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .and_then(|s| s.phase);
+            (phase.as_deref() == Some("Released"))
+                .then_some(())
+                .ok_or(format!("{phase:?}"))
+        }
+    })
+    .await;
 
     let r = restore(&s, "back", json!({"backupName": "full"})).await;
     assert_restore_completed(&r);
@@ -257,16 +286,31 @@ async fn restores_a_deleted_application_and_verifies_it() {
     );
     let rb = bindings.get("web").await.unwrap();
     assert_eq!(rb.data["subjects"][0]["namespace"], ns.as_str());
+    let account =
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns)
+            .get("default")
+            .await
+            .unwrap();
+    let pulls: Vec<String> = account
+        .image_pull_secrets
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert!(pulls.contains(&"regcred".to_string()), "{pulls:?}");
+    provisioner.abort();
 }
 
 /// A clone of the application into another namespace while the original runs: nothing
-/// collides (the clone's claim binds a volume of its own, cloned under a new name), the
-/// clone is complete, and the original is untouched.
+/// collides (the original's volume is not copied, whose storage the clone would share: the
+/// clone's claim provisions a volume of its own), the clone is complete, and the original is
+/// untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clones_an_application_into_a_mapped_namespace_beside_the_original() {
     let mut s = setup!();
     let _controller = s.start_controller(&[]);
     let client = s.client();
+    let provisioner = stand_in_provisioner(&client).await;
     let ns = s.cluster.namespace("prod").await.unwrap();
     let (crd, pv) = app(&client, &ns).await;
     running(&client, &ns, &pv, 2).await;
@@ -298,6 +342,13 @@ async fn clones_an_application_into_a_mapped_namespace_beside_the_original() {
         volume, pv,
         "the clone's claim must not take the original's volume"
     );
+    assert!(volume.starts_with("standin-"), "provisioned anew: {volume}");
+    assert!(
+        c.skipped_reasons
+            .keys()
+            .any(|k| k.contains("belongs to the original volume")),
+        "{c:?}"
+    );
     running(&client, &clone, &volume, 2).await;
     running(&client, &ns, &pv, 2).await;
     assert!(widgets(&client, &crd, &clone)
@@ -319,6 +370,7 @@ async fn clones_an_application_into_a_mapped_namespace_beside_the_original() {
     // Cleaning up the clone leaves the original alone.
     gone(Api::<Namespace>::all(client.clone()), &clone).await;
     running(&client, &ns, &pv, 2).await;
+    provisioner.abort();
 }
 
 fn resource_versions(list: &[ConfigMap]) -> Vec<(String, String)> {
@@ -454,7 +506,7 @@ resourceModifierRules:
     value: "\"db.new\""
 - conditions:
     groupResource: configmaps
-    namespaces: [{target}]
+    namespaces: [{ns}]
   mergePatches:
   - patchData: |
       {{"metadata": {{"annotations": {{"moved": "yes"}}}}}}
@@ -719,7 +771,8 @@ async fn migrates_an_application_to_another_cluster_through_a_read_only_location
     );
     // A dry run reports the same and creates nothing.
     let dry = restore(&b_side, "dry", json!({"backupName": "mig", "dryRun": true})).await;
-    assert!(dry.phase().is_terminal());
+    assert_restore_completed(&dry);
+    assert_eq!(counts(&dry).failed, 0, "{:?}", dry.status);
     let lacks = dry.status.as_ref().unwrap().target_lacks.join("; ");
     assert!(
         lacks.contains(&format!("storage class fast-{ns}")),

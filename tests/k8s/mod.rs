@@ -369,3 +369,62 @@ pub fn check_repository(s: &Setup) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The storage class the stand-in provisioner serves.
+pub const STAND_IN_CLASS: &str = "stowage-test-stand-in";
+
+/// A stand-in for a dynamic volume provisioner (the test cluster has none): every Pending
+/// claim of class [`STAND_IN_CLASS`] without a volume gets a new hostPath PersistentVolume of
+/// its own (`standin-<claim uid>`, path `/tmp/stowage-standin/<claim uid>`), which the real
+/// PV controller then binds. Creates the class; runs until the returned task is aborted.
+pub async fn stand_in_provisioner(client: &kube::Client) -> tokio::task::JoinHandle<()> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    let class: StorageClass = serde_json::from_value(json!({
+        "metadata": {"name": STAND_IN_CLASS}, "provisioner": "stowage.test/stand-in",
+        "reclaimPolicy": "Delete"}))
+    .unwrap();
+    match classes.create(&PostParams::default(), &class).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("creating the stand-in storage class: {e}"),
+    }
+    let client = client.clone();
+    tokio::spawn(async move {
+        let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
+        let volumes: Api<PersistentVolume> = Api::all(client.clone());
+        loop {
+            if let Ok(list) = claims.list(&Default::default()).await {
+                for c in list.items {
+                    let spec = c.spec.clone().unwrap_or_default();
+                    let pending =
+                        c.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending");
+                    if spec.storage_class_name.as_deref() != Some(STAND_IN_CLASS)
+                        || spec.volume_name.is_some()
+                        || !pending
+                    {
+                        continue;
+                    }
+                    let uid = c.metadata.uid.clone().unwrap_or_default();
+                    let size = spec
+                        .resources
+                        .and_then(|r| r.requests)
+                        .and_then(|r| r.get("storage").cloned())
+                        .map(|q| q.0)
+                        .unwrap_or_else(|| "1Gi".into());
+                    let pv: PersistentVolume = serde_json::from_value(json!({
+                        "metadata": {"name": format!("standin-{uid}"),
+                                     "annotations": {"pv.kubernetes.io/provisioned-by": "stowage.test/stand-in"}},
+                        "spec": {"capacity": {"storage": size}, "accessModes": spec.access_modes,
+                                 "hostPath": {"path": format!("/tmp/stowage-standin/{uid}")},
+                                 "persistentVolumeReclaimPolicy": "Delete", "storageClassName": STAND_IN_CLASS,
+                                 "claimRef": {"namespace": c.metadata.namespace, "name": c.metadata.name, "uid": uid}}}))
+                    .unwrap();
+                    let _ = volumes.create(&PostParams::default(), &pv).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+}

@@ -239,6 +239,10 @@ pub struct RestoreVerification {
     /// Objects no longer found.
     #[serde(default)]
     pub missing: u64,
+    /// Objects that could not be read back (the API server refused the listing), so neither
+    /// matched nor differed.
+    #[serde(default)]
+    pub unverified: u64,
     /// The first differing objects, with the fields that differ.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub first_differences: Vec<RestoreItem>,

@@ -21,6 +21,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::Api;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stowage_core::cancel::CancelToken;
@@ -85,10 +86,12 @@ async fn write_status(
         .map(drop)
 }
 
-/// Writes the final status, retrying for a while: the end of a run must not be lost to a blip.
+/// Writes the final status until it is written (or the Restore is gone): the end of a run must
+/// not be lost to an API server outage, or the restore would stay InProgress with nothing left
+/// to end it.
 async fn write_final_status(ctx: &Context, name: &str, status: &RestoreStatus) {
     let mut delay = Duration::from_millis(500);
-    for attempt in 1..=10 {
+    for attempt in 1.. {
         match write_status(ctx, name, status).await {
             Ok(()) => return,
             Err(kube::Error::Api(s)) if s.code == 404 => return,
@@ -402,17 +405,29 @@ fn launch(ctx: &Arc<Context>, restore: Restore, input: RestoreInput, status: Res
         let name = restore.metadata.name.clone().unwrap_or_default();
         let log = RunLog::new(format!("restore {name}"));
         let report = Arc::new(Mutex::new(Report::default()));
+        // The run's attempt, shared with the progress writer so that it never writes an old one.
+        let attempt = Arc::new(AtomicU32::new(status.attempt));
+        // Progress every few seconds; a Restore deleted while it runs is canceled (there is no
+        // finalizer: deleting the object is how a user may stop it too).
         let ticker = {
             let ctx = ctx.clone();
             let report = report.clone();
             let name = name.clone();
             let mut status = status.clone();
+            let attempt = attempt.clone();
+            let cancel = cancel.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(PROGRESS_EVERY).await;
                     let r = report.lock().unwrap().clone();
                     fill(&mut status, &r);
-                    let _ = write_status(&ctx, &name, &status).await;
+                    status.attempt = attempt.load(Ordering::Relaxed);
+                    if let Err(kube::Error::Api(s)) = write_status(&ctx, &name, &status).await {
+                        if s.code == 404 {
+                            tracing::info!(restore = %name, "deleted while running: canceling it");
+                            cancel.cancel();
+                        }
+                    }
                 }
             })
         };
@@ -429,6 +444,7 @@ fn launch(ctx: &Arc<Context>, restore: Restore, input: RestoreInput, status: Res
                     ));
                     tokio::time::sleep(Duration::from_secs(5 * u64::from(status.attempt))).await;
                     status.attempt += 1;
+                    attempt.store(status.attempt, Ordering::Relaxed);
                     *report.lock().unwrap() = Report::default();
                     let _ = write_status(&ctx, &name, &status).await;
                 }

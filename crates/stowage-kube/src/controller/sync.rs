@@ -50,14 +50,20 @@ fn snapshots(repo: &Repository) -> Result<Vec<Found>, stowage_core::repo::RepoEr
     Ok(by_uid.into_values().map(|(_, f)| f).collect())
 }
 
-/// Reads a backup's `metadata/backup.json`.
-fn ended(repo: &Arc<Repository>, id: &stowage_core::id::Id) -> Option<Backup> {
-    let snapshot = repo.read_snapshot(id).ok()?;
-    let session = Locked::<ReadWork>::without_lock(repo)
-        .load_index(&IndexSource::Memory, &())
-        .ok()?;
-    let bytes = layout::read_file(&session, &snapshot, files::BACKUP).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// Reads the `metadata/backup.json` of each of `ids` (one index load for all of them); `None`
+/// for a snapshot whose record cannot be read.
+fn ended(repo: &Arc<Repository>, ids: &[stowage_core::id::Id]) -> Vec<Option<Backup>> {
+    let Ok(session) = Locked::<ReadWork>::without_lock(repo).load_index(&IndexSource::Memory, &())
+    else {
+        return vec![None; ids.len()];
+    };
+    ids.iter()
+        .map(|id| {
+            let snapshot = repo.read_snapshot(id).ok()?;
+            let bytes = layout::read_file(&session, &snapshot, files::BACKUP).ok()?;
+            serde_json::from_slice(&bytes).ok()
+        })
+        .collect()
 }
 
 /// Syncs one location; gives how many objects it created and removed.
@@ -84,16 +90,33 @@ pub(super) async fn sync(
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?
     };
+    // Names with no object, and synced objects whose status never got written (the sync
+    // that made them stopped in between): both get the record's content.
+    let statusless: BTreeSet<String> = existing
+        .iter()
+        .filter(|b| {
+            b.status.as_ref().and_then(|s| s.phase).is_none()
+                && b.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(BACKUP_UID_ANNOTATION))
+        })
+        .filter_map(|b| b.metadata.name.clone())
+        .collect();
+    let wanted: Vec<&Found> = found
+        .iter()
+        .filter(|f| !names.contains(&f.name) || statusless.contains(&f.name))
+        .collect();
+    let records = {
+        let repo = repo.clone();
+        let ids: Vec<_> = wanted.iter().map(|f| f.id).collect();
+        tokio::task::spawn_blocking(move || ended(&repo, &ids))
+            .await
+            .map_err(|e| e.to_string())?
+    };
     let mut created = 0;
-    for f in found.iter().filter(|f| !names.contains(&f.name)) {
-        let Some(mut b) = ({
-            let repo = repo.clone();
-            let id = f.id;
-            tokio::task::spawn_blocking(move || ended(&repo, &id))
-                .await
-                .ok()
-                .flatten()
-        }) else {
+    for (f, record) in wanted.into_iter().zip(records) {
+        let Some(mut b) = record else {
             tracing::warn!(location, backup = %f.name, "its snapshot has no readable backup.json; not synced");
             continue;
         };
@@ -111,10 +134,12 @@ pub(super) async fn sync(
             ..ObjectMeta::default()
         };
         b.spec.storage_location = Some(location.clone());
-        match api.create(&PostParams::default(), &b).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => continue,
-            Err(e) => return Err(crate::collect::describe(&e)),
+        if !statusless.contains(&f.name) {
+            match api.create(&PostParams::default(), &b).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(crate::collect::describe(&e)),
+            }
         }
         api.patch_status(
             &f.name,

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stowage_core::cancel::CancelToken;
+use stowage_core::error::{Classified, ErrorClass};
 use stowage_core::repo::session::{Indexed, ReadWork};
 
 /// The most problems of each kind kept in the status.
@@ -34,6 +35,8 @@ pub const FIRST_PROBLEMS: usize = 10;
 const READ_BATCH: usize = 64;
 /// How long a created CRD may take to become Established.
 const CRD_ESTABLISHED: Duration = Duration::from_secs(60);
+/// How long a restore waits for an object being deleted to go before creating it again.
+const DELETION_WAIT: Duration = Duration::from_secs(60);
 /// Attempts of one request that fails transiently (throttled, unavailable, timed out).
 const ATTEMPTS: u32 = 5;
 
@@ -129,7 +132,8 @@ enum Outcome {
     Updated(String),
     Unchanged(String),
     Skipped(String),
-    Warned(String, Box<RestoreItem>),
+    /// Left as it is, with a warning; the live object's UID.
+    Warned(String, Box<RestoreItem>, String),
     Failed(Box<RestoreItem>),
 }
 
@@ -145,6 +149,8 @@ struct Run<'a> {
     log: &'a RunLog,
     /// New UIDs of restored items, for their dependents' owner references.
     uids: Mutex<HashMap<usize, String>>,
+    /// Items that exist and were left as they are (not verified: they are not the backup's).
+    left_alone: Mutex<std::collections::HashSet<usize>>,
     report: Arc<Mutex<Report>>,
 }
 
@@ -188,6 +194,7 @@ pub async fn execute(
         pacer: Pacer::new(opts.qps),
         log,
         uids: Mutex::new(HashMap::new()),
+        left_alone: Mutex::new(std::collections::HashSet::new()),
         report,
     };
     {
@@ -197,6 +204,11 @@ pub async fn execute(
             r.skip(why);
             r.done += 1;
             log.info(&format!("skipped {}: {why}", items[*i].path()));
+        }
+        for (i, why) in &plan.unreadable {
+            r.done += 1;
+            log.error(&format!("{}: {why}", items[*i].path()));
+            r.error(run.problem(*i, RestoreProblemKind::ReadFailed, why.clone()));
         }
     }
     run.bare_namespaces().await;
@@ -215,7 +227,7 @@ pub async fn execute(
         if cancel.is_canceled() {
             return Err(ApplyError::Canceled);
         }
-        let (verification, differences) = run.verify().await?;
+        let (verification, differences) = run.verify(cancel).await?;
         let mut r = run.report.lock().unwrap();
         r.verification = Some(verification);
         r.results.differences = differences;
@@ -254,6 +266,74 @@ fn transient(e: &kube::Error) -> bool {
         kube::Error::Api(s) => matches!(s.code, 429 | 500 | 502 | 503 | 504),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
+    }
+}
+
+/// For an existing service account: the merge patch adding the backed-up `secrets` and
+/// `imagePullSecrets` it lacks (`None` when it has them all), as Velero merges accounts.
+fn merge_account(desired: &Value, live: &Value) -> Option<Value> {
+    let mut patch = serde_json::Map::new();
+    for key in ["secrets", "imagePullSecrets"] {
+        let have: Vec<Value> = live
+            .get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut merged = have.clone();
+        for r in desired
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !have.iter().any(|h| h.get("name") == r.get("name")) {
+                merged.push(r.clone());
+            }
+        }
+        if merged.len() != have.len() {
+            patch.insert(key.into(), Value::Array(merged));
+        }
+    }
+    (!patch.is_empty()).then_some(Value::Object(patch))
+}
+
+/// For an existing volume left `Released` by the deleted claim the restore recreates: the
+/// patch that frees it (the old claim's UID and version go), so the restored claim binds it.
+fn release_volume(desired: &Value, live: &Value) -> Option<Value> {
+    let phase = live.pointer("/status/phase").and_then(Value::as_str);
+    let same_claim = ["namespace", "name"].iter().all(|k| {
+        live.pointer(&format!("/spec/claimRef/{k}"))
+            == desired.pointer(&format!("/spec/claimRef/{k}"))
+    });
+    let stale = live.pointer("/spec/claimRef/uid").is_some();
+    (phase == Some("Released") && same_claim && stale)
+        .then(|| json!({"spec": {"claimRef": {"uid": null, "resourceVersion": null}}}))
+}
+
+/// Keys of a config map's or secret's `data` / `binaryData` that the live object has and the
+/// backup does not: for those kinds, an extra key is a difference.
+fn extra_data_keys(desired: &Value, live: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for field in ["data", "binaryData"] {
+        if let Some(Value::Object(live_data)) = live.get(field) {
+            for key in live_data.keys() {
+                if desired.get(field).and_then(|d| d.get(key)).is_none() {
+                    out.push(format!(
+                        "/{field}/{}",
+                        key.replace('~', "~0").replace('/', "~1")
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The kind a 404 says is missing (`namespaces` when the object's namespace is).
+fn not_found_kind(e: &kube::Error) -> Option<&str> {
+    match e {
+        kube::Error::Api(s) => s.details.as_ref().map(|d| d.kind.as_str()),
+        _ => None,
     }
 }
 
@@ -342,10 +422,20 @@ impl Run<'_> {
             match self.send(|| api.create(&pp, &body)).await {
                 Ok(_) => self.log.info(&format!("created namespace {ns}")),
                 Err(e) if code(&e) == Some(409) => {}
-                Err(e) => self.log.warn(&format!(
-                    "creating namespace {ns}: {}",
-                    crate::collect::describe(&e)
-                )),
+                Err(e) => {
+                    let message = format!(
+                        "creating the namespace failed, so its objects cannot be restored: {}",
+                        crate::collect::describe(&e)
+                    );
+                    self.log.error(&format!("namespace {ns}: {message}"));
+                    self.report.lock().unwrap().error(RestoreItem {
+                        kind: RestoreProblemKind::CreateFailed,
+                        resource: "namespaces".into(),
+                        namespace: None,
+                        name: ns.clone(),
+                        message,
+                    });
+                }
             }
         }
     }
@@ -358,7 +448,13 @@ impl Run<'_> {
             }
             let objects = self.read_batch(batch).await?;
             let results: Vec<(usize, Outcome)> = stream::iter(objects)
-                .map(|(i, object)| async move { (i, self.restore_one(i, object).await) })
+                .map(|(i, object)| async move {
+                    let outcome = match object {
+                        Ok(object) => self.restore_one(i, object).await,
+                        Err(why) => self.failed(i, RestoreProblemKind::ReadFailed, why),
+                    };
+                    (i, outcome)
+                })
                 .buffer_unordered(self.opts.concurrency.max(1))
                 .collect()
                 .await;
@@ -384,10 +480,13 @@ impl Run<'_> {
                         self.log.info(&format!("skipped {path}: {why}"));
                         report.skip(&why);
                     }
-                    Outcome::Warned(why, problem) => {
+                    Outcome::Warned(why, problem, uid) => {
                         self.log.warn(&format!("{path}: {}", problem.message));
                         report.skip(&why);
                         report.warn(*problem);
+                        // It exists: its dependents may point at it.
+                        self.uids.lock().unwrap().insert(i, uid);
+                        self.left_alone.lock().unwrap().insert(i);
                     }
                     Outcome::Failed(problem) => {
                         self.log.error(&format!("{path}: {}", problem.message));
@@ -399,15 +498,27 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Reads items from the repository (a blocking task).
-    async fn read_batch(&self, batch: &[usize]) -> Result<Vec<(usize, Value)>, ApplyError> {
+    /// Reads items from the repository (a blocking task). An object that cannot be read is
+    /// that item's error (`Err` with why); the repository failing for now stops the run.
+    #[allow(clippy::type_complexity)]
+    async fn read_batch(
+        &self,
+        batch: &[usize],
+    ) -> Result<Vec<(usize, Result<Value, String>)>, ApplyError> {
         let session = self.session.clone();
         let items: Vec<(usize, Item)> = batch.iter().map(|&i| (i, self.items[i].clone())).collect();
         tokio::task::spawn_blocking(move || {
-            items
-                .into_iter()
-                .map(|(i, item)| Ok((i, read_item(&session, &item)?)))
-                .collect::<Result<Vec<_>, SourceError>>()
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items {
+                match read_item(&session, &item) {
+                    Ok(o) => out.push((i, Ok(o))),
+                    Err(SourceError::Repo(e)) if e.class() == ErrorClass::Transient => {
+                        return Err(SourceError::Repo(e));
+                    }
+                    Err(e) => out.push((i, Err(e.to_string()))),
+                }
+            }
+            Ok(out)
         })
         .await
         .map_err(|e| ApplyError::Join(e.to_string()))?
@@ -422,13 +533,40 @@ impl Run<'_> {
             keep_status: self.keep_status(gr),
             ..self.prepare.clone()
         };
+        let item = &self.items[i];
+        let body_name = object.pointer("/metadata/name").and_then(Value::as_str);
+        if body_name != Some(item.name.as_str()) {
+            return Err(self.failed(
+                i,
+                RestoreProblemKind::ReadFailed,
+                format!("the object in the backup is named {body_name:?}, not as its path says"),
+            ));
+        }
         let mut object = match prepare(gr, object, &opts) {
             Prepared::Create(o) => o,
             Prepared::Skip(why) => return Err(Outcome::Skipped(why.to_string())),
         };
+        // Resource modifiers see the object in its backed-up namespace (as Velero's do); then
+        // it goes where the path and the mapping say, whatever a rule did to its metadata.
+        let target = item
+            .namespace
+            .as_ref()
+            .map(|ns| target_namespace(&self.opts.spec, ns).to_string());
         if let Some(modify) = &self.opts.modifier {
+            if let (Some(ns), Some(meta)) = (&item.namespace, object.get_mut("metadata")) {
+                meta["namespace"] = Value::String(ns.clone());
+            }
             if let Err(e) = modify(gr, &mut object) {
                 return Err(self.failed(i, RestoreProblemKind::ModifierFailed, e));
+            }
+        }
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            match target {
+                Some(ns) => meta.insert("namespace".into(), Value::String(ns)),
+                None => meta.remove("namespace"),
+            };
+            if gr != "namespaces" && gr != "persistentvolumes" {
+                meta.insert("name".into(), Value::String(item.name.clone()));
             }
         }
         self.repoint_owners(i, &mut object);
@@ -511,17 +649,34 @@ impl Run<'_> {
                         let patch = Patch::Merge(json!({ "status": status }));
                         let pp = PatchParams::default();
                         if let Err(e) = self.send(|| api.patch_status(&name, &pp, &patch)).await {
-                            self.log.warn(&format!(
-                                "{}: writing its status: {}",
-                                item.path(),
-                                crate::collect::describe(&e)
-                            ));
+                            let message =
+                                format!("writing its status: {}", crate::collect::describe(&e));
+                            self.log.warn(&format!("{}: {message}", item.path()));
+                            let problem = self.problem(i, RestoreProblemKind::Other, message);
+                            self.report.lock().unwrap().warn(problem);
                         }
                     }
                 }
                 Outcome::Created(created.metadata.uid.unwrap_or_default())
             }
-            Err(e) if code(&e) == Some(409) => self.existing(i, &api, &name, &desired).await,
+            Err(e) if code(&e) == Some(409) => {
+                match self.existing(i, &api, &name, &desired).await {
+                    Some(outcome) => outcome,
+                    // It was being deleted and is gone now: once more.
+                    None => match self.send(|| api.create(&pp, &body)).await {
+                        Ok(created) => Outcome::Created(created.metadata.uid.unwrap_or_default()),
+                        Err(e) => self.failed(
+                            i,
+                            RestoreProblemKind::CreateFailed,
+                            crate::collect::describe(&e),
+                        ),
+                    },
+                }
+            }
+            Err(e) if code(&e) == Some(404) && dry_run && self.plan.crds.contains(gr) => {
+                // Its CRD would have been created first.
+                Outcome::Created(String::new())
+            }
             Err(e) if code(&e) == Some(404) => {
                 let message = match (&ns, dry_run) {
                     (Some(ns), true)
@@ -529,6 +684,9 @@ impl Run<'_> {
                     {
                         // Not an error: the namespace would have been created first.
                         return Outcome::Created(String::new());
+                    }
+                    (Some(ns), _) if not_found_kind(&e) == Some("namespaces") => {
+                        format!("its namespace {ns} does not exist")
                     }
                     _ => format!(
                         "the cluster has no API for {} {} ({})",
@@ -561,27 +719,33 @@ impl Run<'_> {
     }
 
     /// An object that exists already: the same (or made by an earlier run of this restore),
-    /// patched, or left with a warning.
+    /// patched, or left with a warning. `None` when it was being deleted and is now gone (the
+    /// caller creates it again).
     async fn existing(
         &self,
         i: usize,
         api: &Api<DynamicObject>,
         name: &str,
         desired: &Value,
-    ) -> Outcome {
+    ) -> Option<Outcome> {
+        let gr = self.items[i].group_resource.as_str();
         let live = match self.send(|| api.get(name)).await {
             Ok(l) => l,
+            Err(e) if code(&e) == Some(404) => return None,
             Err(e) => {
-                return self.failed(
+                return Some(self.failed(
                     i,
                     RestoreProblemKind::CreateFailed,
                     format!(
                         "it exists, and reading it failed: {}",
                         crate::collect::describe(&e)
                     ),
-                )
+                ))
             }
         };
+        if live.metadata.deletion_timestamp.is_some() {
+            return self.wait_gone(i, api, name).await;
+        }
         let uid = live.metadata.uid.clone().unwrap_or_default();
         let ours = live
             .metadata
@@ -590,49 +754,114 @@ impl Run<'_> {
             .and_then(|l| l.get(LABEL_RESTORE))
             == Some(&self.opts.restore);
         let live = serde_json::to_value(&live).unwrap_or(Value::Null);
-        let with_status = self.keep_status(&self.items[i].group_resource);
-        let diff = differences(desired, &live, with_status);
+        let dry_run = self.opts.spec.is_dry_run();
+        let pp = PatchParams {
+            dry_run,
+            ..PatchParams::default()
+        };
+        // Velero's rules for two kinds, whatever the policy: a service account gets the
+        // backed-up secrets and pull secrets added to the ones the cluster gave it; a
+        // released volume whose claim is being restored is freed for it.
+        let special = match gr {
+            "serviceaccounts" => merge_account(desired, &live),
+            "persistentvolumes" => release_volume(desired, &live),
+            _ => None,
+        };
+        if let Some(patch) = special {
+            let body = Patch::Merge(patch);
+            return Some(match self.send(|| api.patch(name, &pp, &body)).await {
+                Ok(_) => {
+                    self.log
+                        .info(&format!("merged into {}", self.items[i].path()));
+                    Outcome::Updated(uid)
+                }
+                Err(e) => self.failed(
+                    i,
+                    RestoreProblemKind::CreateFailed,
+                    format!(
+                        "it exists; merging into it failed: {}",
+                        crate::collect::describe(&e)
+                    ),
+                ),
+            });
+        }
+        let with_status = self.keep_status(gr);
+        let mut diff = differences(desired, &live, with_status);
+        diff.extend(extra_data_keys(desired, &live));
         if diff.is_empty() {
-            return if ours {
+            return Some(if ours {
                 // Created by an earlier run of this restore (the controller restarted).
                 Outcome::Created(uid)
             } else {
                 Outcome::Unchanged(uid)
-            };
+            });
         }
         let fields = diff.join(", ");
-        match self.opts.spec.existing_resource_policy.unwrap_or_default() {
-            ExistingResourcePolicy::None => Outcome::Warned(
-                "exists and differs (existingResourcePolicy none)".into(),
-                Box::new(self.problem(
-                    i,
-                    RestoreProblemKind::ExistsDifferent,
-                    format!("exists and differs in {fields}; left as it is"),
-                )),
-            ),
-            ExistingResourcePolicy::Update => {
-                let mut patch = comparable(desired, false);
-                if let Some(labels) = desired.pointer("/metadata/labels") {
-                    patch["metadata"]["labels"] = labels.clone();
-                }
-                let pp = PatchParams {
-                    dry_run: self.opts.spec.is_dry_run(),
-                    ..PatchParams::default()
-                };
-                let body = Patch::Merge(patch);
-                match self.send(|| api.patch(name, &pp, &body)).await {
-                    Ok(_) => Outcome::Updated(uid),
-                    Err(e) => self.failed(
+        Some(
+            match self.opts.spec.existing_resource_policy.unwrap_or_default() {
+                ExistingResourcePolicy::None => Outcome::Warned(
+                    "exists and differs (existingResourcePolicy none)".into(),
+                    Box::new(self.problem(
                         i,
-                        RestoreProblemKind::CreateFailed,
-                        format!(
-                            "exists and differs in {fields}; patching it failed: {}",
-                            crate::collect::describe(&e)
+                        RestoreProblemKind::ExistsDifferent,
+                        format!("exists and differs in {fields}; left as it is"),
+                    )),
+                    uid,
+                ),
+                ExistingResourcePolicy::Update => {
+                    let mut patch = comparable(desired, false);
+                    if let Some(labels) = desired.pointer("/metadata/labels") {
+                        patch["metadata"]["labels"] = labels.clone();
+                    }
+                    // Keys of a config map's or secret's data that the backup does not have go.
+                    for field in ["data", "binaryData"] {
+                        if let Some(Value::Object(live_data)) = live.get(field) {
+                            for key in live_data.keys() {
+                                if desired.get(field).and_then(|d| d.get(key)).is_none() {
+                                    patch[field][key] = Value::Null;
+                                }
+                            }
+                        }
+                    }
+                    let body = Patch::Merge(patch);
+                    match self.send(|| api.patch(name, &pp, &body)).await {
+                        Ok(_) => Outcome::Updated(uid),
+                        Err(e) => self.failed(
+                            i,
+                            RestoreProblemKind::CreateFailed,
+                            format!(
+                                "exists and differs in {fields}; patching it failed: {}",
+                                crate::collect::describe(&e)
+                            ),
                         ),
-                    ),
+                    }
                 }
+            },
+        )
+    }
+
+    /// Waits (at most [`DELETION_WAIT`]) for an object being deleted to be gone; `None` once it
+    /// is (to be created again), else the failure.
+    async fn wait_gone(&self, i: usize, api: &Api<DynamicObject>, name: &str) -> Option<Outcome> {
+        self.log.info(&format!(
+            "{} is being deleted; waiting for it to go",
+            self.items[i].path()
+        ));
+        let deadline = tokio::time::Instant::now() + DELETION_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Ok(None) = api.get_opt(name).await {
+                return None;
             }
         }
+        Some(self.failed(
+            i,
+            RestoreProblemKind::CreateFailed,
+            format!(
+                "an object of that name is being deleted and was still there after {}s",
+                DELETION_WAIT.as_secs()
+            ),
+        ))
     }
 
     /// Waits until every restored CRD is Established, so that its objects can be created.
@@ -665,46 +894,60 @@ impl Run<'_> {
         }
     }
 
-    /// Reads every restored object back and compares it with what the restore sent.
-    async fn verify(&self) -> Result<(RestoreVerification, Vec<RestoreItem>), ApplyError> {
+    /// Reads every restored object back and compares it with what the restore sent: a LIST
+    /// (in pages) per type and target namespace; each page's restored objects are read from
+    /// the repository and prepared again then, so memory holds a page at a time.
+    async fn verify(
+        &self,
+        cancel: &CancelToken,
+    ) -> Result<(RestoreVerification, Vec<RestoreItem>), ApplyError> {
         let mut all = Vec::new();
         let restored: Vec<usize> = {
             let uids = self.uids.lock().unwrap();
-            let mut v: Vec<usize> = uids.keys().copied().collect();
+            let left = self.left_alone.lock().unwrap();
+            let mut v: Vec<usize> = uids.keys().copied().filter(|i| !left.contains(i)).collect();
             v.sort();
             v
         };
-        // By type and target namespace: one LIST (in pages) each.
-        let mut groups: BTreeMap<(String, Option<String>), Vec<usize>> = BTreeMap::new();
+        // By type and target namespace; names to items.
+        let mut groups: BTreeMap<(String, Option<String>), HashMap<String, usize>> =
+            BTreeMap::new();
         for i in restored {
             let item = &self.items[i];
             let ns = item
                 .namespace
                 .as_ref()
                 .map(|n| target_namespace(&self.opts.spec, n).to_string());
+            let name = match item.group_resource.as_str() {
+                "namespaces" => target_namespace(&self.opts.spec, &item.name).to_string(),
+                "persistentvolumes" => self
+                    .plan
+                    .volume_names
+                    .get(&item.name)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| item.name.clone()),
+                _ => item.name.clone(),
+            };
             groups
                 .entry((item.group_resource.clone(), ns))
                 .or_default()
-                .push(i);
+                .insert(name, i);
         }
         let mut v = RestoreVerification::default();
-        for ((gr, ns), members) in groups {
-            let objects = self.read_batch(&members).await?;
-            let mut desired_by_name: HashMap<String, (usize, Value)> = HashMap::new();
-            for (i, object) in objects {
-                if let Ok(d) = self.desired(i, object) {
-                    let name = d
-                        .pointer("/metadata/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    desired_by_name.insert(name, (i, d));
-                }
+        for ((gr, ns), mut members) in groups {
+            if cancel.is_canceled() {
+                return Err(ApplyError::Canceled);
             }
-            let Some((_, (_, sample))) = desired_by_name.iter().next() else {
+            let Some(&first) = members.values().next() else {
                 continue;
             };
-            let api = self.api(&gr, ns.as_deref(), sample);
+            // The API of the type, from one of its objects.
+            let sample = match self.read_batch(&[first]).await?.pop() {
+                Some((_, Ok(o))) => o,
+                _ => continue,
+            };
+            let api = self.api(&gr, ns.as_deref(), &sample);
             let with_status = self.keep_status(&gr);
             let mut continue_token: Option<String> = None;
             loop {
@@ -715,16 +958,31 @@ impl Run<'_> {
                 let page = match self.send(|| api.list(&lp)).await {
                     Ok(p) => p,
                     Err(e) => {
-                        self.log.warn(&format!(
-                            "verifying {gr}: listing failed: {}",
-                            crate::collect::describe(&e)
-                        ));
+                        let why = crate::collect::describe(&e);
+                        self.log
+                            .warn(&format!("verifying {gr}: listing failed: {why}"));
+                        v.unverified += members.len() as u64;
+                        members.clear();
                         break;
                     }
                 };
+                let mut found: Vec<(usize, DynamicObject)> = Vec::new();
                 for live in page.items {
                     let name = live.metadata.name.clone().unwrap_or_default();
-                    let Some((i, desired)) = desired_by_name.remove(&name) else {
+                    if let Some(i) = members.remove(&name) {
+                        found.push((i, live));
+                    }
+                }
+                let indexes: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+                let objects: HashMap<usize, Result<Value, String>> =
+                    self.read_batch(&indexes).await?.into_iter().collect();
+                for (i, live) in found {
+                    let Some(Ok(object)) = objects.get(&i).cloned() else {
+                        v.unverified += 1;
+                        continue;
+                    };
+                    let Ok(desired) = self.desired(i, object) else {
+                        v.unverified += 1;
                         continue;
                     };
                     v.checked += 1;
@@ -745,11 +1003,11 @@ impl Run<'_> {
                     }
                 }
                 continue_token = page.metadata.continue_.filter(|t| !t.is_empty());
-                if continue_token.is_none() {
+                if continue_token.is_none() || members.is_empty() {
                     break;
                 }
             }
-            for (_, (i, _)) in desired_by_name {
+            for (_, i) in members {
                 v.checked += 1;
                 v.missing += 1;
                 self.log.warn(&format!(

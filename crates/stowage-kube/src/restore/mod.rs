@@ -99,10 +99,20 @@ async fn target_state(client: &Client) -> Result<TargetState, RestoreError> {
         .into_iter()
         .filter_map(|c| c.metadata.name)
         .collect();
+    let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+    let volumes = pvs
+        .list_metadata(&Default::default())
+        .await
+        .map_err(|e| transient("listing persistent volumes", e))?
+        .items
+        .into_iter()
+        .filter_map(|v| v.metadata.name)
+        .collect();
     Ok(TargetState {
         catalog: discovered.catalog,
         storage_classes,
         namespaces: namespaces(client).await?,
+        volumes,
     })
 }
 
@@ -223,13 +233,22 @@ pub async fn run(
         "restoring from snapshot {snapshot_id}: {} objects in the backup",
         items.len()
     ));
+    // The namespaces the restore may write to (by the namespace filter): those being deleted
+    // are waited for; others are none of its business.
+    let filter = crate::filter::IncludesExcludes::new(
+        spec.included_namespaces.clone(),
+        spec.excluded_namespaces.clone(),
+    )
+    .unwrap_or_else(|_| crate::filter::IncludesExcludes::everything());
     let targets: BTreeSet<String> = items
         .iter()
         .filter_map(|i| match (&i.namespace, i.group_resource.as_str()) {
-            (Some(ns), _) => Some(plan::target_namespace(&spec, ns).to_string()),
-            (None, "namespaces") => Some(plan::target_namespace(&spec, &i.name).to_string()),
+            (Some(ns), _) => Some(ns),
+            (None, "namespaces") => Some(&i.name),
             _ => None,
         })
+        .filter(|ns| filter.should_include(ns))
+        .map(|ns| plan::target_namespace(&spec, ns).to_string())
         .collect();
     wait_for_namespaces(&input.client, &targets, log, cancel).await?;
     let target = target_state(&input.client).await?;
@@ -245,7 +264,10 @@ pub async fn run(
         .await
         .map_err(|e| RestoreError::Fatal(format!("planning panicked: {e}")))?
     };
-    let plan = plan.map_err(|refused| RestoreError::Refused(refused.0, Vec::new()))?;
+    let plan = plan.map_err(|e| match e {
+        plan::PlanError::Refused(refused) => RestoreError::Refused(refused.0, Vec::new()),
+        plan::PlanError::Repo(e) => repo_error("reading the backup", e),
+    })?;
     for lack in &plan.lacks {
         log.warn(&format!("the target cluster lacks {}", lack.message));
     }

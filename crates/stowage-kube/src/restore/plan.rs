@@ -13,8 +13,11 @@ use crate::filter::{is_dns_label, ApiResource, BackupFilter, ResourceCatalog};
 use crate::restore_order::{never_restored, Priorities};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use stowage_core::error::{Classified, ErrorClass};
 
 const CRDS: &str = "customresourcedefinitions.apiextensions.k8s.io";
+/// The longest chain of owners followed when ordering.
+const MAX_OWNER_DEPTH: usize = 32;
 const NAMESPACES: &str = "namespaces";
 const PVS: &str = "persistentvolumes";
 const PVCS: &str = "persistentvolumeclaims";
@@ -29,6 +32,8 @@ pub struct TargetState {
     pub storage_classes: BTreeSet<String>,
     /// Its namespaces, with whether each is being deleted.
     pub namespaces: BTreeMap<String, bool>,
+    /// Its persistent volumes' names.
+    pub volumes: BTreeSet<String>,
 }
 
 /// Identifies an owner as an owner reference names it: API group, kind, namespace (`None`
@@ -70,12 +75,19 @@ pub struct Plan {
     pub volume_names: BTreeMap<String, Option<String>>,
     /// What the target lacks.
     pub lacks: Vec<Lack>,
+    /// Items whose object could not be read or is not a valid object, with why: errors of
+    /// the restore, each on its own item.
+    pub unreadable: Vec<(usize, String)>,
+    /// The CRDs (by name, `<plural>.<group>`) the restore creates.
+    pub crds: BTreeSet<String>,
 }
 
 impl Plan {
-    /// Items the restore deals with: the selected ones and the skipped ones.
+    /// Items the restore deals with: the selected, skipped and unreadable ones.
     pub fn total(&self) -> u64 {
-        (self.waves.iter().map(|w| w.items.len()).sum::<usize>() + self.skipped.len()) as u64
+        (self.waves.iter().map(|w| w.items.len()).sum::<usize>()
+            + self.skipped.len()
+            + self.unreadable.len()) as u64
     }
 }
 
@@ -83,6 +95,18 @@ impl Plan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .0.join("; "))]
 pub struct PlanRefused(pub Vec<String>);
+
+/// Why planning stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The spec cannot be planned.
+    #[error(transparent)]
+    Refused(#[from] PlanRefused),
+    /// The repository could not be read, for now (objects that are themselves unreadable are
+    /// not this: they are [`Plan::unreadable`]).
+    #[error("reading the backup: {0}")]
+    Repo(stowage_core::repo::RepoError),
+}
 
 /// What planning reads of each selected object.
 struct Facts {
@@ -231,26 +255,13 @@ pub fn target_namespace<'a>(spec: &'a RestoreSpec, ns: &'a str) -> &'a str {
         .unwrap_or(ns)
 }
 
-/// A new PV name for a volume cloned for a remapped claim: the old name (shortened) and a
-/// hash of the old name and the claim's new namespace, the same in every run of the restore.
-pub fn cloned_volume_name(old: &str, target_namespace: &str) -> String {
-    // FNV-1a: stable across builds and platforms, which the name must be.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in old.bytes().chain([0]).chain(target_namespace.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let stem: String = old.chars().take(200).collect();
-    format!("{}-{:012x}", stem.trim_end_matches(['-', '.']), h >> 16)
-}
-
 /// Plans a restore of `items`, reading each with `read`.
 pub fn plan(
     spec: &RestoreSpec,
     items: &[Item],
     target: &TargetState,
     mut read: impl FnMut(&Item) -> Result<Value, SourceError>,
-) -> Result<Plan, PlanRefused> {
+) -> Result<Plan, PlanError> {
     // The catalog names are resolved against: the target's types and the backup's own.
     let mut catalog = target.catalog.clone();
     let mut backup_types: BTreeMap<&str, bool> = BTreeMap::new();
@@ -278,6 +289,19 @@ pub fn plan(
     let resource = |gr: &str| catalog.by_group_resource(gr).cloned().unwrap_or_default();
 
     let mut out = Plan::default();
+    // An object that cannot be read is an error of that item; the repository failing is not.
+    let mut read = |i: usize, item: &Item, out: &mut Plan| -> Result<Option<Value>, PlanError> {
+        match read(item) {
+            Ok(o) => Ok(Some(o)),
+            Err(SourceError::Repo(e)) if e.class() == ErrorClass::Transient => {
+                Err(PlanError::Repo(e))
+            }
+            Err(e) => {
+                out.unreadable.push((i, e.to_string()));
+                Ok(None)
+            }
+        }
+    };
     let mut facts_of: HashMap<usize, Facts> = HashMap::new();
     let mut selected: BTreeSet<usize> = BTreeSet::new();
     // Pass 1: namespaced objects, by the namespace, resource and label filters.
@@ -290,9 +314,8 @@ pub fn plan(
         if !filter.namespace_included(ns) || !filter.should_list(&resource(&item.group_resource)) {
             continue;
         }
-        let object = match read(item) {
-            Ok(o) => o,
-            Err(e) => return Err(PlanRefused(vec![e.to_string()])),
+        let Some(object) = read(i, item, &mut out)? else {
+            continue;
         };
         let f = facts(&object);
         if !filter.matches_labels(&f.labels) {
@@ -339,7 +362,9 @@ pub fn plan(
         if !wanted {
             continue;
         }
-        let object = read(item).map_err(|e| PlanRefused(vec![e.to_string()]))?;
+        let Some(object) = read(i, item, &mut out)? else {
+            continue;
+        };
         let f = facts(&object);
         if by_filter && !related && gr != NAMESPACES && !filter.matches_labels(&f.labels) {
             continue;
@@ -392,11 +417,20 @@ pub fn plan(
                 dropped.push((i, why.to_string()));
             }
             None => {
-                if let Some((ns, _)) = &f.claim {
-                    if let Some(to) = spec.namespace_mapping.get(ns) {
-                        out.volume_names
-                            .insert(item.name.clone(), Some(cloned_volume_name(&item.name, to)));
-                    }
+                let remapped = f
+                    .claim
+                    .as_ref()
+                    .is_some_and(|(ns, _)| spec.namespace_mapping.contains_key(ns));
+                if remapped && target.volumes.contains(&item.name) {
+                    // The original is still here: a copy of the object would point a second
+                    // claim at the same storage. The clone's claim gets a volume of its own.
+                    out.volume_names.insert(item.name.clone(), None);
+                    dropped.push((
+                        i,
+                        "its storage belongs to the original volume, which this cluster has: \
+                         the remapped claim provisions a new one"
+                            .to_string(),
+                    ));
                 }
             }
         }
@@ -500,6 +534,7 @@ pub fn plan(
             *missing_types.entry(gr).or_default() += 1;
         }
     }
+    out.crds = crds_restored.iter().map(|s| s.to_string()).collect();
     for (gr, n) in missing_types {
         out.lacks.push(Lack {
             blocking: true,
@@ -577,6 +612,16 @@ fn wave_key(
 ) -> (usize, usize) {
     if let Some(k) = keys.get(&i) {
         return *k;
+    }
+    // A chain of owners this long is not a real application's: it is cut (the references
+    // beyond are dropped at creation), so a hostile backup cannot exhaust the stack.
+    if visiting.len() >= MAX_OWNER_DEPTH {
+        return (
+            rank.get(items[i].group_resource.as_str())
+                .copied()
+                .unwrap_or(0),
+            0,
+        );
     }
     let item = &items[i];
     let mut key = (

@@ -27,6 +27,7 @@ fn target() -> TargetState {
         },
         storage_classes: ["fast".to_string()].into(),
         namespaces: BTreeMap::new(),
+        volumes: BTreeSet::new(),
     }
 }
 
@@ -116,17 +117,26 @@ fn owners_come_before_what_they_own_and_related_cluster_objects_come_along() {
 }
 
 #[test]
-fn a_remapped_claims_volume_is_cloned_under_a_stable_new_name() {
+fn a_remapped_claims_volume_is_not_copied_while_the_original_is_there() {
     let items = app();
     let list: Vec<Item> = items.iter().map(|(i, _)| i.clone()).collect();
     let mut s = spec();
     s.included_namespaces = vec!["a".into()];
     s.namespace_mapping = [("a".to_string(), "b".to_string())].into();
+    // Another cluster (or the original gone): the volume object is restored as it was.
     let plan = plan(&s, &list, &target(), obj(&items)).unwrap();
-    let new = plan.volume_names["pv-1"].clone().unwrap();
-    assert_eq!(new, cloned_volume_name("pv-1", "b"));
-    assert_ne!(new, cloned_volume_name("pv-1", "c"));
-    assert!(new.starts_with("pv-1-"));
+    assert!(!plan.volume_names.contains_key("pv-1"));
+    assert!(names(&plan, &items).contains(&"pv-1".to_string()));
+    // The original still here: not copied (the clone would share its storage); the clone's
+    // claim provisions its own.
+    let mut t = target();
+    t.volumes.insert("pv-1".into());
+    let plan = super::plan(&s, &list, &t, obj(&items)).unwrap();
+    assert_eq!(plan.volume_names["pv-1"], None);
+    assert!(plan
+        .skipped
+        .iter()
+        .any(|(i, why)| items[*i].0.name == "pv-1" && why.contains("belongs to the original")));
     // Owner lookups use the target namespace.
     assert!(plan.owners.contains_key(&(
         "apps".into(),
@@ -134,6 +144,71 @@ fn a_remapped_claims_volume_is_cloned_under_a_stable_new_name() {
         Some("b".into()),
         "web".into()
     )));
+}
+
+#[test]
+fn cluster_resources_follow_the_tri_state() {
+    let mut items = app();
+    items.push((
+        Item::for_test("clusterroles.rbac.authorization.k8s.io", None, "reader"),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole"}),
+    ));
+    let list: Vec<Item> = items.iter().map(|(i, _)| i.clone()).collect();
+    let has = |plan: &Plan, name: &str| {
+        names(plan, &items)
+            .iter()
+            .any(|w| w.split(',').any(|n| n == name))
+    };
+    // Unset, all namespaces: every cluster-scoped object.
+    let p = plan(&spec(), &list, &target(), obj(&items)).unwrap();
+    assert!(has(&p, "reader") && has(&p, "pv-1"));
+    // Unset, some namespaces: only the related ones.
+    let mut s = spec();
+    s.included_namespaces = vec!["a".into()];
+    let p = plan(&s, &list, &target(), obj(&items)).unwrap();
+    assert!(!has(&p, "reader") && has(&p, "pv-1") && has(&p, "a"));
+    // true: all of them; false: none, not even related ones (the namespace is still made).
+    s.include_cluster_resources = Some(true);
+    let p = plan(&s, &list, &target(), obj(&items)).unwrap();
+    assert!(has(&p, "reader") && has(&p, "pv-1"));
+    s.include_cluster_resources = Some(false);
+    let p = plan(&s, &list, &target(), obj(&items)).unwrap();
+    assert!(!has(&p, "reader") && !has(&p, "pv-1") && has(&p, "a"));
+}
+
+#[test]
+fn pods_a_restored_controller_makes_are_left_to_it() {
+    let mut items = app();
+    items.push((
+        Item::for_test("pods", Some("a"), "web-1-y"),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "controller": true}]}}),
+    ));
+    let list: Vec<Item> = items.iter().map(|(i, _)| i.clone()).collect();
+    let p = plan(&spec(), &list, &target(), obj(&items)).unwrap();
+    assert!(p
+        .skipped
+        .iter()
+        .any(|(i, why)| items[*i].0.name == "web-1-y" && why.contains("ReplicaSet")));
+}
+
+#[test]
+fn an_unreadable_object_is_that_items_error_not_the_restores() {
+    let items = app();
+    let list: Vec<Item> = items.iter().map(|(i, _)| i.clone()).collect();
+    let read = |it: &Item| {
+        if it.name == "cfg" {
+            return Err(SourceError::Object {
+                path: it.path(),
+                why: "not JSON".into(),
+            });
+        }
+        Ok(items.iter().find(|(i, _)| i == it).unwrap().1.clone())
+    };
+    let p = plan(&spec(), &list, &target(), read).unwrap();
+    assert_eq!(p.unreadable.len(), 1);
+    assert!(!names(&p, &items).iter().any(|w| w.contains("cfg")));
+    assert_eq!(p.total(), 9);
 }
 
 #[test]
