@@ -329,15 +329,18 @@ async fn clones_an_application_into_a_mapped_namespace_beside_the_original() {
     let c = counts(&r);
     assert!(c.unchanged >= 1, "the CRD exists already: {c:?}");
 
+    // The clone's claim gets its volume from the (stand-in) provisioner, a moment later.
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &clone);
-    let volume = pvcs
-        .get("data")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .volume_name
-        .unwrap();
+    let volume = eventually("the clone's claim given a volume", WAIT, || {
+        let pvcs = pvcs.clone();
+        async move {
+            let pvc = pvcs.get("data").await.map_err(|e| e.to_string())?;
+            pvc.spec
+                .and_then(|s| s.volume_name)
+                .ok_or_else(|| "no volume yet".to_string())
+        }
+    })
+    .await;
     assert_ne!(
         volume, pv,
         "the clone's claim must not take the original's volume"

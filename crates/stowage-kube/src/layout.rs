@@ -86,11 +86,15 @@ pub enum LayoutError {
 /// The snapshot of the Backup with this UID, if the repository has one (the newest, should a
 /// crash have left two).
 pub fn find_snapshot(repo: &Repository, uid: &str) -> Result<Option<(Id, Snapshot)>, RepoError> {
-    let tag = format!("{TAG_UID}{uid}");
+    find_tagged(repo, &format!("{TAG_UID}{uid}"))
+}
+
+/// The newest snapshot carrying `tag`, if any.
+pub fn find_tagged(repo: &Repository, tag: &str) -> Result<Option<(Id, Snapshot)>, RepoError> {
     Ok(repo
         .list_snapshots()?
         .into_iter()
-        .filter(|(_, s)| s.tags.contains(&tag))
+        .filter(|(_, s)| s.tags.iter().any(|t| t == tag))
         .max_by_key(|(_, s)| s.time))
 }
 

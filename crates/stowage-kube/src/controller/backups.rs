@@ -19,7 +19,6 @@ use crate::runlog::RunLog;
 use crate::validate::{validate_backup, LocationCheck, ValidatedBackup};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::Api;
@@ -66,43 +65,14 @@ const STATUS_MEMBERS: [&str; 17] = [
     "observedGeneration",
 ];
 
-/// The merge patch that makes the status exactly `status` (members it lacks become `null`).
-fn status_patch(status: &BackupStatus) -> serde_json::Value {
-    let mut body = serde_json::to_value(status).expect("a status serialises");
-    if let Some(map) = body.as_object_mut() {
-        for member in STATUS_MEMBERS {
-            map.entry(member).or_insert(serde_json::Value::Null);
-        }
-    }
-    serde_json::json!({ "status": body })
-}
-
 /// Writes `status` through the status subresource.
 async fn write_status(ctx: &Context, name: &str, status: &BackupStatus) -> Result<(), kube::Error> {
-    let body = status_patch(status);
-    api(ctx)
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(body))
-        .await
-        .map(drop)
+    super::write_exact_status(&api(ctx), name, status, &STATUS_MEMBERS).await
 }
 
-/// Writes `status`, retrying for a while: the end of a run must not be lost to a blip.
+/// Writes the status that ends a run, until it is written.
 async fn write_final_status(ctx: &Context, name: &str, status: &BackupStatus) {
-    let mut delay = Duration::from_millis(500);
-    for attempt in 1..=10 {
-        match write_status(ctx, name, status).await {
-            Ok(()) => return,
-            Err(kube::Error::Api(s)) if s.code == 404 => return,
-            Err(e) => {
-                tracing::warn!(
-                    backup = name,
-                    "writing the final status (attempt {attempt}): {e}"
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    super::write_final_exact_status(&api(ctx), name, status, &STATUS_MEMBERS).await
 }
 
 pub(super) fn error_policy(
@@ -706,7 +676,7 @@ mod tests {
             members, known,
             "STATUS_MEMBERS must list every member of BackupStatus"
         );
-        let cleared = status_patch(&BackupStatus::default());
+        let cleared = super::super::exact_status_patch(&BackupStatus::default(), &STATUS_MEMBERS);
         assert!(cleared["status"]["queuePosition"].is_null());
         assert_eq!(
             cleared["status"].as_object().unwrap().len(),

@@ -208,6 +208,66 @@ pub async fn run(client: Client, opts: ControllerOptions) -> Result<(), Controll
     Ok(())
 }
 
+/// The merge patch that makes an object's status exactly `status`: the members of `members`
+/// that it lacks become `null`, so a merge patch clears what is now unset.
+fn exact_status_patch(status: &impl serde::Serialize, members: &[&str]) -> serde_json::Value {
+    let mut body = serde_json::to_value(status).expect("a status serialises");
+    if let Some(map) = body.as_object_mut() {
+        for member in members {
+            map.entry(*member).or_insert(serde_json::Value::Null);
+        }
+    }
+    serde_json::json!({ "status": body })
+}
+
+/// Writes `status` (exactly, see [`exact_status_patch`]) through the status subresource.
+async fn write_exact_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+    members: &[&str],
+) -> Result<(), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let body = exact_status_patch(status, members);
+    api.patch_status(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(body),
+    )
+    .await
+    .map(drop)
+}
+
+/// Writes the status that ends a run until it is written, or the object is gone: the end of a
+/// run must not be lost to an API server outage, or the object would stay in a running phase
+/// with nothing left to end it.
+async fn write_final_exact_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+    members: &[&str],
+) where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut delay = Duration::from_millis(500);
+    for attempt in 1.. {
+        match write_exact_status(api, name, status, members).await {
+            Ok(()) => return,
+            Err(kube::Error::Api(s)) if s.code == 404 => return,
+            Err(e) => {
+                tracing::warn!(
+                    object = name,
+                    "writing the final status (attempt {attempt}): {e}"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
 /// A reconciler's error: the API server refused a read or a write (retried with backoff).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

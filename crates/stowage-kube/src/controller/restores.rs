@@ -17,7 +17,7 @@ use crate::runlog::RunLog;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::Api;
@@ -70,41 +70,12 @@ async fn write_status(
     name: &str,
     status: &RestoreStatus,
 ) -> Result<(), kube::Error> {
-    let mut body = serde_json::to_value(status).expect("a status serialises");
-    if let Some(map) = body.as_object_mut() {
-        for member in STATUS_MEMBERS {
-            map.entry(member).or_insert(serde_json::Value::Null);
-        }
-    }
-    api(ctx)
-        .patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({ "status": body })),
-        )
-        .await
-        .map(drop)
+    super::write_exact_status(&api(ctx), name, status, &STATUS_MEMBERS).await
 }
 
-/// Writes the final status until it is written (or the Restore is gone): the end of a run must
-/// not be lost to an API server outage, or the restore would stay InProgress with nothing left
-/// to end it.
+/// Writes the status that ends a run, until it is written.
 async fn write_final_status(ctx: &Context, name: &str, status: &RestoreStatus) {
-    let mut delay = Duration::from_millis(500);
-    for attempt in 1.. {
-        match write_status(ctx, name, status).await {
-            Ok(()) => return,
-            Err(kube::Error::Api(s)) if s.code == 404 => return,
-            Err(e) => {
-                tracing::warn!(
-                    restore = name,
-                    "writing the final status (attempt {attempt}): {e}"
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
+    super::write_final_exact_status(&api(ctx), name, status, &STATUS_MEMBERS).await
 }
 
 pub(super) fn error_policy(
@@ -545,4 +516,45 @@ fn fill(status: &mut RestoreStatus, r: &Report) {
     status.errors = r.errors;
     status.first_warnings = r.first_warnings.clone();
     status.first_errors = r.first_errors.clone();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_members_list_every_member_of_the_status() {
+        let full = RestoreStatus {
+            phase: Some(RestorePhase::Completed),
+            validation_errors: vec!["x".into()],
+            backup_name: Some("b".into()),
+            snapshot_id: Some("s".into()),
+            progress: Some(RestoreProgress::default()),
+            counts: Some(Default::default()),
+            verification: Some(Default::default()),
+            target_lacks: vec!["y".into()],
+            warnings: 1,
+            errors: 1,
+            first_warnings: vec![Default::default()],
+            first_errors: vec![Default::default()],
+            failure_reason: Some("z".into()),
+            start_timestamp: Some(now()),
+            completion_timestamp: Some(now()),
+            record_snapshot_id: Some("r".into()),
+            attempt: 1,
+        };
+        let value = serde_json::to_value(&full).unwrap();
+        let mut members: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        members.sort();
+        let mut known = STATUS_MEMBERS.to_vec();
+        known.sort();
+        assert_eq!(members, known);
+        let cleared = super::super::exact_status_patch(&RestoreStatus::default(), &STATUS_MEMBERS);
+        assert!(cleared["status"]["recordSnapshotId"].is_null());
+    }
 }

@@ -95,10 +95,5 @@ pub fn write(
 
 /// The record of the Restore with this UID, if the repository has one (the newest).
 pub fn find(repo: &Repository, uid: &str) -> Result<Option<(Id, Snapshot)>, RepoError> {
-    let tag = format!("{TAG_UID}{uid}");
-    Ok(repo
-        .list_snapshots()?
-        .into_iter()
-        .filter(|(_, s)| s.tags.contains(&tag))
-        .max_by_key(|(_, s)| s.time))
+    layout::find_tagged(repo, &format!("{TAG_UID}{uid}"))
 }

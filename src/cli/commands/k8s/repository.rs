@@ -68,15 +68,7 @@ impl BackupRecords {
     /// Opens the backup's location read-only and finds its snapshot: `status.snapshotId`, else
     /// the snapshot tagged with the Backup's UID.
     pub async fn open(kube: &Kube, backup: &Backup) -> Result<BackupRecords> {
-        let mut bsl = location_of(kube, backup).await?;
-        let bsl_name = bsl.metadata.name.clone().unwrap_or_default();
-        bsl.spec.access_mode = AccessMode::ReadOnly;
-        let scratch = Scratch::new()?;
-        let opened = stowage_kube::store::open(&kube.client, &bsl, &scratch.0)
-            .await
-            .map_err(|e| anyhow!("cannot open the repository of location {bsl_name:?}: {e}"))?;
-        let repo = opened.repo;
-        let location = opened.describe;
+        let (repo, location) = open_read_only(kube, backup).await?;
         let snapshot_id = backup.status.as_ref().and_then(|s| s.snapshot_id.clone());
         let uid = backup.metadata.uid.clone().unwrap_or_default();
         let name = backup.metadata.name.clone().unwrap_or_default();
@@ -114,15 +106,7 @@ impl BackupRecords {
             .get(&backup_name)
             .await
             .map_err(|e| kube.error(e, "backup", Some(&backup_name)))?;
-        let mut bsl = location_of(kube, &backup).await?;
-        let bsl_name = bsl.metadata.name.clone().unwrap_or_default();
-        bsl.spec.access_mode = AccessMode::ReadOnly;
-        let scratch = Scratch::new()?;
-        let opened = stowage_kube::store::open(&kube.client, &bsl, &scratch.0)
-            .await
-            .map_err(|e| anyhow!("cannot open the repository of location {bsl_name:?}: {e}"))?;
-        let repo = opened.repo;
-        let location = opened.describe;
+        let (repo, location) = open_read_only(kube, &backup).await?;
         let found = tokio::task::spawn_blocking(move || -> Result<_> {
             let (id, snapshot) = repo
                 .find_snapshot(&id)
@@ -168,6 +152,19 @@ impl BackupRecords {
         serde_json::from_slice(&bytes)
             .with_context(|| format!("{path} of snapshot {} is not valid", self.id.short()))
     }
+}
+
+/// The repository of the backup's location, opened as if the location were `ReadOnly` (never
+/// created, never locked), and where it is, for messages.
+async fn open_read_only(kube: &Kube, backup: &Backup) -> Result<(Arc<Repository>, String)> {
+    let mut bsl = location_of(kube, backup).await?;
+    let bsl_name = bsl.metadata.name.clone().unwrap_or_default();
+    bsl.spec.access_mode = AccessMode::ReadOnly;
+    let scratch = Scratch::new()?;
+    let opened = stowage_kube::store::open(&kube.client, &bsl, &scratch.0)
+        .await
+        .map_err(|e| anyhow!("cannot open the repository of location {bsl_name:?}: {e}"))?;
+    Ok((opened.repo, opened.describe))
 }
 
 fn find(
