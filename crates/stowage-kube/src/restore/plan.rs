@@ -442,16 +442,17 @@ pub fn plan(
     // Objects a controller keeps: pods whose controller (a ReplicaSet, a StatefulSet, a Job)
     // is restored make them again, and restoring them too would race it; endpoints and
     // endpoint slices are rewritten by their controllers from the live pods.
-    let mut owner_index: HashMap<(String, String, Option<String>, String), usize> = HashMap::new();
+    // The owner index (by target namespace, as owner references are resolved at creation),
+    // made once: for this rule and for re-pointing owner references.
     for &i in &selected {
+        let item = &items[i];
         let f = &facts_of[&i];
-        owner_index.insert(
-            (
-                f.api_group.clone(),
-                f.kind.clone(),
-                items[i].namespace.clone(),
-                items[i].name.clone(),
-            ),
+        let ns = item
+            .namespace
+            .as_ref()
+            .map(|n| target_namespace(spec, n).to_string());
+        out.owners.insert(
+            (f.api_group.clone(), f.kind.clone(), ns, item.name.clone()),
             i,
         );
     }
@@ -461,8 +462,12 @@ pub fn plan(
         let f = &facts_of[&i];
         let why = match item.group_resource.as_str() {
             "pods" => f.controller.as_ref().and_then(|(g, k, n)| {
-                owner_index
-                    .contains_key(&(g.clone(), k.clone(), item.namespace.clone(), n.clone()))
+                let ns = item
+                    .namespace
+                    .as_ref()
+                    .map(|n| target_namespace(spec, n).to_string());
+                out.owners
+                    .contains_key(&(g.clone(), k.clone(), ns, n.clone()))
                     .then(|| format!("made again by its controller ({k}), which is restored"))
             }),
             "endpoints" if f.labels.contains_key("endpoints.kubernetes.io/managed-by") => {
@@ -484,6 +489,7 @@ pub fn plan(
         selected.remove(&i);
         out.skipped.push((i, why));
     }
+    out.owners.retain(|_, i| selected.contains(i));
     // Storage classes the restored claims and volumes use must exist, or be restored.
     let restored_classes: BTreeSet<&str> = selected
         .iter()
@@ -544,19 +550,7 @@ pub fn plan(
             ),
         });
     }
-    // Owners, and the order.
-    for &i in &selected {
-        let item = &items[i];
-        let f = &facts_of[&i];
-        let ns = item
-            .namespace
-            .as_ref()
-            .map(|n| target_namespace(spec, n).to_string());
-        out.owners.insert(
-            (f.api_group.clone(), f.kind.clone(), ns, item.name.clone()),
-            i,
-        );
-    }
+    // The order.
     let types: BTreeSet<&str> = selected
         .iter()
         .map(|&i| items[i].group_resource.as_str())
