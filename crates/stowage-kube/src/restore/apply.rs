@@ -312,16 +312,14 @@ fn release_volume(desired: &Value, live: &Value) -> Option<Value> {
 
 /// Keys of a config map's or secret's `data` / `binaryData` that the live object has and the
 /// backup does not: for those kinds, an extra key is a difference.
-fn extra_data_keys(desired: &Value, live: &Value) -> Vec<String> {
+/// As `(field, key)`.
+fn extra_data_keys<'a>(desired: &Value, live: &'a Value) -> Vec<(&'static str, &'a str)> {
     let mut out = Vec::new();
     for field in ["data", "binaryData"] {
         if let Some(Value::Object(live_data)) = live.get(field) {
             for key in live_data.keys() {
                 if desired.get(field).and_then(|d| d.get(key)).is_none() {
-                    out.push(format!(
-                        "/{field}/{}",
-                        key.replace('~', "~0").replace('/', "~1")
-                    ));
+                    out.push((field, key.as_str()));
                 }
             }
         }
@@ -787,7 +785,12 @@ impl Run<'_> {
         }
         let with_status = self.keep_status(gr);
         let mut diff = differences(desired, &live, with_status);
-        diff.extend(extra_data_keys(desired, &live));
+        let extra = extra_data_keys(desired, &live);
+        diff.extend(
+            extra.iter().map(|(field, key)| {
+                format!("/{field}/{}", key.replace('~', "~0").replace('/', "~1"))
+            }),
+        );
         if diff.is_empty() {
             return Some(if ours {
                 // Created by an earlier run of this restore (the controller restarted).
@@ -814,14 +817,8 @@ impl Run<'_> {
                         patch["metadata"]["labels"] = labels.clone();
                     }
                     // Keys of a config map's or secret's data that the backup does not have go.
-                    for field in ["data", "binaryData"] {
-                        if let Some(Value::Object(live_data)) = live.get(field) {
-                            for key in live_data.keys() {
-                                if desired.get(field).and_then(|d| d.get(key)).is_none() {
-                                    patch[field][key] = Value::Null;
-                                }
-                            }
-                        }
+                    for (field, key) in &extra {
+                        patch[*field][*key] = Value::Null;
                     }
                     let body = Patch::Merge(patch);
                     match self.send(|| api.patch(name, &pp, &body)).await {
