@@ -2,13 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 
 use anyhow::{anyhow, bail, Result};
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use kube::Api;
 use stowage_core::util::human_bytes;
 use stowage_kube::api::{Backup, BackupPhase, BackupSpec, Problem, DEFAULT_TTL};
@@ -238,42 +235,15 @@ async fn create(g: &K8sGlobal, a: CreateArgs) -> Result<u8> {
 
 /// Watches a backup until its phase is terminal, showing its progress on one line.
 async fn wait(kube: &Kube, name: &str) -> Result<Backup> {
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = watcher(api(kube), config).boxed();
-    let tty = std::io::stderr().is_terminal();
-    let mut last = String::new();
-    let mut seen = false;
-    loop {
-        let event = events
-            .try_next()
-            .await
-            .map_err(|e| anyhow!("watching backup {name:?}: {e}"))?
-            .ok_or_else(|| anyhow!("the watch of backup {name:?} ended"))?;
-        let backup = match event {
-            watcher::Event::Apply(b) | watcher::Event::InitApply(b) => b,
-            watcher::Event::Delete(_) => bail!("backup {name:?} was deleted while waiting"),
-            watcher::Event::InitDone if !seen => {
-                bail!("backup {name:?} not found in namespace {}", kube.namespace)
-            }
-            watcher::Event::Init | watcher::Event::InitDone => continue,
-        };
-        seen = true;
-        let phase = backup.phase();
-        let line = progress_line(&backup);
-        if line != last {
-            match tty {
-                true => eprint!("\r\x1b[2K{line}"),
-                false => eprintln!("{line}"),
-            }
-            last = line;
-        }
-        if phase.is_terminal() {
-            if tty {
-                eprintln!();
-            }
-            return Ok(backup);
-        }
-    }
+    super::wait_until_done(
+        api(kube),
+        kube,
+        "backup",
+        name,
+        progress_line,
+        |b: &Backup| b.phase().is_terminal(),
+    )
+    .await
 }
 
 fn progress_line(b: &Backup) -> String {

@@ -341,3 +341,59 @@ pub fn confirm(what: &str, note: &str) -> Result<()> {
         _ => Err(anyhow!("not confirmed: nothing was deleted")),
     }
 }
+
+/// Watches the object `name` of `api` (a `kind`: "backup", "restore") until `done` says its
+/// phase is final, showing `progress` on one line (rewritten on a terminal, one line per
+/// change otherwise); returns it as it ended.
+pub async fn wait_until_done<K>(
+    api: Api<K>,
+    kube: &Kube,
+    kind: &str,
+    name: &str,
+    progress: impl Fn(&K) -> String,
+    done: impl Fn(&K) -> bool,
+) -> Result<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    use futures::{StreamExt, TryStreamExt};
+    use kube::runtime::watcher;
+    use std::io::IsTerminal;
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(api, config).boxed();
+    let tty = std::io::stderr().is_terminal();
+    let mut last = String::new();
+    let mut seen = false;
+    loop {
+        let event = events
+            .try_next()
+            .await
+            .map_err(|e| anyhow::anyhow!("watching {kind} {name:?}: {e}"))?
+            .ok_or_else(|| anyhow::anyhow!("the watch of {kind} {name:?} ended"))?;
+        let object = match event {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => o,
+            watcher::Event::Delete(_) => {
+                anyhow::bail!("{kind} {name:?} was deleted while waiting")
+            }
+            watcher::Event::InitDone if !seen => {
+                anyhow::bail!("{kind} {name:?} not found in namespace {}", kube.namespace)
+            }
+            watcher::Event::Init | watcher::Event::InitDone => continue,
+        };
+        seen = true;
+        let line = progress(&object);
+        if line != last {
+            match tty {
+                true => eprint!("\r\x1b[2K{line}"),
+                false => eprintln!("{line}"),
+            }
+            last = line;
+        }
+        if done(&object) {
+            if tty {
+                eprintln!();
+            }
+            return Ok(object);
+        }
+    }
+}

@@ -2,13 +2,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 
 use anyhow::{anyhow, bail, Result};
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use kube::Api;
 use stowage_kube::api::{
     ExistingResourcePolicy, ResourceModifierRef, Restore, RestoreItem, RestorePhase, RestoreSpec,
@@ -277,41 +274,15 @@ async fn create(g: &K8sGlobal, a: CreateArgs) -> Result<u8> {
 }
 
 async fn wait(kube: &Kube, name: &str) -> Result<Restore> {
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = watcher(api(kube), config).boxed();
-    let tty = std::io::stderr().is_terminal();
-    let mut last = String::new();
-    let mut seen = false;
-    loop {
-        let event = events
-            .try_next()
-            .await
-            .map_err(|e| anyhow!("watching restore {name:?}: {e}"))?
-            .ok_or_else(|| anyhow!("the watch of restore {name:?} ended"))?;
-        let restore = match event {
-            watcher::Event::Apply(r) | watcher::Event::InitApply(r) => r,
-            watcher::Event::Delete(_) => bail!("restore {name:?} was deleted while waiting"),
-            watcher::Event::InitDone if !seen => {
-                bail!("restore {name:?} not found in namespace {}", kube.namespace)
-            }
-            watcher::Event::Init | watcher::Event::InitDone => continue,
-        };
-        seen = true;
-        let line = progress_line(&restore);
-        if line != last {
-            match tty {
-                true => eprint!("\r\x1b[2K{line}"),
-                false => eprintln!("{line}"),
-            }
-            last = line;
-        }
-        if restore.phase().is_terminal() {
-            if tty {
-                eprintln!();
-            }
-            return Ok(restore);
-        }
-    }
+    super::wait_until_done(
+        api(kube),
+        kube,
+        "restore",
+        name,
+        progress_line,
+        |r: &Restore| r.phase().is_terminal(),
+    )
+    .await
 }
 
 fn progress_line(r: &Restore) -> String {
