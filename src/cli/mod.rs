@@ -99,6 +99,8 @@ pub enum Command {
     K8s(commands::k8s::K8sCommand),
     /// Run the controller: back up what Backup objects select, keep storage locations validated
     Controller(commands::controller::ControllerArgs),
+    /// Run the node agent: copy the volume data of this node's VolumeBackups and VolumeRestores
+    Agent(commands::agent::AgentArgs),
 }
 
 /// Runs the program on its arguments (program name first); every error becomes one line on
@@ -118,7 +120,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     };
     // A long-running service logs what it does (info) with times and targets; a command only
     // warnings, unless asked.
-    let service = matches!(cli.command, Command::Controller(_));
+    let service = matches!(cli.command, Command::Controller(_) | Command::Agent(_));
     let level = match (cli.global.quiet, cli.global.verbose, service) {
         (true, _, _) => "error",
         (false, 0, false) => "warn",

@@ -374,9 +374,11 @@ pub fn check_repository(s: &Setup) {
 pub const STAND_IN_CLASS: &str = "stowage-test-stand-in";
 
 /// A stand-in for a dynamic volume provisioner (the test cluster has none): every Pending
-/// claim of class [`STAND_IN_CLASS`] without a volume gets a new hostPath PersistentVolume of
-/// its own (`standin-<claim uid>`, path `/tmp/stowage-standin/<claim uid>`), which the real
-/// PV controller then binds. Creates the class; runs until the returned task is aborted.
+/// claim of class [`STAND_IN_CLASS`] without a volume gets a new CSI PersistentVolume of its
+/// own (`standin-<claim uid>`, driver `stand-in.csi.stowage.test`, volume handle the claim's
+/// uid, the claim's volume mode), which the real PV controller then binds. Nothing serves the
+/// driver: the test kubelet stand-in lays bound volumes out on the nodes. Creates the class;
+/// runs until the returned task is aborted.
 pub async fn stand_in_provisioner(client: &kube::Client) -> tokio::task::JoinHandle<()> {
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
     use k8s_openapi::api::storage::v1::StorageClass;
@@ -417,7 +419,8 @@ pub async fn stand_in_provisioner(client: &kube::Client) -> tokio::task::JoinHan
                         "metadata": {"name": format!("standin-{uid}"),
                                      "annotations": {"pv.kubernetes.io/provisioned-by": "stowage.test/stand-in"}},
                         "spec": {"capacity": {"storage": size}, "accessModes": spec.access_modes,
-                                 "hostPath": {"path": format!("/tmp/stowage-standin/{uid}")},
+                                 "csi": {"driver": "stand-in.csi.stowage.test", "volumeHandle": uid},
+                                 "volumeMode": spec.volume_mode.as_deref().unwrap_or("Filesystem"),
                                  "persistentVolumeReclaimPolicy": "Delete", "storageClassName": STAND_IN_CLASS,
                                  "claimRef": {"namespace": c.metadata.namespace, "name": c.metadata.name, "uid": uid}}}))
                     .unwrap();

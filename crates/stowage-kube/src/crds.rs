@@ -9,7 +9,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::api::{Backup, BackupStorageLocation, Restore};
+use crate::api::{Backup, BackupStorageLocation, Restore, VolumeBackup, VolumeRestore};
 
 /// The comment at the top of every generated YAML file.
 pub const GENERATED_HEADER: &str =
@@ -18,10 +18,16 @@ pub const GENERATED_HEADER: &str =
 
 /// Every Stowage CRD, locations first (a Backup names a location, a Restore a Backup).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![BackupStorageLocation::crd(), Backup::crd(), Restore::crd()]
-        .into_iter()
-        .map(without_unsigned_formats)
-        .collect()
+    vec![
+        BackupStorageLocation::crd(),
+        Backup::crd(),
+        Restore::crd(),
+        VolumeBackup::crd(),
+        VolumeRestore::crd(),
+    ]
+    .into_iter()
+    .map(without_unsigned_formats)
+    .collect()
 }
 
 /// Drops schemars' `format: uint32` / `uint64` from integer schemas: the API server does not
@@ -157,7 +163,9 @@ mod tests {
             [
                 "backupstoragelocations.stowage.dev",
                 "backups.stowage.dev",
-                "restores.stowage.dev"
+                "restores.stowage.dev",
+                "volumebackups.stowage.dev",
+                "volumerestores.stowage.dev"
             ]
         );
         let bsl = &crds[0].spec;

@@ -2,6 +2,7 @@
 //! that reads objects from the API server, the restorer that recreates them, and the
 //! controller that turns Backup and Restore objects into repository snapshots and back. The engine is reached through `stowage-core`'s session API only.
 
+pub mod agent;
 pub mod api;
 pub mod collect;
 pub mod controller;
@@ -18,3 +19,4 @@ pub mod run;
 pub mod runlog;
 pub mod store;
 pub mod validate;
+pub mod volumes;

@@ -2,7 +2,9 @@
 //! on a blocking thread, storing each object as it comes), then the backup's own records go
 //! under `metadata/`, and the snapshot is written: all or nothing.
 
-use crate::api::{Backup, BackupPhase, BackupStatus, Problem, ProblemKind};
+use crate::api::{
+    Backup, BackupPhase, BackupStatus, Problem, ProblemKind, VolumeOutcome, VolumeResult,
+};
 use crate::collect::{
     CollectError, CollectOptions, Collected, Collector, Finding, Progress, Severity,
 };
@@ -91,6 +93,7 @@ pub async fn run(
     cancel: CancelToken,
     progress: Arc<Progress>,
     log: &RunLog,
+    volumes: &[VolumeResult],
 ) -> Result<Outcome, RunError> {
     let namespace = backup.metadata.namespace.clone().unwrap_or_default();
     let name = backup.metadata.name.clone().unwrap_or_default();
@@ -185,12 +188,29 @@ pub async fn run(
         .filter(|f| f.severity == Severity::Warning)
         .map(to_problem)
         .collect();
-    let errors: Vec<Problem> = collected
+    let mut errors: Vec<Problem> = collected
         .findings
         .iter()
         .filter(|f| f.severity == Severity::Error)
         .map(to_problem)
         .collect();
+    // A volume whose data could not be copied makes the backup PartiallyFailed.
+    errors.extend(
+        volumes
+            .iter()
+            .filter(|v| matches!(v.outcome, VolumeOutcome::Failed | VolumeOutcome::Canceled))
+            .map(|v| Problem {
+                kind: ProblemKind::WriteFailed,
+                resource: Some("persistentvolumeclaims".into()),
+                namespace: Some(v.namespace.clone()),
+                name: v.pvc.clone(),
+                message: format!(
+                    "volume data ({}): {}",
+                    v.outcome,
+                    v.reason.as_deref().unwrap_or("no reason given")
+                ),
+            }),
+    );
     let mut status = status;
     status.phase = Some(match errors.is_empty() {
         true => BackupPhase::Completed,
@@ -208,6 +228,11 @@ pub async fn run(
         k8s_openapi::jiff::Timestamp::now(),
     ));
     status.format_version = Some(layout::FORMAT_VERSION.to_string());
+    status.volumes = volumes
+        .iter()
+        .take(crate::controller::STATUS_VOLUMES)
+        .cloned()
+        .collect();
     log.info(&format!(
         "collected {} objects in {} namespaces: {} errors, {} warnings",
         collected.items,
@@ -234,7 +259,14 @@ pub async fn run(
             files::RESULTS,
             layout::encode_record(&serde_json::json!({"warnings": warnings, "errors": errors})),
         ),
-        (files::VOLUME_SNAPSHOTS, b"[]".to_vec()),
+        (
+            files::VOLUME_SNAPSHOTS,
+            if volumes.is_empty() {
+                b"[]".to_vec()
+            } else {
+                layout::encode_record(volumes)
+            },
+        ),
     ];
     for (path, data) in records {
         if tx

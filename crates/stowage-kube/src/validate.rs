@@ -92,6 +92,7 @@ pub fn validate_backup(
     };
 
     let ordered = ordered_resources(spec, catalog, &mut problems);
+    problems.extend(crate::volumes::check_policies(&spec.volume_policies));
 
     match (filter, ttl, location) {
         (Some(filter), Some(ttl), Some(location)) if problems.is_empty() => Ok(ValidatedBackup {

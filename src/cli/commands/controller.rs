@@ -44,6 +44,18 @@ pub struct ControllerArgs {
     /// Read each repository's index into memory instead of caching it on disk
     #[arg(long)]
     pub no_index_cache: bool,
+    /// How long a node agent's heartbeat may be silent before its unfinished volume work
+    /// items fail (a Go duration)
+    #[arg(long, default_value = "5m", value_parser = go_duration)]
+    pub agent_timeout: std::time::Duration,
+    /// The image of the helper pods that hold restored claims mounted for the node agents
+    #[arg(long, default_value = controller::DEFAULT_HELPER_IMAGE)]
+    pub helper_image: String,
+}
+
+/// A Go duration argument (`90s`, `5m`, `1h30m`).
+pub fn go_duration(s: &str) -> Result<std::time::Duration, String> {
+    stowage_kube::api::parse_duration(s).map_err(|e| e.to_string())
 }
 
 pub fn run(a: ControllerArgs) -> Result<u8> {
@@ -65,6 +77,8 @@ pub fn run(a: ControllerArgs) -> Result<u8> {
             },
             max_attempts: a.max_attempts.max(1),
             index_cache: !a.no_index_cache,
+            agent_timeout: a.agent_timeout,
+            helper_image: a.helper_image,
             ..ControllerOptions::default()
         };
         tokio::select! {
@@ -79,7 +93,7 @@ pub fn run(a: ControllerArgs) -> Result<u8> {
 
 /// The API client: the kubeconfig given (a `:`-separated list, as KUBECONFIG), else
 /// in-cluster, else the default kubeconfig.
-async fn client(
+pub(crate) async fn client(
     kubeconfig: Option<&std::path::Path>,
     context: Option<&str>,
 ) -> Result<kube::Client> {
@@ -106,7 +120,7 @@ async fn client(
 }
 
 /// Resolves on SIGTERM or SIGINT.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

@@ -1,5 +1,6 @@
 //! One module per command; shared helpers to open the repository.
 
+pub mod agent;
 pub mod backup;
 pub mod cat;
 pub mod check;
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         // Dispatched by `cli::main` before: it has its own parser and runtime.
         Command::K8s(_) => unreachable!("stowage k8s is run by cli::main"),
         Command::Controller(a) => controller::run(a),
+        Command::Agent(a) => agent::run(a),
     }
 }
 

@@ -100,6 +100,11 @@ pub struct BackupSpec {
     /// Copy the data of CSI snapshots into the repository; unset: the controller's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_move_data: Option<bool>,
+    /// Volume policies (Velero's `volumePolicies`): the first whose conditions a claim's
+    /// volume meets decides whether its data is skipped or copied, before the pods'
+    /// annotations are looked at.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_policies: Vec<super::VolumePolicy>,
     /// `true` asks the controller to stop a queued or running backup; it ends `Canceled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel: Option<bool>,
@@ -258,6 +263,11 @@ pub struct BackupStatus {
     /// Version of the layout of the backup inside the snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format_version: Option<String>,
+    /// Every pod volume of the backup with data (claims, and the kinds never copied, with the
+    /// reason): how it was protected and the outcome. Bounded (see the controller); all of
+    /// them are in the backup's `metadata/volumes.json`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<super::VolumeResult>,
     /// Place in the queue (1 is next), only while `Queued`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,

@@ -1,5 +1,6 @@
-//! The `stowage.dev/v1alpha1` custom resources: [`Backup`], [`Restore`] and
-//! [`BackupStorageLocation`].
+//! The `stowage.dev/v1alpha1` custom resources: [`Backup`], [`Restore`],
+//! [`BackupStorageLocation`], and the node agents' work items [`VolumeBackup`] and
+//! [`VolumeRestore`].
 //!
 //! Field names and meanings follow Velero's `velero.io/v1` types, so a Velero manifest for the
 //! fields we support becomes a Stowage manifest by changing `apiVersion`. Where we add a field
@@ -11,6 +12,7 @@
 mod backup;
 mod location;
 mod restore;
+mod volume;
 
 pub use backup::{
     Backup, BackupPhase, BackupProgress, BackupSpec, BackupStatus, Problem, ProblemKind,
@@ -25,6 +27,12 @@ pub use restore::{
     ExistingResourcePolicy, ResourceModifierRef, Restore, RestoreCounts, RestoreItem, RestorePhase,
     RestoreProblemKind, RestoreProgress, RestoreSpec, RestoreStatus, RestoreStatusSpec,
     RestoreVerification,
+};
+pub use volume::{
+    CsiCondition, ObjectRef, VolumeAction, VolumeBackup, VolumeBackupSpec, VolumeConditions,
+    VolumeMethod, VolumeMode, VolumeOutcome, VolumePhase, VolumePolicy, VolumeProgress,
+    VolumeRestore, VolumeRestoreSpec, VolumeResult, VolumeWork, VolumeWorkStatus, NODE_LABEL,
+    OWNER_UID_LABEL, VOLUME_STATUS_MEMBERS,
 };
 
 use std::time::Duration;

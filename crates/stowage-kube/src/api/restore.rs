@@ -243,6 +243,15 @@ pub struct RestoreVerification {
     /// matched nor differed.
     #[serde(default)]
     pub unverified: u64,
+    /// Volumes whose data was written and read back against its snapshot.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub volumes_verified: u64,
+    /// Files of those volumes found equal to the snapshot.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub volume_files_verified: u64,
+    /// Volumes whose data could not be written or did not verify.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub volumes_failed: u64,
     /// The first differing objects, with the fields that differ.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub first_differences: Vec<RestoreItem>,
@@ -284,6 +293,8 @@ pub enum RestoreProblemKind {
     ReadFailed,
     /// Read back after the restore, it differs from the backup.
     Differs,
+    /// A claim's volume data could not be written, or did not verify.
+    VolumeFailed,
     /// Anything else; the message says what.
     #[default]
     Other,
@@ -314,6 +325,10 @@ pub struct RestoreStatus {
     /// The read-back of the restored objects (unless `spec.verify` is `false` or a dry run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<RestoreVerification>,
+    /// Every volume with backed-up data the restore selected: written and verified before the
+    /// workloads that use it were restored, or why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<super::VolumeResult>,
     /// What the target cluster lacks that the backup needs (found before anything is
     /// created): missing APIs, storage classes, namespaces being deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -349,6 +364,10 @@ pub struct RestoreStatus {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero64(n: &u64) -> bool {
     *n == 0
 }
 

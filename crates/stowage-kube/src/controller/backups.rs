@@ -9,7 +9,7 @@
 //! `metadata/backup.json`; otherwise it runs again (objects already stored deduplicate), up to
 //! `max_attempts` runs in all, then it is `Failed` with that reason. None stays `InProgress`.
 
-use super::{locations, Context, ReconcileError, Running};
+use super::{locations, volumes, Context, ReconcileError, Running};
 use crate::api::{Backup, BackupPhase, BackupStatus};
 use crate::collect::Progress;
 use crate::discovery::Discovered;
@@ -45,7 +45,7 @@ fn now() -> Time {
 }
 
 /// Every member of a Backup's status, so that a merge patch can clear those now unset.
-const STATUS_MEMBERS: [&str; 17] = [
+const STATUS_MEMBERS: [&str; 18] = [
     "phase",
     "validationErrors",
     "progress",
@@ -60,6 +60,7 @@ const STATUS_MEMBERS: [&str; 17] = [
     "snapshotId",
     "bytesAdded",
     "formatVersion",
+    "volumes",
     "queuePosition",
     "attempt",
     "observedGeneration",
@@ -604,6 +605,39 @@ async fn run_once(
     for w in &discovered.warnings {
         log.warn(&format!("discovery: {w}"));
     }
+    // Volume data first: the objects' snapshot, written last, records the volumes' snapshots.
+    let volumes = {
+        let last_write = std::sync::Mutex::new(std::time::Instant::now() - PROGRESS_EVERY);
+        let progress_status = |lines: &[crate::api::VolumeResult]| {
+            let mut last = last_write.lock().unwrap();
+            if last.elapsed() < PROGRESS_EVERY {
+                return;
+            }
+            *last = std::time::Instant::now();
+            let mut s = status.clone();
+            s.volumes = lines
+                .iter()
+                .take(volumes::STATUS_VOLUMES)
+                .cloned()
+                .collect();
+            let ctx = ctx.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                if let Err(e) = write_status(&ctx, &name, &s).await {
+                    tracing::debug!(backup = %name, "volume progress: {e}");
+                }
+            });
+        };
+        volumes::back_up(ctx, backup, validated, cancel, progress_status).await?
+    };
+    for v in &volumes {
+        let what = v.pvc.as_deref().unwrap_or(&v.volume);
+        let line = match &v.reason {
+            Some(r) => format!("volume {}/{what}: {} ({r})", v.namespace, v.outcome),
+            None => format!("volume {}/{what}: {}", v.namespace, v.outcome),
+        };
+        log.info(&line);
+    }
     let progress = Arc::new(Progress::default());
     let opts = ctx.run_options();
     let run = run::run(
@@ -617,6 +651,7 @@ async fn run_once(
         cancel.clone(),
         progress.clone(),
         &log,
+        &volumes,
     );
     tokio::pin!(run);
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
@@ -626,6 +661,7 @@ async fn run_once(
             r = &mut run => return r,
             _ = tick.tick() => {
                 let mut s = status.clone();
+                s.volumes = volumes.iter().take(volumes::STATUS_VOLUMES).cloned().collect();
                 s.progress = Some(crate::api::BackupProgress {
                     total_items: progress.total.load(Ordering::Relaxed),
                     items_backed_up: progress.done.load(Ordering::Relaxed),
@@ -659,6 +695,7 @@ mod tests {
             snapshot_id: Some("x".into()),
             bytes_added: Some(1),
             format_version: Some("1".into()),
+            volumes: vec![Default::default()],
             queue_position: Some(1),
             attempt: 1,
             observed_generation: Some(1),

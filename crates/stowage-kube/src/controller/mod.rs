@@ -10,8 +10,10 @@ mod backups;
 mod locations;
 mod restores;
 mod sync;
+mod volumes;
 
 pub use restores::{BACKUP_UID_ANNOTATION, SCHEDULE_LABEL};
+pub use volumes::STATUS_VOLUMES;
 
 use crate::collect::CollectOptions;
 use crate::run::RunOptions;
@@ -46,6 +48,10 @@ pub struct ControllerOptions {
     pub max_attempts: u32,
     /// Whether the index is cached on disk (under `work_dir`) rather than read into memory.
     pub index_cache: bool,
+    /// How long a node agent's heartbeat may be silent before its unfinished work items fail.
+    pub agent_timeout: Duration,
+    /// The image of the helper pods that mount restored claims for the node agents.
+    pub helper_image: String,
 }
 
 impl Default for ControllerOptions {
@@ -59,9 +65,15 @@ impl Default for ControllerOptions {
             validation_frequency: Duration::from_secs(60),
             max_attempts: 3,
             index_cache: true,
+            agent_timeout: Duration::from_secs(300),
+            helper_image: DEFAULT_HELPER_IMAGE.into(),
         }
     }
 }
+
+/// The default image of restore helper pods: anything that can `sleep` will do; the helper only
+/// holds the claim mounted while the node agent writes it.
+pub const DEFAULT_HELPER_IMAGE: &str = "busybox:1.36";
 
 /// Why the controller could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -221,7 +233,7 @@ fn exact_status_patch(status: &impl serde::Serialize, members: &[&str]) -> serde
 }
 
 /// Writes `status` (exactly, see [`exact_status_patch`]) through the status subresource.
-async fn write_exact_status<K>(
+pub(crate) async fn write_exact_status<K>(
     api: &Api<K>,
     name: &str,
     status: &impl serde::Serialize,
@@ -243,7 +255,7 @@ where
 /// Writes the status that ends a run until it is written, or the object is gone: the end of a
 /// run must not be lost to an API server outage, or the object would stay in a running phase
 /// with nothing left to end it.
-async fn write_final_exact_status<K>(
+pub(crate) async fn write_final_exact_status<K>(
     api: &Api<K>,
     name: &str,
     status: &impl serde::Serialize,

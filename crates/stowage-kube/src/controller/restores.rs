@@ -8,9 +8,9 @@
 //! recognised by their restore label and counted as created, never duplicated), up to
 //! `max_attempts` runs in all. None stays `InProgress`.
 
-use super::{Context, ReconcileError};
+use super::{volumes, Context, ReconcileError};
 use crate::api::{Backup, BackupPhase, Restore, RestorePhase, RestoreProgress, RestoreStatus};
-use crate::restore::apply::{ApplyOptions, Modifier, Report};
+use crate::restore::apply::{ApplyOptions, Modifier, Report, VolumeData};
 use crate::restore::{self, RestoreError, RestoreInput};
 use crate::restore_modifiers::ResourceModifiers;
 use crate::runlog::RunLog;
@@ -45,7 +45,7 @@ fn now() -> Time {
 }
 
 /// Every member of a Restore's status, so that a merge patch can clear those now unset.
-const STATUS_MEMBERS: [&str; 17] = [
+const STATUS_MEMBERS: [&str; 18] = [
     "phase",
     "validationErrors",
     "backupName",
@@ -53,6 +53,7 @@ const STATUS_MEMBERS: [&str; 17] = [
     "progress",
     "counts",
     "verification",
+    "volumes",
     "targetLacks",
     "warnings",
     "errors",
@@ -336,21 +337,43 @@ async fn start(
         });
         f
     });
+    let cache_dir = ctx
+        .opts
+        .index_cache
+        .then(|| ctx.opts.work_dir.join("cache"));
+    let backup_uid = backup
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(BACKUP_UID_ANNOTATION).cloned())
+        .or_else(|| backup.metadata.uid.clone())
+        .unwrap_or_default();
+    let cancel = CancelToken::new();
+    // Volume data is written through the node agents, unless restorePVs is false.
+    let volume_data: Option<Arc<VolumeData>> =
+        (restore.spec.restore_p_vs != Some(false)).then(|| {
+            let data = Arc::new(volumes::RestoreData {
+                restore: restore.clone(),
+                location: location.clone().unwrap_or_default(),
+                repo: opened.repo.clone(),
+                read_only: opened.read_only,
+                cache_dir: cache_dir.clone(),
+                backup_uid: backup_uid.clone(),
+                cancel: cancel.clone(),
+            });
+            let ctx = ctx.clone();
+            let hook: Arc<VolumeData> = Arc::new(move |claims| {
+                let (ctx, data) = (ctx.clone(), data.clone());
+                Box::pin(async move { volumes::restore_data(&ctx, &data, claims).await })
+            });
+            hook
+        });
     let input = RestoreInput {
         client: ctx.client.clone(),
         repo: opened.repo.clone(),
         read_only: opened.read_only,
-        cache_dir: ctx
-            .opts
-            .index_cache
-            .then(|| ctx.opts.work_dir.join("cache")),
-        backup_uid: backup
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(BACKUP_UID_ANNOTATION).cloned())
-            .or_else(|| backup.metadata.uid.clone())
-            .unwrap_or_default(),
+        cache_dir,
+        backup_uid,
         apply: ApplyOptions {
             restore: name.clone(),
             backup: backup_name,
@@ -358,15 +381,21 @@ async fn start(
             concurrency: CONCURRENCY,
             qps: ctx.opts.collect.qps,
             modifier,
+            volume_data,
         },
     };
-    launch(ctx, restore.clone(), input, status);
+    launch(ctx, restore.clone(), input, status, cancel);
     Ok(Action::await_change())
 }
 
-fn launch(ctx: &Arc<Context>, restore: Restore, input: RestoreInput, status: RestoreStatus) {
+fn launch(
+    ctx: &Arc<Context>,
+    restore: Restore,
+    input: RestoreInput,
+    status: RestoreStatus,
+    cancel: CancelToken,
+) {
     let uid = restore.metadata.uid.clone().unwrap_or_default();
-    let cancel = CancelToken::new();
     ctx.restores
         .lock()
         .unwrap()
@@ -516,6 +545,12 @@ fn fill(status: &mut RestoreStatus, r: &Report) {
     status.errors = r.errors;
     status.first_warnings = r.first_warnings.clone();
     status.first_errors = r.first_errors.clone();
+    status.volumes = r
+        .volumes
+        .iter()
+        .take(super::volumes::STATUS_VOLUMES)
+        .cloned()
+        .collect();
 }
 
 #[cfg(test)]
@@ -532,6 +567,7 @@ mod tests {
             progress: Some(RestoreProgress::default()),
             counts: Some(Default::default()),
             verification: Some(Default::default()),
+            volumes: vec![Default::default()],
             target_lacks: vec!["y".into()],
             warnings: 1,
             errors: 1,

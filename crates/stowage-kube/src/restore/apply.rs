@@ -12,7 +12,7 @@ use super::plan::{target_namespace, Plan};
 use super::source::{read_item, Item, SourceError};
 use crate::api::{
     ExistingResourcePolicy, RestoreCounts, RestoreItem, RestoreProblemKind, RestoreSpec,
-    RestoreVerification,
+    RestoreVerification, VolumeOutcome, VolumeResult,
 };
 use crate::filter::IncludesExcludes;
 use crate::pace::Pacer;
@@ -59,7 +59,30 @@ pub struct ApplyOptions {
     pub qps: Option<f64>,
     /// The resource modifiers, if the restore has any.
     pub modifier: Option<Arc<Modifier>>,
+    /// Writes the data of the claims just restored, before anything that could use them is
+    /// (see [`VolumeData`]); `None`: objects only.
+    pub volume_data: Option<Arc<VolumeData>>,
 }
+
+/// A claim of the restore, as the wave of claims left it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoredClaim {
+    /// Its namespace in the backup.
+    pub backup_namespace: String,
+    /// Its namespace in this cluster (after mapping).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Whether this restore created it (an existing claim's data is never overwritten).
+    pub created: bool,
+}
+
+/// Called once the claims are restored and before any later wave (pods, workloads): writes
+/// their data and returns a line per claim with backed-up data. Failed lines are the restore's
+/// errors.
+pub type VolumeData = dyn Fn(Vec<RestoredClaim>) -> futures::future::BoxFuture<'static, Vec<VolumeResult>>
+    + Send
+    + Sync;
 
 /// What a run did, item by item; shared with whoever reports progress.
 #[derive(Debug, Default, Clone)]
@@ -82,6 +105,10 @@ pub struct Report {
     pub first_errors: Vec<RestoreItem>,
     /// Every problem, for the restore's record in the repository.
     pub results: super::record::Results,
+    /// The volumes whose data the restore wrote (or could not).
+    pub volumes: Vec<VolumeResult>,
+    /// Files of those volumes read back and found equal to their snapshots.
+    pub volume_files_verified: u64,
 }
 
 impl Report {
@@ -151,6 +178,8 @@ struct Run<'a> {
     uids: Mutex<HashMap<usize, String>>,
     /// Items that exist and were left as they are (not verified: they are not the backup's).
     left_alone: Mutex<std::collections::HashSet<usize>>,
+    /// Items this restore created.
+    created: Mutex<std::collections::HashSet<usize>>,
     report: Arc<Mutex<Report>>,
 }
 
@@ -195,6 +224,7 @@ pub async fn execute(
         log,
         uids: Mutex::new(HashMap::new()),
         left_alone: Mutex::new(std::collections::HashSet::new()),
+        created: Mutex::new(std::collections::HashSet::new()),
         report,
     };
     {
@@ -222,13 +252,26 @@ pub async fn execute(
         {
             run.wait_established(&wave.items).await;
         }
+        if wave.group_resource == "persistentvolumeclaims" && !spec.is_dry_run() {
+            run.volume_data(&wave.items, cancel).await?;
+        }
     }
     if !spec.is_dry_run() && spec.verify != Some(false) {
         if cancel.is_canceled() {
             return Err(ApplyError::Canceled);
         }
-        let (verification, differences) = run.verify(cancel).await?;
+        let (mut verification, differences) = run.verify(cancel).await?;
         let mut r = run.report.lock().unwrap();
+        for v in &r.volumes {
+            match v.outcome {
+                VolumeOutcome::Completed => verification.volumes_verified += 1,
+                VolumeOutcome::Failed | VolumeOutcome::Canceled | VolumeOutcome::Pending => {
+                    verification.volumes_failed += 1
+                }
+                VolumeOutcome::Skipped => {}
+            }
+        }
+        verification.volume_files_verified = r.volume_files_verified;
         r.verification = Some(verification);
         r.results.differences = differences;
     }
@@ -438,6 +481,64 @@ impl Run<'_> {
         }
     }
 
+    /// Has the claims' data written (before the pods and workloads of later waves), and
+    /// records each volume's outcome.
+    async fn volume_data(&self, wave: &[usize], cancel: &CancelToken) -> Result<(), ApplyError> {
+        let Some(hook) = self.opts.volume_data.clone() else {
+            return Ok(());
+        };
+        let claims: Vec<RestoredClaim> = {
+            let uids = self.uids.lock().unwrap();
+            let left_alone = self.left_alone.lock().unwrap();
+            let created = self.created.lock().unwrap();
+            wave.iter()
+                .filter(|i| uids.contains_key(i) || left_alone.contains(i))
+                .map(|&i| {
+                    let item = &self.items[i];
+                    let ns = item.namespace.clone().unwrap_or_default();
+                    RestoredClaim {
+                        namespace: target_namespace(&self.opts.spec, &ns).to_string(),
+                        backup_namespace: ns,
+                        name: item.name.clone(),
+                        created: created.contains(&i),
+                    }
+                })
+                .collect()
+        };
+        let lines = hook(claims).await;
+        if cancel.is_canceled() {
+            return Err(ApplyError::Canceled);
+        }
+        let mut report = self.report.lock().unwrap();
+        for line in &lines {
+            let claim = line.pvc.clone().unwrap_or_default();
+            let path = format!("volume data of {}/{claim}", line.namespace);
+            match line.outcome {
+                VolumeOutcome::Completed => self.log.info(&format!("{path}: written and verified")),
+                VolumeOutcome::Skipped => self.log.info(&format!(
+                    "{path}: skipped ({})",
+                    line.reason.as_deref().unwrap_or("")
+                )),
+                _ => {
+                    let why = line.reason.clone().unwrap_or_else(|| "not written".into());
+                    self.log.error(&format!("{path}: {why}"));
+                    report.error(RestoreItem {
+                        kind: RestoreProblemKind::VolumeFailed,
+                        resource: "persistentvolumeclaims".into(),
+                        namespace: Some(line.namespace.clone()),
+                        name: claim,
+                        message: format!("volume data: {why}"),
+                    });
+                    // The claim itself was restored: the error is its data's, not one more item.
+                    report.counts.failed -= 1;
+                }
+            }
+        }
+        report.volume_files_verified = lines.iter().filter_map(|l| l.verified_files).sum();
+        report.volumes = lines;
+        Ok(())
+    }
+
     /// Restores the items of one wave, a few at a time.
     async fn wave(&self, wave: &[usize], cancel: &CancelToken) -> Result<(), ApplyError> {
         for batch in wave.chunks(READ_BATCH) {
@@ -464,6 +565,7 @@ impl Run<'_> {
                     Outcome::Created(uid) => {
                         report.counts.created += 1;
                         self.uids.lock().unwrap().insert(i, uid);
+                        self.created.lock().unwrap().insert(i);
                     }
                     Outcome::Updated(uid) => {
                         report.counts.updated += 1;

@@ -81,6 +81,10 @@ pub struct CreateArgs {
     /// Objects to back up first: 'pods=ns/a,ns/b;persistentvolumes=pv1'
     #[arg(long, value_parser = parse::ordered_resources, value_name = "MAP")]
     pub ordered_resources: Option<OrderedResources>,
+    /// A YAML file of volume policies, in Velero's format (a `volumePolicies:` list, or the
+    /// list alone): skip or copy volumes by capacity, storage class, CSI driver, claim labels
+    #[arg(long, value_parser = read_volume_policies, value_name = "FILE")]
+    pub volume_policies: Option<VolumePolicies>,
     /// Copy every pod volume's files unless the pod opts out
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub default_volumes_to_fs_backup: Option<bool>,
@@ -160,6 +164,25 @@ fn api(kube: &Kube) -> Api<Backup> {
     Api::namespaced(kube.client.clone(), &kube.namespace)
 }
 
+/// Reads a volume-policy file: Velero's resource-policy document (`version`, `volumePolicies`)
+/// or the list alone.
+fn read_volume_policies(path: &str) -> Result<VolumePolicies, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    let list = match value.get("volumePolicies") {
+        Some(list) => list.clone(),
+        None => value,
+    };
+    serde_yaml::from_value(list)
+        .map(VolumePolicies)
+        .map_err(|e| format!("{path}: volume policies: {e}"))
+}
+
+/// The policies of `--volume-policies`.
+#[derive(Clone, Debug)]
+pub struct VolumePolicies(pub Vec<stowage_kube::api::VolumePolicy>);
+
 /// The Backup `create` makes from its flags (Velero's field names).
 pub fn build(a: &CreateArgs, namespace: &str) -> Backup {
     let spec = BackupSpec {
@@ -180,6 +203,7 @@ pub fn build(a: &CreateArgs, namespace: &str) -> Backup {
         default_volumes_to_fs_backup: a.default_volumes_to_fs_backup,
         snapshot_volumes: a.snapshot_volumes,
         snapshot_move_data: a.snapshot_move_data,
+        volume_policies: a.volume_policies.clone().map(|p| p.0).unwrap_or_default(),
         cancel: None,
     };
     let mut backup = Backup::new(&a.name, spec);
@@ -714,6 +738,69 @@ pub fn describe_text(b: &Backup) -> String {
     }
     if status.attempt > 1 {
         let _ = writeln!(o, "Attempts:     {}", status.attempt);
+    }
+    o.push_str(&volumes_text(&status.volumes));
+    o
+}
+
+/// The volume lines of a Backup or Restore, grouped by outcome (Velero's "Pod Volume
+/// Backups" section): the claim, the pod it was read from, how, and the snapshot or the reason.
+pub fn volumes_text(lines: &[stowage_kube::api::VolumeResult]) -> String {
+    use stowage_kube::api::VolumeOutcome;
+    let mut o = String::new();
+    if lines.is_empty() {
+        return o;
+    }
+    o.push_str("\nVolumes:\n");
+    for outcome in [
+        VolumeOutcome::Completed,
+        VolumeOutcome::Failed,
+        VolumeOutcome::Canceled,
+        VolumeOutcome::Pending,
+        VolumeOutcome::Skipped,
+    ] {
+        let group: Vec<_> = lines.iter().filter(|l| l.outcome == outcome).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let _ = writeln!(o, "  {outcome}:");
+        for l in group {
+            let what = match &l.pvc {
+                Some(c) => format!("{}/{c}", l.namespace),
+                None => format!(
+                    "{}/{} (volume {})",
+                    l.namespace,
+                    l.pod.as_deref().unwrap_or("?"),
+                    l.volume
+                ),
+            };
+            let mut facts = Vec::new();
+            if l.pvc.is_some() {
+                if let Some(p) = &l.pod {
+                    facts.push(format!("pod {p}"));
+                }
+                facts.push(l.volume_mode.to_string());
+            }
+            if let Some(id) = &l.snapshot_id {
+                facts.push(format!("snapshot {}", &id[..id.len().min(8)]));
+            }
+            if let Some(b) = l.bytes {
+                facts.push(human_bytes(b));
+            }
+            let facts = if facts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", facts.join(", "))
+            };
+            match &l.reason {
+                Some(r) => {
+                    let _ = writeln!(o, "    {what}{facts}: {r}");
+                }
+                None => {
+                    let _ = writeln!(o, "    {what}{facts}");
+                }
+            }
+        }
     }
     o
 }

@@ -613,10 +613,18 @@ pub fn describe_text(r: &Restore) -> String {
             "Verification: {} of {} objects match the backup, {} differ, {} missing",
             v.matched, v.checked, v.differed, v.missing
         );
+        if v.volumes_verified + v.volumes_failed > 0 {
+            let _ = writeln!(
+                out,
+                "Volume data: {} volumes written and verified ({} files), {} failed",
+                v.volumes_verified, v.volume_files_verified, v.volumes_failed
+            );
+        }
         for d in &v.first_differences {
             let _ = writeln!(out, "  {}", item_text(d));
         }
     }
+    out.push_str(super::backup::volumes_text(&s.volumes).trim_start_matches('\n'));
     if !s.target_lacks.is_empty() {
         let _ = writeln!(out, "The target cluster lacks:");
         for l in &s.target_lacks {
