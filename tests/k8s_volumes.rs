@@ -37,6 +37,46 @@ macro_rules! setup {
 struct Agent {
     child: Child,
     log: PathBuf,
+    /// Where it serves its metrics.
+    metrics: std::net::SocketAddr,
+}
+
+impl Agent {
+    /// The sum of the agent's samples of metric `name` whose labels include every one of
+    /// `labels` (`kind="backup"`).
+    fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        use std::io::{Read, Write};
+        let mut text = String::new();
+        for _ in 0..100 {
+            if let Ok(mut c) = std::net::TcpStream::connect(self.metrics) {
+                let _ = c.write_all(b"GET /metrics HTTP/1.0\r\nHost: agent\r\n\r\n");
+                let _ = c.read_to_string(&mut text);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            text.contains(" 200 OK"),
+            "metrics of {}: {text}",
+            self.metrics
+        );
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// The sum over agents of [`Agent::metric`].
+fn metric(agents: &[Agent], name: &str, labels: &[&str]) -> f64 {
+    agents.iter().map(|a| a.metric(name, labels)).sum()
+}
+
+/// A loopback address nobody listens on now.
+fn free_port() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
 }
 
 impl Drop for Agent {
@@ -131,6 +171,7 @@ impl Nodes {
             .dir
             .path()
             .join(format!("agent-{node}-{}.log", self.starts));
+        let metrics = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_stowage"))
             .args(["agent", "--node", node, "--namespace", &s.namespace])
             .arg("--kubeconfig")
@@ -140,12 +181,18 @@ impl Nodes {
             .arg("--work-dir")
             .arg(s.dir.path().join(format!("agent-work-{node}")))
             .args(["--progress-every", "500ms", "--mount-wait", "60s"])
+            .arg("--metrics-address")
+            .arg(metrics.to_string())
             .env("STOWAGE_LOG", "stowage=debug,stowage_kube=debug")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        Agent { child, log }
+        Agent {
+            child,
+            log,
+            metrics,
+        }
     }
 
     fn start_agents(&mut self, s: &Setup) -> Vec<Agent> {
@@ -324,7 +371,7 @@ async fn volumes_are_backed_up_incrementally_and_restored_before_their_workloads
     let mut s = setup!();
     let _provisioner = stand_in_provisioner(&s.client()).await;
     let mut nodes = Nodes::new(&s).await;
-    let _agents = nodes.start_agents(&s);
+    let agents = nodes.start_agents(&s);
     let _controller = s.start_controller(&["--agent-timeout", "60s"]);
     let ns = s.cluster.namespace("vol-app").await.unwrap();
     let client = s.client();
@@ -401,6 +448,20 @@ async fn volumes_are_backed_up_incrementally_and_restored_before_their_workloads
         );
     }
     let after_change = state(&volumes);
+    let items = "stowage_agent_volume_items_total";
+    let done = ["kind=\"backup\"", "outcome=\"completed\""];
+    assert_eq!(
+        metric(&agents, items, &done),
+        6.0,
+        "two backups of three volumes"
+    );
+    assert!(
+        metric(
+            &agents,
+            "stowage_agent_volume_bytes_total",
+            &["kind=\"backup\""]
+        ) > 0.0
+    );
 
     // The namespace goes; the restore brings the claims back with their data, and the
     // workloads only after it.
@@ -448,6 +509,12 @@ async fn volumes_are_backed_up_incrementally_and_restored_before_their_workloads
             "pod {name} was created at {created}, before the data was in at {data_in}"
         );
     }
+    let done = ["kind=\"restore\"", "outcome=\"completed\""];
+    assert_eq!(
+        metric(&agents, items, &done),
+        3.0,
+        "one restore of three volumes"
+    );
     let helpers: Vec<Pod> = Api::<Pod>::namespaced(client.clone(), &ns)
         .list(&ListParams::default().labels("stowage.dev/restore-helper"))
         .await
@@ -794,4 +861,54 @@ async fn agents_killed_mid_volume_finish_their_work() {
         assert!(interrupted > 0, "no kill landed while an item ran");
     }
     check_repository(&s);
+}
+
+/// A volume on a node whose agent never reports fails with that reason once the agent timeout
+/// has passed; the backup ends PartiallyFailed, not stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_on_a_node_without_an_agent_fails_after_the_timeout() {
+    let mut s = setup!();
+    let _provisioner = stand_in_provisioner(&s.client()).await;
+    let nodes = Nodes::new(&s).await;
+    let silent = nodes.names[1].clone();
+    let _controller = s.start_controller(&["--agent-timeout", "15s"]);
+    let ns = s.cluster.namespace("vol-silent").await.unwrap();
+    let client = s.client();
+    create_all(
+        &client,
+        &[
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "c", "namespace": ns},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": STAND_IN_CLASS,
+                 "resources": {"requests": {"storage": "1Gi"}}}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": ns},
+               "spec": {"nodeName": silent, "containers": [{"name": "c", "image": "x"}],
+                        "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "c"}}]}}),
+        ],
+    )
+    .await;
+    running_pods(&s, &ns, 1).await;
+    let b = s
+        .backup(
+            "silent",
+            json!({"includedNamespaces": [ns], "defaultVolumesToFsBackup": true}),
+        )
+        .await;
+    assert_eq!(
+        b.phase(),
+        stowage_kube::api::BackupPhase::PartiallyFailed,
+        "{:#?}",
+        b.status
+    );
+    let line = &b.status.as_ref().unwrap().volumes[0];
+    assert_eq!(line.outcome, VolumeOutcome::Failed);
+    let reason = line.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "the agent of node {silent} has not reported for 15s"
+        )),
+        "{reason}"
+    );
+    let item = items_of_backup(&s, "silent").await.remove(0);
+    assert_eq!(item.status.unwrap().phase, Some(VolumePhase::Failed));
 }

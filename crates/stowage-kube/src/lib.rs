@@ -10,6 +10,7 @@ pub mod crds;
 pub mod discovery;
 pub mod filter;
 pub mod layout;
+pub mod metrics;
 pub mod pace;
 pub mod restore;
 pub mod restore_modifiers;

@@ -30,6 +30,10 @@ pub const OPT_IN: &str = "backup.stowage.dev/backup-volumes";
 /// The pod annotation naming the volumes never to copy. Velero's
 /// `backup.velero.io/backup-volumes-excludes`.
 pub const OPT_OUT: &str = "backup.stowage.dev/backup-volumes-excludes";
+/// Velero's own annotations, honoured too, so pods annotated for Velero need no change.
+pub const VELERO_OPT_IN: &str = "backup.velero.io/backup-volumes";
+/// See [`VELERO_OPT_IN`].
+pub const VELERO_OPT_OUT: &str = "backup.velero.io/backup-volumes-excludes";
 
 /// A volume to copy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -222,8 +226,10 @@ pub fn select(inputs: &Inputs<'_>) -> Selection {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let pod_name = pod.metadata.name.clone().unwrap_or_default();
         let annotations = pod.metadata.annotations.clone().unwrap_or_default();
-        let opt_in = names(annotations.get(OPT_IN));
-        let opt_out = names(annotations.get(OPT_OUT));
+        let mut opt_in = names(annotations.get(OPT_IN));
+        opt_in.extend(names(annotations.get(VELERO_OPT_IN)));
+        let mut opt_out = names(annotations.get(OPT_OUT));
+        opt_out.extend(names(annotations.get(VELERO_OPT_OUT)));
         let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
             && pod
                 .spec
@@ -510,6 +516,25 @@ mod tests {
             .unwrap()
             .contains("not opted in"));
         assert!(s.results[3].reason.as_ref().unwrap().contains("hostPath"));
+    }
+
+    #[test]
+    fn velero_annotations_count_too() {
+        let pods = [pod(
+            "p",
+            "node-0",
+            "Running",
+            json!([claim_vol("a", "data"), claim_vol("b", "raw")]),
+            json!({VELERO_OPT_IN: "a,b", VELERO_OPT_OUT: "b"}),
+        )];
+        let s = run(&pods, false, &[]);
+        assert_eq!(
+            s.chosen
+                .iter()
+                .map(|c| c.pvc.name.as_str())
+                .collect::<Vec<_>>(),
+            ["data"]
+        );
     }
 
     #[test]

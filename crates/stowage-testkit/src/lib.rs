@@ -7,4 +7,5 @@
 pub mod cluster;
 pub mod fault_proxy;
 pub mod kubelet;
+pub mod provisioner;
 pub mod tree;

@@ -49,6 +49,9 @@ pub struct AgentArgs {
     /// The agent's name in statuses and Events (default: POD_NAME, else the host name)
     #[arg(long, env = "POD_NAME")]
     pub agent_name: Option<String>,
+    /// Serve Prometheus metrics on this address (GET /metrics), e.g. 0.0.0.0:8085
+    #[arg(long)]
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 pub fn run(a: AgentArgs) -> Result<u8> {
@@ -71,6 +74,7 @@ pub fn run(a: AgentArgs) -> Result<u8> {
             max_attempts: a.max_attempts.max(1),
             mount_wait: a.mount_wait,
             agent_name,
+            metrics_address: a.metrics_address,
         };
         tokio::select! {
             r = agent::run(client, opts) => r.map(|()| 0).map_err(anyhow::Error::from),

@@ -42,6 +42,7 @@ use crate::api::{
     VolumeBackup, VolumeMode, VolumePhase, VolumeProgress, VolumeRestore, VolumeWork,
     VolumeWorkStatus, NODE_LABEL, VOLUME_STATUS_MEMBERS,
 };
+use crate::metrics::{AgentMetrics, Kind, Outcome};
 use crate::store::OpenedLocation;
 use job::JobError;
 use kubelet::{KubeletPathError, KubeletRoot};
@@ -76,6 +77,8 @@ pub struct AgentOptions {
     pub mount_wait: Duration,
     /// The agent's name in statuses and Events (its pod's name).
     pub agent_name: String,
+    /// Where to serve Prometheus metrics (`GET /metrics`); `None`: not served.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 impl Default for AgentOptions {
@@ -91,6 +94,7 @@ impl Default for AgentOptions {
             max_attempts: 5,
             mount_wait: Duration::from_secs(120),
             agent_name: String::new(),
+            metrics_address: None,
         }
     }
 }
@@ -110,6 +114,9 @@ pub enum AgentError {
     /// The CRDs are missing or unreadable.
     #[error("the stowage.dev work item CRDs are not installed or not readable: {0}")]
     Crds(String),
+    /// The metrics address could not be bound.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// What the reconcilers of both kinds of item share.
@@ -123,6 +130,7 @@ struct Agent {
     /// Opened repositories by location name, with the location's generation.
     repos: Mutex<HashMap<String, (i64, Arc<OpenedLocation>)>>,
     recorder: Recorder,
+    metrics: Arc<AgentMetrics>,
 }
 
 /// A reconcile failed (the API server refused a read or a write); retried.
@@ -166,6 +174,8 @@ trait WorkItem:
 {
     /// "volume backup" or "volume restore", for messages.
     const WHAT: &'static str;
+    /// Its kind in the metrics.
+    const KIND: Kind;
     fn work_status(&self) -> VolumeWorkStatus;
     fn location(&self) -> &str;
     fn pod_uid(&self) -> &str;
@@ -183,6 +193,7 @@ trait WorkItem:
 
 impl WorkItem for VolumeBackup {
     const WHAT: &'static str = "volume backup";
+    const KIND: Kind = Kind::Backup;
     fn work_status(&self) -> VolumeWorkStatus {
         self.status.clone().unwrap_or_default()
     }
@@ -260,6 +271,7 @@ impl WorkItem for VolumeBackup {
 
 impl WorkItem for VolumeRestore {
     const WHAT: &'static str = "volume restore";
+    const KIND: Kind = Kind::Restore;
     fn work_status(&self) -> VolumeWorkStatus {
         self.status.clone().unwrap_or_default()
     }
@@ -435,7 +447,14 @@ pub async fn run(client: Client, opts: AgentOptions) -> Result<(), AgentError> {
         controller: "stowage-agent".into(),
         instance: Some(opts.agent_name.clone()),
     };
+    let metrics = Arc::new(AgentMetrics::new(&opts.node));
+    if let Some(addr) = opts.metrics_address {
+        let m = metrics.clone();
+        let bound = crate::metrics::serve(addr, Arc::new(move || m.encode())).await?;
+        tracing::info!(address = %bound, "serving metrics on /metrics");
+    }
     let agent = Arc::new(Agent {
+        metrics,
         recorder: Recorder::new(client.clone(), reporter),
         slots: Arc::new(Semaphore::new(opts.concurrency.max(1))),
         client,
@@ -575,6 +594,7 @@ async fn reconcile<K: WorkItem>(
             )
             .await;
     }
+    agent.metrics.queued(K::KIND);
     let token = CancelToken::new();
     agent
         .running
@@ -625,11 +645,14 @@ async fn carry_out<K: WorkItem>(
             p = agent.slots.clone().acquire_owned() => break p.expect("the semaphore is never closed"),
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if cancel.is_canceled() {
+                    agent.metrics.dequeued(K::KIND);
                     return canceled(status, "canceled while queued");
                 }
             }
         }
     };
+    agent.metrics.started(K::KIND);
+    let began = Instant::now();
     status.phase = Some(VolumePhase::InProgress);
     status.start_timestamp = Some(now());
     status.message = None;
@@ -655,6 +678,14 @@ async fn carry_out<K: WorkItem>(
     };
     drop(permit);
     status.completion_timestamp = Some(now());
+    let (outcome, bytes) = match &result {
+        Ok(done) => (Outcome::Completed, done.bytes),
+        Err(JobError::Canceled) => (Outcome::Canceled, 0),
+        Err(_) => (Outcome::Failed, 0),
+    };
+    agent
+        .metrics
+        .ended(K::KIND, outcome, bytes, began.elapsed());
     match result {
         Ok(done) => {
             status.phase = Some(VolumePhase::Completed);

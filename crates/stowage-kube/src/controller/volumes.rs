@@ -188,7 +188,7 @@ pub(super) async fn back_up(
     }
     let names: Vec<String> = items.iter().map(|(n, _)| n.clone()).collect();
     let mut results = selection.results.clone();
-    let ended = wait_items::<VolumeBackup>(ctx, &names, cancel, |statuses| {
+    let ended = wait_items::<VolumeBackup>(ctx, &uid, &names, cancel, |statuses| {
         fill(&mut results, &items, statuses);
         on_progress(&results);
     })
@@ -240,6 +240,7 @@ pub fn outcome(phase: VolumePhase) -> VolumeOutcome {
 /// that reason; canceling `cancel` asks every item still running to stop.
 pub(super) async fn wait_items<K>(
     ctx: &Arc<Context>,
+    owner_uid: &str,
     names: &[String],
     cancel: &CancelToken,
     mut on_progress: impl FnMut(&HashMap<String, VolumeWorkStatus>),
@@ -258,19 +259,37 @@ where
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let started = Instant::now();
     let mut cancel_sent = false;
+    // One paged LIST of the owner's items per poll, however many volumes there are.
+    let owned = ListParams::default()
+        .labels(&format!("{OWNER_UID_LABEL}={owner_uid}"))
+        .limit(500);
     loop {
+        let mut by_name: HashMap<String, K> = HashMap::new();
+        let mut lp = owned.clone();
+        loop {
+            let page = api
+                .list(&lp)
+                .await
+                .map_err(|e| transient("listing work items", e))?;
+            let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+            by_name.extend(page.items.into_iter().map(|i| (i.name_any(), i)));
+            match next {
+                Some(c) => lp = owned.clone().continue_token(&c),
+                None => break,
+            }
+        }
         let mut statuses = HashMap::new();
         let mut open = Vec::new();
         for name in names {
-            match api.get_opt(name).await {
-                Ok(Some(item)) => {
+            match by_name.remove(name) {
+                Some(item) => {
                     let status = item.work_status();
                     if !item.phase().is_terminal() {
                         open.push(item);
                     }
                     statuses.insert(name.clone(), status);
                 }
-                Ok(None) => {
+                None => {
                     statuses.insert(
                         name.clone(),
                         VolumeWorkStatus {
@@ -280,7 +299,6 @@ where
                         },
                     );
                 }
-                Err(e) => return Err(transient("reading a work item", e)),
             }
         }
         on_progress(&statuses);
@@ -300,8 +318,19 @@ where
             }
             cancel_sent = true;
         }
+        // Each node's agent looked at once per poll.
+        let mut silence: HashMap<String, Option<String>> = HashMap::new();
         for item in &open {
-            if let Some(why) = silent_agent(ctx, &leases, &nodes, item, started).await {
+            let node = item.node().to_string();
+            let why = match silence.get(&node) {
+                Some(w) => w.clone(),
+                None => {
+                    let w = silent_agent(ctx, &leases, &nodes, item, started).await;
+                    silence.insert(node, w.clone());
+                    w
+                }
+            };
+            if let Some(why) = why {
                 let mut status = item.work_status();
                 status.phase = Some(VolumePhase::Failed);
                 status.message = Some(why);
@@ -635,7 +664,9 @@ pub(super) async fn restore_data(
         .filter(|h| !h.item.is_empty())
         .map(|h| h.item.clone())
         .collect();
-    match wait_items::<crate::api::VolumeRestore>(ctx, &names, &data.cancel, |_| {}).await {
+    match wait_items::<crate::api::VolumeRestore>(ctx, &restore_uid, &names, &data.cancel, |_| {})
+        .await
+    {
         Ok(statuses) => {
             for h in &helpers {
                 let Some(status) = statuses.get(&h.item) else {

@@ -999,6 +999,43 @@ async fn cancel(g: &K8sGlobal, a: NameArg) -> Result<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn volumes_are_listed_by_outcome_with_snapshot_or_reason() {
+        use stowage_kube::api::{VolumeMethod, VolumeMode, VolumeOutcome, VolumeResult};
+        let lines = [
+            VolumeResult {
+                namespace: "app".into(),
+                pod: Some("db-0".into()),
+                volume: "data".into(),
+                pvc: Some("data-db-0".into()),
+                method: VolumeMethod::FileSystem,
+                volume_mode: VolumeMode::Filesystem,
+                outcome: VolumeOutcome::Completed,
+                snapshot_id: Some("0123456789abcdef".into()),
+                bytes: Some(2048),
+                ..VolumeResult::default()
+            },
+            VolumeResult {
+                namespace: "app".into(),
+                pod: Some("web".into()),
+                volume: "tmp".into(),
+                method: VolumeMethod::Skipped,
+                outcome: VolumeOutcome::Skipped,
+                reason: Some("an emptyDir lives and dies with its pod".into()),
+                ..VolumeResult::default()
+            },
+        ];
+        let text = volumes_text(&lines);
+        assert!(text.contains("  Completed:\n    app/data-db-0 (pod db-0, Filesystem, snapshot 01234567, 2.00 KiB)\n"), "{text}");
+        assert!(
+            text.contains(
+                "  Skipped:\n    app/web (volume tmp): an emptyDir lives and dies with its pod\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(volumes_text(&[]), "");
+    }
+
     use super::*;
     use clap::Parser;
     use stowage_kube::api::BackupStatus;
